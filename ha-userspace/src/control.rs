@@ -1,0 +1,181 @@
+//! The control API: newline-delimited JSON over a Unix stream socket.
+//!
+//! One request per line, one reply per line: `{"cmd":"stats"}` →
+//! `{"ok":true,"data":{...}}` or `{"ok":false,"error":"..."}`. The socket is created mode 0600
+//! (root only), since it can change forwarding state.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _},
+    net::{UnixListener, UnixStream},
+};
+
+/// Where `hagent run` listens and the CLI connects unless `--socket` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/hagent/hagent.sock";
+
+/// Longest request line accepted; anything longer is a client bug or an attack.
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// A request to the daemon.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Global counters and attachments.
+    Stats,
+}
+
+/// A reply from the daemon.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    fn from_result(r: anyhow::Result<serde_json::Value>) -> Self {
+        match r {
+            Ok(data) => Reply {
+                ok: true,
+                data: Some(data),
+                error: None,
+            },
+            Err(e) => Reply {
+                ok: false,
+                data: None,
+                error: Some(format!("{e:#}")),
+            },
+        }
+    }
+}
+
+/// What serves requests: the daemon implements it.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, request: Request) -> anyhow::Result<serde_json::Value>;
+}
+
+/// A bound control socket; the file is removed when this is dropped.
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Binds `path`, refusing if another daemon answers there and replacing a stale socket.
+    pub fn bind(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!(
+                    "another hagent is already running with control socket {}; stop it or use --socket",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        }
+        let listener = UnixListener::bind(path)
+            .with_context(|| format!("cannot bind control socket {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(Self {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Serves connections until the task is dropped.
+    pub async fn serve<H: Handler>(&self, handler: Arc<H>) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => {
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_connection(stream, handler).await {
+                            tracing::debug!(error = %e, "control connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a control connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn serve_connection<H: Handler>(stream: UnixStream, handler: Arc<H>) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(read.take(MAX_REQUEST as u64 * 16)).lines();
+    while let Some(line) = lines.next_line().await? {
+        let reply = if line.len() > MAX_REQUEST {
+            Reply::from_result(Err(anyhow::anyhow!(
+                "request longer than {MAX_REQUEST} bytes"
+            )))
+        } else {
+            match serde_json::from_str::<Request>(&line) {
+                Ok(request) => {
+                    let handler = handler.clone();
+                    // Handlers touch BPF maps (syscalls): keep them off the async workers.
+                    let result = tokio::task::spawn_blocking(move || handler.handle(request))
+                        .await
+                        .map_err(anyhow::Error::from)
+                        .and_then(|r| r);
+                    Reply::from_result(result)
+                }
+                Err(e) => Reply::from_result(Err(anyhow::anyhow!("malformed request: {e}"))),
+            }
+        };
+        let mut out = serde_json::to_vec(&reply)?;
+        out.push(b'\n');
+        write.write_all(&out).await?;
+    }
+    Ok(())
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Sends one request to the daemon at `socket` and returns its data, or its error.
+pub fn call(socket: &Path, request: &Request) -> anyhow::Result<serde_json::Value> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "no hagent daemon answers on {} (is `hagent run` running? use --socket for another path)",
+            socket.display()
+        )
+    })?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut reply = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .context("reading the daemon's reply")?;
+    if reply.is_empty() {
+        bail!("the daemon closed the connection without a reply");
+    }
+    let reply: Reply = serde_json::from_str(&reply).context("the daemon's reply is not valid")?;
+    match (reply.ok, reply.data, reply.error) {
+        (true, Some(data), _) => Ok(data),
+        (true, None, _) => Ok(serde_json::Value::Null),
+        (false, _, error) => bail!("{}", error.unwrap_or_else(|| "unknown error".into())),
+    }
+}

@@ -1,0 +1,111 @@
+//! `hagent`: the home agent daemon and its command-line client.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hagent::{
+    config::Config,
+    control::{self, DEFAULT_SOCKET, Request},
+};
+
+#[derive(Parser)]
+#[command(
+    name = "hagent",
+    version,
+    about = "eBPF/XDP-accelerated Mobile IPv6 home agent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// Configuration file.
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// Control socket path.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Show the data plane's global counters.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Control socket path.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hagent: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, socket } => {
+            init_logging();
+            let config = Config::load(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(hagent::daemon::run(config, &socket))
+        }
+        Command::Stats { json, socket } => {
+            let data = control::call(&socket, &Request::Stats)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                print_stats(&data);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_stats(data: &serde_json::Value) {
+    if let Some(attachments) = data["attachments"].as_array() {
+        for a in attachments {
+            println!(
+                "attached: {} (ifindex {}, {} XDP)",
+                a["interface"].as_str().unwrap_or("?"),
+                a["ifindex"],
+                a["mode"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    println!("{:<24} {:>14} {:>16}", "counter", "packets", "bytes");
+    if let Some(counters) = data["counters"].as_array() {
+        for c in counters {
+            println!(
+                "{:<24} {:>14} {:>16}",
+                c["name"].as_str().unwrap_or("?"),
+                c["packets"].as_u64().unwrap_or(0),
+                c["bytes"].as_u64().unwrap_or(0)
+            );
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,0 +1,302 @@
+//! A small library for end-to-end tests in network namespaces, shared with `cargo xtask run`.
+//!
+//! Every object cleans up in `Drop` — also when a test panics — and namespace names are unique
+//! per process and per object, so tests run in parallel without stepping on each other.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+pub mod topology;
+
+/// True when running as root; otherwise prints a loud skip message. Root-only tests start with
+/// `if !tests::require_root("name") { return; }`.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    eprintln!(
+        "\n\x1b[1;33m!!! SKIPPED {test}: needs root (network namespaces, BPF). CI runs as root.\x1b[0m\n"
+    );
+    false
+}
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace that is deleted (with every process still in it) when dropped.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates `hat-<pid>-<n>-<label>` with `lo` up.
+    pub fn new(label: &str) -> anyhow::Result<Self> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let name = format!("hat-{}-{id}-{label}", std::process::id());
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        // Forwarding and no DAD delays: these are routers and hosts in a lab.
+        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs `program args` inside the namespace; fails with its stderr if it fails.
+    pub fn exec(&self, program: &str, args: &[&str]) -> anyhow::Result<Output> {
+        run(self.command(program).args(args))
+    }
+
+    /// Runs `ip args` in the namespace.
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<Output> {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.exec("sysctl", &["-qw", &format!("{key}={value}")])?;
+        Ok(())
+    }
+
+    /// Starts `program args` in the namespace in the background; killed when dropped.
+    pub fn spawn(&self, program: &str, args: &[&str], log: &Path) -> anyhow::Result<Background> {
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = self
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("spawning {program} in {}", self.name))?;
+        Ok(Background {
+            child: Some(child),
+            what: format!("{program} in {}", self.name),
+            log: log.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Kill what is still inside, then delete the namespace.
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    // SAFETY: plain syscall; the pid came from the kernel a moment ago.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A background process, terminated (SIGTERM, then SIGKILL after 5 s) when dropped.
+pub struct Background {
+    child: Option<Child>,
+    what: String,
+    log: PathBuf,
+}
+
+impl Background {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// The process's combined stdout/stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails if the process has already exited (with its log).
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            bail!(
+                "{} exited early ({status}); log:\n{}",
+                self.what,
+                self.log()
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for the exit status (SIGKILL after `grace`).
+    pub fn terminate(&mut self, grace: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("{} was already reaped", self.what);
+        };
+        // SAFETY: plain syscall on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let status = child.wait()?;
+                bail!(
+                    "{} ignored SIGTERM for {grace:?}; killed ({status})",
+                    self.what
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.terminate(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Runs a command, returning its output, or an error with the command line and its stderr.
+pub fn run(cmd: &mut Command) -> anyhow::Result<Output> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+/// Polls `f` until it returns `Ok(Some(_))` or `timeout` passes. For waiting on a state
+/// (a socket answering, a counter moving), never for asserting a duration.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            match last_err {
+                Some(e) => bail!("timed out after {timeout:?} waiting for {what}: {e:#}"),
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path to the `hagent` binary, built once per test process if needed (`HAGENT_BIN` overrides).
+pub fn hagent_bin() -> anyhow::Result<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("HAGENT_BIN") {
+            return Ok(PathBuf::from(p));
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "ha-userspace",
+                "--bin",
+                "hagent",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run cargo build: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("cargo build of hagent failed ({})", out.status));
+        }
+        // The last compiler-artifact line for the hagent binary names its path.
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("\"executable\"") && l.contains("hagent"))
+            .filter_map(|l| {
+                let i = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+                let rest = &l[i..];
+                Some(PathBuf::from(&rest[..rest.find('"')?]))
+            })
+            .next_back()
+            .ok_or_else(|| "cargo did not report the hagent executable".to_string())
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// A private temporary directory removed on drop (logs, sockets, configs of one test).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> anyhow::Result<Self> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("hat-{}-{id}-{label}", std::process::id()));
+        std::fs::create_dir_all(&p)?;
+        Ok(Self(p))
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("keeping {} for inspection", self.0.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,180 @@
+//! Building blocks for labs: veth links between namespaces and a running `hagent`.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use anyhow::{Context as _, bail};
+
+use crate::{Background, Netns, TempDir, hagent_bin, run, wait_for};
+
+/// Connects `a:a_if` and `b:b_if` with a veth pair and brings both ends up.
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> anyhow::Result<()> {
+    run(Command::new("ip").args([
+        "link",
+        "add",
+        a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
+    ]))?;
+    a.ip(&["link", "set", a_if, "up"])?;
+    b.ip(&["link", "set", b_if, "up"])?;
+    Ok(())
+}
+
+/// Adds an address without duplicate address detection (the lab has no duplicates).
+pub fn addr(ns: &Netns, ifname: &str, cidr: &str) -> anyhow::Result<()> {
+    ns.ip(&["-6", "addr", "add", cidr, "dev", ifname, "nodad"])?;
+    Ok(())
+}
+
+/// A `hagent run` inside a namespace, with its own control socket; stopped when dropped.
+pub struct Hagent {
+    pub process: Background,
+    pub socket: PathBuf,
+    dir: TempDir,
+}
+
+impl Hagent {
+    /// Writes `config` (TOML) to a file and starts `hagent run` in `ns`, waiting until its
+    /// control socket answers.
+    pub fn start(ns: &Netns, config: &str) -> anyhow::Result<Self> {
+        let dir = TempDir::new("hagent")?;
+        let config_path = dir.join("hagent.toml");
+        std::fs::write(&config_path, config)?;
+        let socket = dir.join("hagent.sock");
+        let bin = hagent_bin()?;
+        let mut process = ns.spawn(
+            bin.to_str().context("non-UTF-8 binary path")?,
+            &[
+                "run",
+                "-c",
+                config_path.to_str().context("non-UTF-8 path")?,
+                "--socket",
+                socket.to_str().context("non-UTF-8 path")?,
+            ],
+            &dir.join("hagent.log"),
+        )?;
+        let mut me = None;
+        wait_for("hagent's control socket", Duration::from_secs(20), || {
+            process.check_running()?;
+            Ok(socket.exists().then_some(()))
+        })?;
+        me.replace(Self {
+            process,
+            socket,
+            dir,
+        });
+        let me = me.expect("set above");
+        wait_for("hagent to answer", Duration::from_secs(10), || {
+            Ok(me.cli(&["stats", "--json"]).ok())
+        })?;
+        Ok(me)
+    }
+
+    /// Runs a `hagent` client command against this daemon's socket; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = run(Command::new(hagent_bin()?)
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket))?;
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// `hagent stats --json`, parsed.
+    pub fn stats(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.cli(&["stats", "--json"])?)?)
+    }
+
+    /// The packet count of the named global counter.
+    pub fn counter(&self, name: &str) -> anyhow::Result<u64> {
+        let stats = self.stats()?;
+        let Some(counters) = stats["counters"].as_array() else {
+            bail!("no counters in {stats}");
+        };
+        counters
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["packets"].as_u64())
+            .with_context(|| format!("no counter {name} in {stats}"))
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status.
+    pub fn stop(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let status = self.process.terminate(Duration::from_secs(10))?;
+        let _ = &self.dir;
+        Ok(status)
+    }
+}
+
+/// Addresses of the seed talk's lab.
+pub mod seed {
+    pub const HOME_PREFIX: &str = "2001:db8:bee5::/64";
+    pub const FOREIGN_PREFIX: &str = "2001:db8:f00d::/64";
+    pub const CN_PREFIX: &str = "2001:db8:cafe::/64";
+    pub const HA: &str = "2001:db8:bee5::c001:babe";
+    pub const HOA: &str = "2001:db8:bee5::dead:face";
+    pub const COA: &str = "2001:db8:f00d::dead:face";
+    pub const CN: &str = "2001:db8:cafe::c0de:f001";
+    pub const ROUTER_HOME: &str = "2001:db8:bee5::1";
+    pub const ROUTER_FOREIGN: &str = "2001:db8:f00d::1";
+    pub const ROUTER_CN: &str = "2001:db8:cafe::1";
+}
+
+/// The seed's topology: a router joining the home link, a foreign link and the
+/// correspondent's link; the HA on the home link, the MN on the foreign link (at its CoA), the
+/// CN on its link. Every host's interface is `eth0`; the router's are `home0`, `foreign0`,
+/// `cafe0`.
+pub struct SeedLab {
+    pub router: Netns,
+    pub ha: Netns,
+    pub mn: Netns,
+    pub cn: Netns,
+}
+
+impl SeedLab {
+    pub fn new() -> anyhow::Result<Self> {
+        let lab = Self {
+            router: Netns::new("router")?,
+            ha: Netns::new("ha")?,
+            mn: Netns::new("mn")?,
+            cn: Netns::new("cn")?,
+        };
+        lab.router.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        lab.ha.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        for (host, router_if, router_addr, host_addr) in [
+            (&lab.ha, "home0", seed::ROUTER_HOME, seed::HA),
+            (&lab.mn, "foreign0", seed::ROUTER_FOREIGN, seed::COA),
+            (&lab.cn, "cafe0", seed::ROUTER_CN, seed::CN),
+        ] {
+            veth(&lab.router, router_if, host, "eth0")?;
+            addr(&lab.router, router_if, &format!("{router_addr}/64"))?;
+            addr(host, "eth0", &format!("{host_addr}/64"))?;
+            host.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                router_addr,
+                "dev",
+                "eth0",
+            ])?;
+            // Frames that XDP transmits lose CHECKSUM_PARTIAL: generate full checksums.
+            host.exec("ethtool", &["-K", "eth0", "tx", "off"])?;
+            lab.router
+                .exec("ethtool", &["-K", router_if, "tx", "off"])?;
+        }
+        Ok(lab)
+    }
+}

@@ -1,0 +1,144 @@
+//! `cargo xtask <command>`: everything a developer or CI runs, so the README needs two commands.
+
+mod lab;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (idempotent; quiet when everything is there).
+    Setup,
+    /// Build everything and run the lab in network namespaces.
+    Run,
+    /// Formatting, clippy (host and BPF target), unit and end-to-end tests.
+    Test {
+        /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    std::env::set_current_dir(tests::workspace_root())?;
+    match cli.command {
+        Cmd::Setup => setup::setup(),
+        Cmd::Run => {
+            setup::ensure()?;
+            cargo(&["build", "-p", "ha-userspace", "--bin", "hagent"])?;
+            lab::run()
+        }
+        Cmd::Test { args } => {
+            setup::ensure()?;
+            test(&args)
+        }
+    }
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    step("cargo fmt --check");
+    cargo(&["fmt", "--all", "--check"])?;
+    step("cargo clippy (userspace crates)");
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "ha-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    step("cargo clippy (ha-ebpf for bpfel-unknown-none, nightly)");
+    run(Command::new("rustup").args([
+        "run",
+        "nightly",
+        "cargo",
+        "clippy",
+        "-p",
+        "ha-ebpf",
+        "--bins",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step("cargo test --workspace (unit tests, BPF_PROG_TEST_RUN and namespace end-to-end tests)");
+    if !is_root() {
+        eprintln!(
+            "\x1b[1;33m!!! not running as root: tests that need BPF or network namespaces will be \
+             SKIPPED. CI runs as root.\x1b[0m"
+        );
+    }
+    let mut test_args = vec!["test", "--workspace"];
+    if !args.is_empty() {
+        test_args.push("--");
+        test_args.extend(args.iter().map(String::as_str));
+    }
+    cargo(&test_args)?;
+    step("all checks passed");
+    Ok(())
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn step(what: &str) {
+    eprintln!("\x1b[1;34m==> {what}\x1b[0m");
+}
+
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo).args(args))
+}
+
+/// Runs a command with inherited output; an error names the exact command.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", show(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", show(cmd));
+    }
+    Ok(())
+}
+
+/// A command as a shell line, for error messages.
+pub fn show(cmd: &Command) -> String {
+    let mut s: String = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={} ", k.to_str()?, v?.to_str()?)))
+        .collect();
+    s.push_str(&cmd.get_program().to_string_lossy());
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
