@@ -59,12 +59,12 @@ fn real_main() -> anyhow::Result<()> {
 fn test(args: &[String]) -> anyhow::Result<()> {
     step("cargo fmt --check");
     cargo(&["fmt", "--all", "--check"])?;
-    step("cargo clippy (userspace crates)");
+    // On the host, ha-ebpf builds as a library (its logic's unit tests); the BPF target is
+    // checked separately below.
+    step("cargo clippy (workspace, host)");
     cargo(&[
         "clippy",
         "--workspace",
-        "--exclude",
-        "ha-ebpf",
         "--all-targets",
         "--",
         "-D",
