@@ -6,16 +6,54 @@
 //! whose niche layouts are not an ABI.
 #![cfg_attr(not(any(feature = "user", test)), no_std)]
 
+pub mod abi;
+pub mod mh;
 pub mod stats;
 
 /// Names of the maps in the eBPF object, so the loader and the programs agree on them.
 pub mod maps {
     /// Per-CPU array of global counters, indexed by [`crate::stats::Counter`].
     pub const GLOBAL_COUNTERS: &str = "HA_COUNTERS";
+    /// Hash map HoA → [`crate::abi::BindingEntry`].
+    pub const BINDINGS: &str = "HA_BINDINGS";
+    /// LPM trie mobile network prefix → [`crate::abi::BindingEntry`].
+    pub const PREFIXES: &str = "HA_PREFIXES";
+    /// Hash map of this node's tunnel endpoint addresses (HA addresses, or the MN's CoAs).
+    pub const LOCAL_ADDRS: &str = "HA_LOCAL_ADDRS";
+    /// Devmap of the interfaces the programs may redirect to (key = value = ifindex).
+    pub const DEVMAP: &str = "HA_DEVMAP";
+    /// Per-CPU array of [`crate::abi::BindingCounters`], indexed by binding id.
+    pub const BINDING_COUNTERS: &str = "HA_BIND_CNT";
+    /// LRU hash tunnel destination → [`crate::abi::NextHop`].
+    pub const NEXTHOPS: &str = "HA_NEXTHOPS";
+    /// Array with one `u64`: the current next-hop epoch.
+    pub const NEXTHOP_EPOCH: &str = "HA_NH_EPOCH";
+    /// Per-CPU [`crate::abi::RateLimit`] for generated ICMPv6 errors.
+    pub const ICMP_RATELIMIT: &str = "HA_ICMP_RL";
+    /// Ring buffer of [`crate::abi::PuntRecord`]s for the daemon.
+    pub const PUNT: &str = "HA_PUNT";
+}
+
+/// Names of the read-only globals the loader sets before loading.
+pub mod globals {
+    /// `u8`: [`crate::abi::ROLE_HOME_AGENT`] or [`crate::abi::ROLE_MOBILE_NODE`].
+    pub const ROLE: &str = "HA_CFG_ROLE";
+    /// `u8`: hop limit of the outer header.
+    pub const OUTER_HOP_LIMIT: &str = "HA_CFG_OUTER_HOP_LIMIT";
+    /// `u8`: 1 to use the next-hop cache, 0 to call `bpf_fib_lookup` for every packet.
+    pub const NEXTHOP_CACHE: &str = "HA_CFG_NEXTHOP_CACHE";
+    /// `u32`: generated ICMPv6 errors per second per CPU.
+    pub const ICMP_RATE: &str = "HA_CFG_ICMP_RATE";
+    /// `u8`: benchmarks only — undo every packet change before returning, so that
+    /// BPF_PROG_TEST_RUN's `repeat` runs the same path each time.
+    pub const BENCH_RESTORE: &str = "HA_CFG_BENCH_RESTORE";
 }
 
 /// Names of the programs in the eBPF object.
 pub mod programs {
-    /// The XDP ingress program attached to every interface the home agent serves.
+    /// The XDP ingress program attached to every interface the node serves.
     pub const XDP_INGRESS: &str = "ha_xdp_ingress";
+    /// The TC egress program: tunnels packets the node itself sends (or forwards through the
+    /// kernel) to a bound HoA.
+    pub const TC_EGRESS: &str = "ha_tc_egress";
 }

@@ -1,33 +1,108 @@
-//! Global counters: one per-CPU slot per action and per drop/pass reason.
+//! Global counters: one per-CPU slot per action and per pass/drop reason.
 //!
-//! The slot index is the `#[repr(u32)]` discriminant, fixed forever once released (dashboards
-//! and `hagent stats` history depend on it), as Katran does with its fixed counter indices.
-//! New counters are appended; none is ever renumbered.
+//! The slot index is the `#[repr(u32)]` discriminant, fixed once released (dashboards and
+//! `hagent stats` history depend on it), as Katran does with its fixed counter indices. New
+//! counters are appended; none is ever renumbered. Every early exit of a program counts one.
 
-/// Index into the per-CPU global counter array.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Counter {
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident = $idx:literal => $text:literal,)*) => {
+        /// Index into the per-CPU global counter array.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Counter {
+            $($(#[doc = $doc])* $name = $idx,)*
+        }
+
+        impl Counter {
+            /// Every counter, in index order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$name,)*];
+
+            /// A stable snake_case name, used in `hagent stats --json` and logs.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
     /// Every frame the XDP program saw.
-    RxFrames = 0,
+    RxFrames = 0 => "rx_frames",
     /// Frames whose (possibly VLAN-tagged) EtherType is IPv6.
-    RxIpv6 = 1,
-    /// Frames that are not IPv6 (ARP, IPv4, LLDP, ...): passed to the kernel untouched.
-    PassNotIpv6 = 2,
-    /// Frames too short to hold the headers they announce: passed to the kernel, which
-    /// accounts for them in its own error counters.
-    PassTruncated = 3,
+    RxIpv6 = 1 => "rx_ipv6",
+    /// Not IPv6 (ARP, IPv4, LLDP, ...): passed to the kernel untouched.
+    PassNotIpv6 = 2 => "pass_not_ipv6",
+    /// Shorter than the headers it announces, or not IPv6 version 6: passed to the kernel,
+    /// which accounts for it in its own error counters.
+    PassMalformed = 3 => "pass_malformed",
+    /// VLAN-tagged: the fast path handles untagged frames only; the kernel forwards these.
+    PassVlan = 4 => "pass_vlan",
+    /// No binding for the destination: ordinary traffic for the kernel.
+    PassNoBinding = 5 => "pass_no_binding",
+    /// Bound destination, but never tunnelled: ND, link-local, multicast, Mobility Header,
+    /// hop-by-hop options.
+    PassNotTunnelled = 6 => "pass_not_tunnelled",
+    /// Hop limit ≤ 1: the kernel sends Time Exceeded.
+    PassHopLimit = 7 => "pass_hop_limit",
+    /// FIB says the neighbour is not resolved yet: the kernel resolves it; later packets take
+    /// the fast path.
+    PassNoNeigh = 8 => "pass_no_neigh",
+    /// FIB says not forwarded (local, forwarding disabled, ...): the kernel decides.
+    PassFibOther = 9 => "pass_fib_other",
+    /// The binding's payload goes through kernel IPsec.
+    PassIpsecBinding = 10 => "pass_ipsec_binding",
+    /// Egress interface is not one the data plane may redirect to.
+    PassEgressNotManaged = 11 => "pass_egress_not_managed",
+    /// Encapsulated and sent back out of the ingress interface.
+    EncapTx = 12 => "encap_tx",
+    /// Encapsulated and redirected to another interface.
+    EncapRedirect = 13 => "encap_redirect",
+    /// Reverse-tunnelled packet decapsulated and forwarded (TX or redirect).
+    DecapForward = 14 => "decap_forward",
+    /// Reverse-tunnelled packet decapsulated and handed to the kernel (local delivery,
+    /// unresolved neighbour, hop limit).
+    DecapPass = 15 => "decap_pass",
+    /// Reverse-tunnelled packet for another bound HoA: tunnelled again directly.
+    DecapReencap = 16 => "decap_reencap",
+    /// Tunnelled packet whose inner source is neither a bound HoA nor in a bound prefix
+    /// (RFC 6275 §10.4.5 ingress check).
+    DropDecapUnknownSource = 17 => "drop_decap_unknown_source",
+    /// Tunnelled packet whose outer source is not the binding's care-of address.
+    DropDecapWrongCareOf = 18 => "drop_decap_wrong_care_of",
+    /// FIB says blackhole, unreachable or prohibited.
+    DropFibUnreachable = 19 => "drop_fib_unreachable",
+    /// Inner packet too big for the tunnel and > 1280: ICMPv6 Packet Too Big sent.
+    PtbSent = 20 => "ptb_sent",
+    /// Packet Too Big not sent because of the rate limit; packet dropped.
+    DropPtbRateLimited = 21 => "drop_ptb_rate_limited",
+    /// Inner packet ≤ 1280 whose encapsulation needs fragmenting: handed to the daemon.
+    PuntFragment = 22 => "punt_fragment",
+    /// The punt ring buffer was full: dropped.
+    DropPuntFull = 23 => "drop_punt_full",
+    /// Signalling with a Home Address option: addresses swapped so the kernel accepts it.
+    SignalHaoRewritten = 24 => "signal_hao_rewritten",
+    /// Other traffic to one of this node's tunnel endpoint addresses (BU without HAO, ESP,
+    /// ICMPv6, ...): passed to the kernel.
+    PassLocal = 25 => "pass_local",
+    /// Arrived already carrying the option type this data plane writes when it rewrites a
+    /// Home Address option: forged, dropped.
+    DropForgedHaoMarker = 26 => "drop_forged_hao_marker",
+    /// A helper failed (adjust_head, adjust_tail, ...): dropped.
+    DropHelperFailed = 27 => "drop_helper_failed",
+    /// TC egress: a packet the node sent to a bound HoA was encapsulated.
+    TcEncap = 28 => "tc_encap",
+    /// TC egress: encapsulated and redirected through the neighbour subsystem.
+    TcEncapNeigh = 29 => "tc_encap_neigh",
+    /// TC egress: could not be tunnelled (FIB failure, too big): dropped.
+    TcDrop = 30 => "tc_drop",
+    /// Mobile node role: a tunnelled packet from the HA for the HoA, decapsulated and
+    /// delivered to the kernel.
+    MnDecap = 31 => "mn_decap",
 }
 
 impl Counter {
-    /// Every counter, in index order.
-    pub const ALL: [Counter; 4] = [
-        Counter::RxFrames,
-        Counter::RxIpv6,
-        Counter::PassNotIpv6,
-        Counter::PassTruncated,
-    ];
-
     /// Number of slots the counter map needs.
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -35,16 +110,6 @@ impl Counter {
     #[inline(always)]
     pub const fn index(self) -> u32 {
         self as u32
-    }
-
-    /// A stable snake_case name, used in `hagent stats --json` and logs.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Counter::RxFrames => "rx_frames",
-            Counter::RxIpv6 => "rx_ipv6",
-            Counter::PassNotIpv6 => "pass_not_ipv6",
-            Counter::PassTruncated => "pass_truncated",
-        }
     }
 }
 

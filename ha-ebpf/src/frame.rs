@@ -36,6 +36,12 @@ pub trait Frame {
         Some((start + offset) as *const T)
     }
 
+    /// Mutable pointer to a `T` at `offset`, or `None` if the frame is too short.
+    #[inline(always)]
+    fn ptr_at_mut<T>(&self, offset: usize) -> Option<*mut T> {
+        self.ptr_at::<T>(offset).map(|p| p as *mut T)
+    }
+
     /// Copy of the `T` at `offset`, or `None` if the frame is too short.
     #[inline(always)]
     fn load<T: Copy>(&self, offset: usize) -> Option<T> {

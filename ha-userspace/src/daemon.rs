@@ -45,7 +45,7 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
         crate::system::ifindex(name).context("dataplane.interfaces")?;
     }
 
-    let mut dataplane = Dataplane::load()?;
+    let mut dataplane = Dataplane::load(&crate::dataplane::DataplaneOptions::default())?;
     for name in &config.dataplane.interfaces {
         dataplane.attach(name, config.dataplane.xdp_mode)?;
     }

@@ -1,17 +1,26 @@
-//! The eBPF data plane: loads the object embedded in this binary, attaches the XDP program to
-//! the home agent's interfaces and reads its maps.
+//! The eBPF data plane: loads the object embedded in this binary, attaches its programs to the
+//! node's interfaces and keeps its maps — a projection of the daemon's binding cache.
 //!
 //! Attachments are BPF links owned by this process: they are detached when [`Dataplane`] is
 //! dropped, and by the kernel when the process dies, so nothing stays attached after hagent
 //! exits, however it exits.
 
-use anyhow::{Context as _, anyhow};
+use std::net::Ipv6Addr;
+
+use anyhow::{Context as _, anyhow, bail};
 use aya::{
-    Ebpf, EbpfLoader,
-    maps::PerCpuArray,
-    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode},
+    Ebpf, EbpfLoader, VerifierLogLevel,
+    maps::{
+        Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, RingBuf, lpm_trie::Key,
+        xdp::DevMapHash,
+    },
+    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode},
 };
-use ha_common::stats::{Counter, CounterValue};
+use ha_common::{
+    abi::{BindingCounters, BindingEntry, ROLE_HOME_AGENT, ROLE_MOBILE_NODE},
+    globals, maps, programs,
+    stats::{Counter, CounterValue},
+};
 use serde::Serialize;
 
 use crate::config::XdpMode;
@@ -19,12 +28,53 @@ use crate::config::XdpMode;
 /// The eBPF object built from `ha-ebpf` by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
 
-/// One interface the XDP program is attached to.
+/// Which side of the tunnel this node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    HomeAgent,
+    MobileNode,
+}
+
+/// Load-time settings of the data plane.
+#[derive(Clone, Debug)]
+pub struct DataplaneOptions {
+    pub role: Role,
+    /// Size of the binding cache map (and of the per-binding counters).
+    pub max_bindings: u32,
+    /// Size of the mobile network prefix trie.
+    pub max_prefixes: u32,
+    /// Hop limit of outer headers.
+    pub outer_hop_limit: u8,
+    /// Cache next hops per tunnel destination instead of a FIB lookup per packet.
+    pub nexthop_cache: bool,
+    /// ICMPv6 errors (Packet Too Big) per second per CPU.
+    pub icmp_rate: u32,
+    /// Benchmarks only: programs undo their packet changes (see `ha_common::globals`).
+    pub bench_restore: bool,
+}
+
+impl Default for DataplaneOptions {
+    fn default() -> Self {
+        Self {
+            role: Role::HomeAgent,
+            // Sized for an ISP: a million bindings.
+            max_bindings: 1 << 20,
+            max_prefixes: 1 << 16,
+            outer_hop_limit: 64,
+            nexthop_cache: true,
+            icmp_rate: 100,
+            bench_restore: false,
+        }
+    }
+}
+
+/// One interface the programs are attached to.
 #[derive(Clone, Debug, Serialize)]
 pub struct Attachment {
     pub interface: String,
     pub ifindex: u32,
-    /// The mode the kernel accepted ("native" or "generic").
+    /// The XDP mode the kernel accepted.
     pub mode: XdpMode,
 }
 
@@ -39,28 +89,61 @@ pub struct CounterReading {
 /// The loaded programs and maps.
 pub struct Dataplane {
     ebpf: Ebpf,
+    options: DataplaneOptions,
     attachments: Vec<Attachment>,
 }
 
 impl Dataplane {
     /// Loads the embedded object and verifies the programs (nothing is attached yet).
-    pub fn load() -> anyhow::Result<Self> {
-        let mut ebpf = EbpfLoader::new()
+    pub fn load(options: &DataplaneOptions) -> anyhow::Result<Self> {
+        if options.max_bindings == 0 || options.max_prefixes == 0 {
+            bail!("max_bindings and max_prefixes must be at least 1");
+        }
+        let role = match options.role {
+            Role::HomeAgent => ROLE_HOME_AGENT,
+            Role::MobileNode => ROLE_MOBILE_NODE,
+        };
+        let cache = u8::from(options.nexthop_cache);
+        let restore = u8::from(options.bench_restore);
+        let mut loader = EbpfLoader::new();
+        loader
+            .set_max_entries(maps::BINDINGS, options.max_bindings)
+            .set_max_entries(maps::BINDING_COUNTERS, options.max_bindings)
+            .set_max_entries(maps::NEXTHOPS, options.max_bindings.clamp(1024, 1 << 20))
+            .set_max_entries(maps::PREFIXES, options.max_prefixes)
+            .set_global(globals::ROLE, &role, true)
+            .set_global(globals::OUTER_HOP_LIMIT, &options.outer_hop_limit, true)
+            .set_global(globals::NEXTHOP_CACHE, &cache, true)
+            .set_global(globals::ICMP_RATE, &options.icmp_rate, true)
+            .set_global(globals::BENCH_RESTORE, &restore, true);
+        if std::env::var_os("HAGENT_VERIFIER_LOG").is_some() {
+            loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading the embedded eBPF object failed")?;
-        let program = xdp_program(&mut ebpf)?;
-        program
+        xdp_program(&mut ebpf)?
             .load()
             .map_err(verifier_error)
             .context("the kernel refused the XDP program")?;
+        tc_program(&mut ebpf)?
+            .load()
+            .map_err(verifier_error)
+            .context("the kernel refused the TC program")?;
         Ok(Self {
             ebpf,
+            options: options.clone(),
             attachments: Vec::new(),
         })
     }
 
-    /// Attaches the XDP program to `interface`. In native mode, a driver without native XDP
-    /// support makes us fall back to generic mode, with a warning in the log.
+    pub fn options(&self) -> &DataplaneOptions {
+        &self.options
+    }
+
+    /// Attaches the XDP program (ingress) and the TC program (egress) to `interface` and lets
+    /// the programs redirect to it. In native mode, a driver without native XDP makes us fall
+    /// back to generic mode, with a warning in the log.
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> anyhow::Result<&Attachment> {
         let ifindex = crate::system::ifindex(interface)?;
         let program = xdp_program(&mut self.ebpf)?;
@@ -94,11 +177,18 @@ impl Dataplane {
                 }
             },
         };
+        tc_program(&mut self.ebpf)?
+            .attach(interface, TcAttachType::Egress)
+            .with_context(|| format!("attaching the TC egress program to {interface} failed"))?;
+        let mut devmap = DevMapHash::try_from(self.map_mut(maps::DEVMAP)?)?;
+        devmap
+            .insert(ifindex, ifindex, None, 0)
+            .with_context(|| format!("adding {interface} to the devmap"))?;
         tracing::info!(
             interface,
             ifindex,
             mode = accepted.as_str(),
-            "XDP program attached"
+            "data plane attached"
         );
         self.attachments.push(Attachment {
             interface: interface.to_string(),
@@ -108,23 +198,88 @@ impl Dataplane {
         Ok(self.attachments.last().expect("just pushed"))
     }
 
-    /// Where the program is attached.
+    /// Where the programs are attached.
     pub fn attachments(&self) -> &[Attachment] {
         &self.attachments
     }
 
-    /// Reads every global counter, summed over CPUs.
+    /// Declares `addr` one of this node's tunnel endpoints (an HA address, or a CoA).
+    pub fn add_local_address(&mut self, addr: Ipv6Addr) -> anyhow::Result<()> {
+        let mut m = HashMap::<_, [u8; 16], u32>::try_from(self.map_mut(maps::LOCAL_ADDRS)?)?;
+        m.insert(addr.octets(), 1, 0)
+            .with_context(|| format!("adding local tunnel endpoint {addr}"))
+    }
+
+    /// Removes a tunnel endpoint address.
+    pub fn remove_local_address(&mut self, addr: Ipv6Addr) -> anyhow::Result<()> {
+        let mut m = HashMap::<_, [u8; 16], u32>::try_from(self.map_mut(maps::LOCAL_ADDRS)?)?;
+        ignore_missing(m.remove(&addr.octets()))
+    }
+
+    /// Creates or replaces (in place: packets never see a gap) the binding for `hoa`.
+    pub fn set_binding(&mut self, hoa: Ipv6Addr, entry: &BindingEntry) -> anyhow::Result<()> {
+        let mut m = HashMap::<_, [u8; 16], BindingEntry>::try_from(self.map_mut(maps::BINDINGS)?)?;
+        m.insert(hoa.octets(), entry, 0)
+            .with_context(|| format!("writing the binding for {hoa} to the data plane"))
+    }
+
+    pub fn remove_binding(&mut self, hoa: Ipv6Addr) -> anyhow::Result<()> {
+        let mut m = HashMap::<_, [u8; 16], BindingEntry>::try_from(self.map_mut(maps::BINDINGS)?)?;
+        ignore_missing(m.remove(&hoa.octets()))
+    }
+
+    /// Creates or replaces the binding for a mobile network prefix.
+    pub fn set_prefix(
+        &mut self,
+        prefix: Ipv6Addr,
+        len: u8,
+        entry: &BindingEntry,
+    ) -> anyhow::Result<()> {
+        let mut m = LpmTrie::<_, [u8; 16], BindingEntry>::try_from(self.map_mut(maps::PREFIXES)?)?;
+        m.insert(&Key::new(u32::from(len), prefix.octets()), entry, 0)
+            .with_context(|| format!("writing the binding for {prefix}/{len} to the data plane"))
+    }
+
+    pub fn remove_prefix(&mut self, prefix: Ipv6Addr, len: u8) -> anyhow::Result<()> {
+        let mut m = LpmTrie::<_, [u8; 16], BindingEntry>::try_from(self.map_mut(maps::PREFIXES)?)?;
+        ignore_missing(m.remove(&Key::new(u32::from(len), prefix.octets())))
+    }
+
+    /// A binding's counters summed over CPUs.
+    pub fn binding_counters(&self, binding_id: u32) -> anyhow::Result<BindingCounters> {
+        let m = PerCpuArray::<_, BindingCounters>::try_from(self.map(maps::BINDING_COUNTERS)?)?;
+        let per_cpu = m.get(&binding_id, 0)?;
+        Ok(per_cpu
+            .iter()
+            .fold(BindingCounters::default(), |a, c| BindingCounters {
+                tunnelled_packets: a.tunnelled_packets + c.tunnelled_packets,
+                tunnelled_bytes: a.tunnelled_bytes + c.tunnelled_bytes,
+                reverse_packets: a.reverse_packets + c.reverse_packets,
+                reverse_bytes: a.reverse_bytes + c.reverse_bytes,
+            }))
+    }
+
+    /// Zeroes a binding's counters (when its id is given to a new binding).
+    pub fn reset_binding_counters(&mut self, binding_id: u32) -> anyhow::Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let mut m =
+            PerCpuArray::<_, BindingCounters>::try_from(self.map_mut(maps::BINDING_COUNTERS)?)?;
+        let zero = PerCpuValues::try_from(vec![BindingCounters::default(); cpus])?;
+        m.set(binding_id, zero, 0)?;
+        Ok(())
+    }
+
+    /// Invalidates every cached next hop: the next packet to each destination asks the FIB.
+    pub fn bump_nexthop_epoch(&mut self) -> anyhow::Result<u64> {
+        let mut m = Array::<_, u64>::try_from(self.map_mut(maps::NEXTHOP_EPOCH)?)?;
+        let next = m.get(&0, 0)?.wrapping_add(1);
+        m.set(0, next, 0)?;
+        Ok(next)
+    }
+
+    /// Every global counter, summed over CPUs.
     pub fn counters(&self) -> anyhow::Result<Vec<CounterReading>> {
-        let map = self
-            .ebpf
-            .map(ha_common::maps::GLOBAL_COUNTERS)
-            .ok_or_else(|| {
-                anyhow!(
-                    "map {} missing from the object",
-                    ha_common::maps::GLOBAL_COUNTERS
-                )
-            })?;
-        let array = PerCpuArray::<_, CounterValue>::try_from(map)?;
+        let array = PerCpuArray::<_, CounterValue>::try_from(self.map(maps::GLOBAL_COUNTERS)?)?;
         Counter::ALL
             .iter()
             .map(|&c| {
@@ -142,10 +297,56 @@ impl Dataplane {
             })
             .collect()
     }
+
+    /// Takes the punt ring buffer (the daemon's slow path reads it).
+    pub fn take_punt_ring(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(maps::PUNT)
+            .ok_or_else(|| anyhow!("map {} missing from the object", maps::PUNT))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The XDP program, e.g. for BPF_PROG_TEST_RUN.
+    pub fn xdp(&mut self) -> anyhow::Result<&mut Xdp> {
+        xdp_program(&mut self.ebpf)
+    }
+
+    /// The TC program, e.g. for BPF_PROG_TEST_RUN.
+    pub fn tc(&mut self) -> anyhow::Result<&mut SchedClassifier> {
+        tc_program(&mut self.ebpf)
+    }
+
+    fn map(&self, name: &str) -> anyhow::Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the object"))
+    }
+
+    fn map_mut(&mut self, name: &str) -> anyhow::Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the object"))
+    }
+}
+
+fn ignore_missing(r: Result<(), aya::maps::MapError>) -> anyhow::Result<()> {
+    match r {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn xdp_program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
-    let name = ha_common::programs::XDP_INGRESS;
+    let name = programs::XDP_INGRESS;
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the embedded object"))?;
+    Ok(program.try_into()?)
+}
+
+fn tc_program(ebpf: &mut Ebpf) -> anyhow::Result<&mut SchedClassifier> {
+    let name = programs::TC_EGRESS;
     let program = ebpf
         .program_mut(name)
         .ok_or_else(|| anyhow!("program {name} missing from the embedded object"))?;
@@ -178,9 +379,9 @@ fn verifier_error(e: ProgramError) -> anyhow::Error {
         ProgramError::LoadError {
             io_error,
             verifier_log,
-        } => {
-            anyhow!("{io_error}; verifier log:\n{verifier_log}")
-        }
+        } => anyhow!(
+            "{io_error}; verifier log (set HAGENT_VERIFIER_LOG=1 for the full log):\n{verifier_log}"
+        ),
         e => anyhow!(e),
     }
 }

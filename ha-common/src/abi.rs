@@ -1,0 +1,117 @@
+//! Map keys and values shared by the eBPF programs and the daemon.
+//!
+//! Addresses are `[u8; 16]` in network byte order. Every struct is `#[repr(C)]` with explicit
+//! padding and a size assertion: the two sides are compiled separately and must agree.
+
+/// An IPv6 address in network byte order.
+pub type Ipv6Addr = [u8; 16];
+
+/// Payload for this binding must be protected by the kernel's IPsec (xfrm) policies, so the
+/// XDP program passes it to the kernel instead of tunnelling it itself.
+pub const BINDING_F_IPSEC_PAYLOAD: u32 = 1 << 0;
+/// The binding belongs to a mobile router (NEMO, RFC 3963).
+pub const BINDING_F_MOBILE_ROUTER: u32 = 1 << 1;
+
+/// A binding cache entry as the data plane sees it (value of the HoA hash map and of the
+/// mobile-network-prefix LPM trie).
+///
+/// In the home agent role, `local` is the HA address the mobile node registered with (the
+/// outer source of the tunnel) and `remote` its primary care-of address (outer destination).
+/// In the mobile node role, `local` is the MN's care-of address and `remote` its home agent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindingEntry {
+    /// This node's tunnel endpoint: the HA address (HA role) or the CoA (MN role).
+    pub local: Ipv6Addr,
+    /// The peer's tunnel endpoint: the CoA (HA role) or the HA address (MN role).
+    pub remote: Ipv6Addr,
+    /// `BINDING_F_*`.
+    pub flags: u32,
+    /// Index into the per-binding counter array.
+    pub binding_id: u32,
+}
+const _: () = assert!(core::mem::size_of::<BindingEntry>() == 40);
+
+/// Key of the mobile network prefix LPM trie: the layout of `struct bpf_lpm_trie_key` with an
+/// IPv6 address (aya's `lpm_trie::Key<[u8; 16]>` has the same layout).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixKey {
+    pub prefix_len: u32,
+    pub addr: Ipv6Addr,
+}
+const _: () = assert!(core::mem::size_of::<PrefixKey>() == 20);
+
+/// A next hop learned from `bpf_fib_lookup` for one tunnel destination, valid while `epoch`
+/// equals the current next-hop epoch (which the daemon bumps on every route, neighbour or
+/// link change, invalidating all cached next hops at once).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    pub epoch: u64,
+    pub ifindex: u32,
+    /// MTU of the path to the tunnel destination (outer packet), from the FIB.
+    pub mtu: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub _pad: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<NextHop>() == 32);
+
+/// Per-binding counters (per CPU), indexed by [`BindingEntry::binding_id`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindingCounters {
+    /// Packets (and their inner bytes) tunnelled towards the mobile node.
+    pub tunnelled_packets: u64,
+    pub tunnelled_bytes: u64,
+    /// Reverse-tunnelled packets (and inner bytes) accepted from the mobile node.
+    pub reverse_packets: u64,
+    pub reverse_bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<BindingCounters>() == 32);
+
+/// Per-CPU token bucket for ICMPv6 errors the data plane generates (RFC 4443 §2.4(f)).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    pub last_ns: u64,
+    pub tokens: u64,
+}
+const _: () = assert!(core::mem::size_of::<RateLimit>() == 16);
+
+/// Largest inner packet handed to the daemon's slow path (RFC 2473 §7.1: only packets of at
+/// most the IPv6 minimum MTU are fragmented after encapsulation).
+pub const PUNT_MAX_PACKET: usize = 1280;
+
+/// Why a packet was handed to the daemon.
+pub const PUNT_REASON_FRAGMENT: u32 = 1;
+
+/// A packet handed from the data plane to the daemon through the punt ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PuntRecord {
+    pub reason: u32,
+    /// Length of the valid part of `packet`.
+    pub len: u32,
+    pub binding: BindingEntry,
+    /// The inner IPv6 packet (hop limit already decremented).
+    pub packet: [u8; PUNT_MAX_PACKET],
+}
+const _: () = assert!(core::mem::size_of::<PuntRecord>() == 8 + 40 + PUNT_MAX_PACKET);
+
+/// Role of the node the programs run on.
+pub const ROLE_HOME_AGENT: u8 = 0;
+pub const ROLE_MOBILE_NODE: u8 = 1;
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are `#[repr(C)]`, made of integers and byte arrays only, with any
+    // padding made explicit, so every bit pattern is valid and there is no uninitialised byte.
+    unsafe impl aya::Pod for BindingEntry {}
+    unsafe impl aya::Pod for PrefixKey {}
+    unsafe impl aya::Pod for NextHop {}
+    unsafe impl aya::Pod for BindingCounters {}
+    unsafe impl aya::Pod for RateLimit {}
+}

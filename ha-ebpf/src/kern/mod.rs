@@ -1,0 +1,7 @@
+//! Kernel-side glue: maps, configuration globals, counters, the next-hop resolver and the
+//! program bodies. Compiled for the BPF target only.
+
+pub mod maps;
+pub mod nexthop;
+pub mod tc;
+pub mod xdp;

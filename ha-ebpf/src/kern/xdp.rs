@@ -1,0 +1,589 @@
+//! The XDP ingress program: classify, then encapsulate (downlink), decapsulate (uplink, with
+//! the RFC 6275 §10.4.5 ingress check), fix up signalling, or pass to the kernel.
+//!
+//! Every decision that needs the FIB is made before the packet is touched, so every fallback
+//! can still pass the original frame. Every exit counts one reason.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
+    helpers::{
+        bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
+        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
+    programs::XdpContext,
+};
+use ha_common::{
+    abi::{
+        BINDING_F_IPSEC_PAYLOAD, BindingEntry, NextHop, PUNT_MAX_PACKET, PUNT_REASON_FRAGMENT,
+        PuntRecord, ROLE_MOBILE_NODE,
+    },
+    stats::Counter,
+};
+use ha_ebpf::{
+    classify::never_tunnel,
+    csum,
+    frame::Frame,
+    hao::{DstOpts, HAO_SWAPPED, MAX_DSTOPTS_LEN, header_len, scan_dstopts},
+    headers::{PTB_QUOTE_LEN, icmp_error_ipv6, outer_ipv6, ptb_header, tunnel_mtu},
+    parse::{
+        ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ESP, IPPROTO_ICMPV6, IPPROTO_IPV6,
+        IPPROTO_MH, IPV6_HLEN, Ipv6, parse_ipv6, parse_l2,
+    },
+    ratelimit,
+};
+
+use super::{
+    maps::{
+        HA_DEVMAP, HA_ICMP_RL, HA_PUNT, bench_restore, count, count_binding, icmp_rate, is_local,
+        lookup_binding, outer_hop_limit, role,
+    },
+    nexthop::{Route, resolve},
+};
+
+/// The XDP context as a [`Frame`]. Re-create it after every `adjust_head`/`adjust_tail`.
+struct Pkt<'a>(&'a XdpContext);
+
+impl Frame for Pkt<'_> {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.0.data()
+    }
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.0.data_end()
+    }
+}
+
+/// Offset of the IPv6 header of an untagged frame, and of the inner header of a tunnel packet.
+const L3: usize = ETH_HLEN;
+const INNER: usize = ETH_HLEN + IPV6_HLEN;
+
+#[inline(always)]
+fn pass(c: Counter, len: usize) -> u32 {
+    count(c, len);
+    XDP_PASS
+}
+
+#[inline(always)]
+fn drop(c: Counter, len: usize) -> u32 {
+    count(c, len);
+    XDP_DROP
+}
+
+#[inline(always)]
+fn raw(ctx: &XdpContext) -> *mut c_void {
+    ctx.ctx as *mut c_void
+}
+
+#[inline(always)]
+fn ingress_ifindex(ctx: &XdpContext) -> u32 {
+    // SAFETY: ctx.ctx is the kernel's xdp_md for this run.
+    unsafe { (*ctx.ctx).ingress_ifindex }
+}
+
+/// Writes `bytes` at `offset`, or fails if the frame is too short.
+#[inline(always)]
+fn store<const N: usize>(ctx: &XdpContext, offset: usize, bytes: &[u8; N]) -> Result<(), ()> {
+    let p = Pkt(ctx).ptr_at_mut::<[u8; N]>(offset).ok_or(())?;
+    // SAFETY: `ptr_at_mut` checked that N bytes at `p` are inside the frame.
+    unsafe { core::ptr::write_unaligned(p, *bytes) };
+    Ok(())
+}
+
+#[inline(always)]
+fn load<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<[u8; N], ()> {
+    Pkt(ctx).load::<[u8; N]>(offset).ok_or(())
+}
+
+#[inline(always)]
+fn adjust_head(ctx: &XdpContext, delta: i32) -> Result<(), ()> {
+    // SAFETY: helper call on our own context; every pointer is re-derived afterwards.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } == 0 {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+#[inline(always)]
+fn eth_header(dmac: &[u8; 6], smac: &[u8; 6]) -> [u8; ETH_HLEN] {
+    let mut e = [0u8; ETH_HLEN];
+    e[..6].copy_from_slice(dmac);
+    e[6..12].copy_from_slice(smac);
+    e[12..].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+    e
+}
+
+/// Transmits a rewritten frame: back out of the ingress interface, or redirected.
+#[inline(always)]
+fn transmit(ctx: &XdpContext, ifindex: u32, tx: Counter, redirect: Counter, len: usize) -> u32 {
+    if ifindex == ingress_ifindex(ctx) {
+        count(tx, len);
+        return XDP_TX;
+    }
+    count(redirect, len);
+    HA_DEVMAP
+        .redirect(ifindex, XDP_DROP as u64)
+        .unwrap_or_else(|action| action)
+}
+
+/// Whether the data plane may send a frame out of `ifindex`.
+#[inline(always)]
+fn may_transmit(ctx: &XdpContext, ifindex: u32) -> bool {
+    ifindex == ingress_ifindex(ctx) || HA_DEVMAP.get(ifindex).is_some()
+}
+
+pub fn ingress(ctx: &XdpContext) -> u32 {
+    let f = Pkt(ctx);
+    let len = f.len();
+    count(Counter::RxFrames, len);
+    let Ok(l2) = parse_l2(&f) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    if l2.ethertype != ETH_P_IPV6 {
+        return pass(Counter::PassNotIpv6, len);
+    }
+    count(Counter::RxIpv6, len);
+    if l2.l3_offset != L3 {
+        return pass(Counter::PassVlan, len);
+    }
+    let Ok(ip) = parse_ipv6(&f, L3) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    if is_local(&ip.dst) {
+        return to_local(ctx, &ip, len);
+    }
+    if role() == ROLE_MOBILE_NODE {
+        // A mobile node only terminates tunnels; everything else is the kernel's.
+        return pass(Counter::PassNoBinding, len);
+    }
+    downlink(ctx, &ip, len)
+}
+
+/// A packet for an address that is not ours: tunnel it if its destination is bound.
+#[inline(always)]
+fn downlink(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
+    let icmp_type = if ip.next_header == IPPROTO_ICMPV6 {
+        match load::<1>(ctx, INNER) {
+            Ok([t]) => t,
+            Err(()) => return pass(Counter::PassMalformed, len),
+        }
+    } else {
+        0
+    };
+    if never_tunnel(&ip.dst, ip.next_header, icmp_type) {
+        return pass(Counter::PassNotTunnelled, len);
+    }
+    let Some(b) = lookup_binding(&ip.dst) else {
+        return pass(Counter::PassNoBinding, len);
+    };
+    if b.flags & BINDING_F_IPSEC_PAYLOAD != 0 {
+        return pass(Counter::PassIpsecBinding, len);
+    }
+    if ip.hop_limit <= 1 {
+        return pass(Counter::PassHopLimit, len);
+    }
+    encap(ctx, ip, &b, len)
+}
+
+/// Encapsulates the frame's IPv6 packet towards the binding's care-of address.
+#[inline(always)]
+fn encap(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
+    let inner_len = ip.total_len();
+    let nh = match resolve(
+        raw(ctx),
+        ingress_ifindex(ctx),
+        &b.local,
+        &b.remote,
+        inner_len + IPV6_HLEN,
+    ) {
+        Route::Forward(nh) => nh,
+        Route::TooBig(path_mtu) => return too_big(ctx, ip, b, path_mtu, len),
+        Route::Pass(c) => return pass(c, len),
+        Route::Drop(c) => return drop(c, len),
+    };
+    if !may_transmit(ctx, nh.ifindex) {
+        return pass(Counter::PassEgressNotManaged, len);
+    }
+    let Ok(saved_eth) = load::<ETH_HLEN>(ctx, 0) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    if push_outer(ctx, ip, b, &nh).is_err() {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    count_binding(b.binding_id, false, inner_len);
+    if bench_restore() && pop_outer(ctx, &saved_eth, ip.hop_limit).is_err() {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    transmit(
+        ctx,
+        nh.ifindex,
+        Counter::EncapTx,
+        Counter::EncapRedirect,
+        len,
+    )
+}
+
+/// Decrements the inner hop limit and puts Ethernet + outer IPv6 headers in front.
+#[inline(always)]
+fn push_outer(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, nh: &NextHop) -> Result<(), ()> {
+    store(ctx, L3 + 7, &[ip.hop_limit - 1])?;
+    adjust_head(ctx, -(IPV6_HLEN as i32))?;
+    store(ctx, 0, &eth_header(&nh.dmac, &nh.smac))?;
+    let outer = outer_ipv6(
+        ip.first_word,
+        ip.total_len() as u16,
+        outer_hop_limit(),
+        &b.local,
+        &b.remote,
+    );
+    store(ctx, L3, &outer)
+}
+
+/// Benchmarks only: undoes [`push_outer`].
+#[inline(always)]
+fn pop_outer(ctx: &XdpContext, eth: &[u8; ETH_HLEN], hop_limit: u8) -> Result<(), ()> {
+    adjust_head(ctx, IPV6_HLEN as i32)?;
+    store(ctx, 0, eth)?;
+    store(ctx, L3 + 7, &[hop_limit])
+}
+
+/// The inner packet does not fit the tunnel (RFC 2473 §7.1).
+#[inline(always)]
+fn too_big(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, path_mtu: u32, len: usize) -> u32 {
+    if ip.total_len() <= PUNT_MAX_PACKET {
+        return punt_for_fragmentation(ctx, ip, b, len);
+    }
+    // SAFETY: per-CPU slot of this CPU, valid for the run.
+    let allowed = match HA_ICMP_RL.get_ptr_mut(0) {
+        Some(state) => ratelimit::allow(
+            unsafe { &mut *state },
+            unsafe { bpf_ktime_get_ns() },
+            icmp_rate(),
+        ),
+        None => false,
+    };
+    if !allowed {
+        return drop(Counter::DropPtbRateLimited, len);
+    }
+    match packet_too_big(ctx, ip, &b.local, tunnel_mtu(path_mtu)) {
+        Ok(()) => {
+            count(Counter::PtbSent, len);
+            XDP_TX
+        }
+        Err(()) => drop(Counter::DropHelperFailed, len),
+    }
+}
+
+/// Turns the frame into an ICMPv6 Packet Too Big for its source, from `from`, quoting the
+/// first [`PTB_QUOTE_LEN`] bytes, and sends it back to the L2 neighbour it came from.
+#[inline(always)]
+fn packet_too_big(ctx: &XdpContext, ip: &Ipv6, from: &[u8; 16], mtu: u32) -> Result<(), ()> {
+    let eth = load::<12>(ctx, 0)?;
+    let frame_len = Pkt(ctx).len();
+    let keep = ETH_HLEN + PTB_QUOTE_LEN;
+    // ip.total_len() > 1280 > keep - ETH_HLEN, so this shrinks.
+    // SAFETY: helper call on our own context; pointers are re-derived afterwards.
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, keep as i32 - frame_len as i32) } != 0 {
+        return Err(());
+    }
+    adjust_head(ctx, -(IPV6_HLEN as i32 + 8))?;
+    let mut dmac = [0u8; 6];
+    let mut smac = [0u8; 6];
+    dmac.copy_from_slice(&eth[6..12]);
+    smac.copy_from_slice(&eth[..6]);
+    store(ctx, 0, &eth_header(&dmac, &smac))?;
+    let ip6 = icmp_error_ipv6(from, &ip.src, 64);
+    store(ctx, L3, &ip6)?;
+    let hdr = ptb_header(mtu);
+    store(ctx, INNER, &hdr)?;
+
+    // Checksum: pseudo-header and ICMPv6 header in network order, the quote by bpf_csum_diff
+    // (at most 512 bytes per call, in native 32-bit words).
+    let quote_off = INNER + 8;
+    let q = Pkt(ctx)
+        .ptr_at_mut::<[u8; PTB_QUOTE_LEN]>(quote_off)
+        .ok_or(())? as *mut u8;
+    let mut native = 0u64;
+    for (off, n) in [
+        (0usize, 512u32),
+        (512, 512),
+        (1024, (PTB_QUOTE_LEN - 1024) as u32),
+    ] {
+        // SAFETY: `q .. q + PTB_QUOTE_LEN` was bounds-checked above; off + n ≤ PTB_QUOTE_LEN.
+        let s = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, q.add(off) as *mut u32, n, 0) };
+        if s < 0 {
+            return Err(());
+        }
+        native += s as u64;
+    }
+    let sum = csum::pseudo_header(
+        &ip6_src(&ip6),
+        &ip.src,
+        (8 + PTB_QUOTE_LEN) as u32,
+        IPPROTO_ICMPV6,
+    ) + csum::sum_be16(&hdr)
+        + csum::from_native(native);
+    store(ctx, INNER + 2, &csum::finish(sum).to_be_bytes())
+}
+
+#[inline(always)]
+fn ip6_src(h: &[u8; IPV6_HLEN]) -> [u8; 16] {
+    let mut s = [0u8; 16];
+    s.copy_from_slice(&h[8..24]);
+    s
+}
+
+/// Hands an inner packet of at most 1280 bytes whose tunnel packet must be fragmented to the
+/// daemon, which sends it through a raw socket so the kernel fragments the outer packet
+/// (RFC 2473 §7.1). XDP cannot fragment.
+#[inline(always)]
+fn punt_for_fragmentation(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
+    // black_box: LLVM knows n ≥ 40 and would drop the `n == 0` test, but the verifier needs
+    // to see both bounds on the length it passes to bpf_xdp_load_bytes.
+    let n = core::hint::black_box(ip.total_len());
+    if n == 0 || n > PUNT_MAX_PACKET {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    let Some(mut entry) = HA_PUNT.reserve::<PuntRecord>(0) else {
+        return drop(Counter::DropPuntFull, len);
+    };
+    let rec = entry.as_mut_ptr();
+    // SAFETY: `rec` points to a reserved ring buffer record of the right size; the copy is
+    // bounded by n ≤ PUNT_MAX_PACKET, the size of `packet`.
+    let copied = unsafe {
+        (*rec).reason = PUNT_REASON_FRAGMENT;
+        (*rec).len = n as u32;
+        (*rec).binding = *b;
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            L3 as u32,
+            (*rec).packet.as_mut_ptr() as *mut c_void,
+            n as u32,
+        )
+    };
+    if copied != 0 {
+        entry.discard(0);
+        return drop(Counter::DropHelperFailed, len);
+    }
+    // SAFETY: n ≥ 40 (a parsed IPv6 header), so byte 7 (hop limit) is inside the copy.
+    unsafe { (*rec).packet[7] = ip.hop_limit - 1 };
+    entry.submit(0);
+    count(Counter::PuntFragment, len);
+    XDP_DROP
+}
+
+/// A packet for one of this node's tunnel endpoint addresses.
+#[inline(always)]
+fn to_local(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
+    match ip.next_header {
+        IPPROTO_IPV6 => decap(ctx, ip, len),
+        IPPROTO_DSTOPTS => signalling(ctx, ip, len),
+        _ => pass(Counter::PassLocal, len),
+    }
+}
+
+/// Mobility signalling (or ESP carrying it) with a Home Address option: swap the addresses as
+/// the kernel's mip6 code does, so a kernel without `CONFIG_IPV6_MIP6` accepts it (see
+/// `ha_ebpf::hao`).
+#[inline(always)]
+fn signalling(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
+    let Ok([next, ext_len]) = load::<2>(ctx, INNER) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    if next != IPPROTO_MH && next != IPPROTO_ESP {
+        return pass(Counter::PassLocal, len);
+    }
+    let hlen = header_len(ext_len);
+    if hlen > MAX_DSTOPTS_LEN || INNER + hlen > Pkt(ctx).len() {
+        return pass(Counter::PassMalformed, len);
+    }
+    let mut opts = [0u8; MAX_DSTOPTS_LEN];
+    // SAFETY: hlen ≤ MAX_DSTOPTS_LEN = size of `opts`, and the frame holds INNER + hlen bytes.
+    if unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            INNER as u32,
+            opts.as_mut_ptr() as *mut c_void,
+            hlen as u32,
+        )
+    } != 0
+    {
+        return pass(Counter::PassMalformed, len);
+    }
+    match scan_dstopts(&opts, hlen) {
+        DstOpts::Forged => drop(Counter::DropForgedHaoMarker, len),
+        DstOpts::HomeAddress(pos) if pos + 18 <= MAX_DSTOPTS_LEN => {
+            // Copied out of the packet by the helper: its offset is a runtime scalar, which
+            // the verifier accepts where a variable stack or packet index is not provable.
+            let mut hoa = [0u8; 16];
+            // SAFETY: `hoa` is 16 bytes; the helper checks the offset against the frame.
+            if unsafe {
+                bpf_xdp_load_bytes(
+                    ctx.ctx,
+                    (INNER + pos + 2) as u32,
+                    hoa.as_mut_ptr() as *mut c_void,
+                    16,
+                )
+            } != 0
+            {
+                return pass(Counter::PassMalformed, len);
+            }
+            // Option: type := HAO_SWAPPED, data := the CoA; IPv6 source := the HoA.
+            let mut swapped = [0u8; 18];
+            swapped[0] = HAO_SWAPPED;
+            swapped[1] = 16;
+            swapped[2..].copy_from_slice(&ip.src);
+            // SAFETY: both writes are inside the frame (checked above: INNER + hlen, and the
+            // fixed header), and the buffers are as long as the lengths given.
+            let ok = unsafe {
+                bpf_xdp_store_bytes(
+                    ctx.ctx,
+                    (INNER + pos) as u32,
+                    swapped.as_mut_ptr() as *mut c_void,
+                    swapped.len() as u32,
+                ) == 0
+            } && store(ctx, L3 + 8, &hoa).is_ok();
+            if ok {
+                pass(Counter::SignalHaoRewritten, len)
+            } else {
+                drop(Counter::DropHelperFailed, len)
+            }
+        }
+        _ => pass(Counter::PassLocal, len),
+    }
+}
+
+/// A tunnel packet for us: check it (RFC 6275 §10.4.5), then forward the inner packet.
+#[inline(always)]
+fn decap(ctx: &XdpContext, outer: &Ipv6, len: usize) -> u32 {
+    let Ok(inner) = parse_ipv6(&Pkt(ctx), INNER) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    let mn = role() == ROLE_MOBILE_NODE;
+    // HA: the inner source must be a bound HoA or inside a bound prefix, and the outer source
+    // that binding's CoA. MN: the inner destination is our HoA, the outer source our HA.
+    let key = if mn { &inner.dst } else { &inner.src };
+    let Some(b) = lookup_binding(key) else {
+        return drop(Counter::DropDecapUnknownSource, len);
+    };
+    if b.remote != outer.src {
+        return drop(Counter::DropDecapWrongCareOf, len);
+    }
+    let inner_len = inner.total_len();
+    count_binding(b.binding_id, true, inner_len);
+    if mn {
+        return decap_and_pass(ctx, Counter::MnDecap, len);
+    }
+    if inner.hop_limit <= 1 {
+        return decap_and_pass(ctx, Counter::DecapPass, len);
+    }
+    let icmp_type = if inner.next_header == IPPROTO_ICMPV6 {
+        load::<1>(ctx, INNER + IPV6_HLEN).map(|[t]| t).unwrap_or(0)
+    } else {
+        0
+    };
+    if !never_tunnel(&inner.dst, inner.next_header, icmp_type)
+        && let Some(b2) = lookup_binding(&inner.dst)
+        && b2.flags & BINDING_F_IPSEC_PAYLOAD == 0
+    {
+        return reencap(ctx, &inner, &b2, len);
+    }
+    let nh = match resolve(
+        raw(ctx),
+        ingress_ifindex(ctx),
+        &inner.src,
+        &inner.dst,
+        inner_len,
+    ) {
+        Route::Forward(nh) if may_transmit(ctx, nh.ifindex) => nh,
+        Route::Drop(c) => return drop(c, len),
+        _ => return decap_and_pass(ctx, Counter::DecapPass, len),
+    };
+    let Ok(saved) = load::<INNER>(ctx, 0) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    if store(ctx, INNER + 7, &[inner.hop_limit - 1]).is_err()
+        || store(ctx, IPV6_HLEN, &eth_header(&nh.dmac, &nh.smac)).is_err()
+        || adjust_head(ctx, IPV6_HLEN as i32).is_err()
+    {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    if bench_restore()
+        && (adjust_head(ctx, -(IPV6_HLEN as i32)).is_err()
+            || store(ctx, 0, &saved).is_err()
+            || store(ctx, INNER + 7, &[inner.hop_limit]).is_err())
+    {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    transmit(
+        ctx,
+        nh.ifindex,
+        Counter::DecapForward,
+        Counter::DecapForward,
+        len,
+    )
+}
+
+/// Strips the outer header and gives the inner packet to the kernel as if it had arrived so.
+#[inline(always)]
+fn decap_and_pass(ctx: &XdpContext, c: Counter, len: usize) -> u32 {
+    let Ok(eth) = load::<ETH_HLEN>(ctx, 0) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    if store(ctx, IPV6_HLEN, &eth).is_err() || adjust_head(ctx, IPV6_HLEN as i32).is_err() {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    pass(c, len)
+}
+
+/// A reverse-tunnelled packet for another bound HoA: rewrite the outer header towards that
+/// binding's CoA instead of decapsulating and encapsulating again.
+#[inline(always)]
+fn reencap(ctx: &XdpContext, inner: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
+    let inner_len = inner.total_len();
+    let nh = match resolve(
+        raw(ctx),
+        ingress_ifindex(ctx),
+        &b.local,
+        &b.remote,
+        inner_len + IPV6_HLEN,
+    ) {
+        Route::Forward(nh) if may_transmit(ctx, nh.ifindex) => nh,
+        Route::Drop(c) => return drop(c, len),
+        // Too big or unresolved: the kernel routes the inner packet (and its TC egress
+        // program tunnels it, or it answers with an ICMPv6 error).
+        _ => return decap_and_pass(ctx, Counter::DecapPass, len),
+    };
+    let Ok(saved) = load::<INNER>(ctx, 0) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    let new_outer = outer_ipv6(
+        inner.first_word,
+        inner_len as u16,
+        outer_hop_limit(),
+        &b.local,
+        &b.remote,
+    );
+    if store(ctx, INNER + 7, &[inner.hop_limit - 1]).is_err()
+        || store(ctx, 0, &eth_header(&nh.dmac, &nh.smac)).is_err()
+        || store(ctx, L3, &new_outer).is_err()
+    {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    count_binding(b.binding_id, false, inner_len);
+    if bench_restore()
+        && (store(ctx, 0, &saved).is_err() || store(ctx, INNER + 7, &[inner.hop_limit]).is_err())
+    {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    transmit(
+        ctx,
+        nh.ifindex,
+        Counter::DecapReencap,
+        Counter::DecapReencap,
+        len,
+    )
+}
