@@ -107,15 +107,15 @@ impl Dataplane {
         let restore = u8::from(options.bench_restore);
         let mut loader = EbpfLoader::new();
         loader
-            .set_max_entries(maps::BINDINGS, options.max_bindings)
-            .set_max_entries(maps::BINDING_COUNTERS, options.max_bindings)
-            .set_max_entries(maps::NEXTHOPS, options.max_bindings.clamp(1024, 1 << 20))
-            .set_max_entries(maps::PREFIXES, options.max_prefixes)
-            .set_global(globals::ROLE, &role, true)
-            .set_global(globals::OUTER_HOP_LIMIT, &options.outer_hop_limit, true)
-            .set_global(globals::NEXTHOP_CACHE, &cache, true)
-            .set_global(globals::ICMP_RATE, &options.icmp_rate, true)
-            .set_global(globals::BENCH_RESTORE, &restore, true);
+            .map_max_entries(maps::BINDINGS, options.max_bindings)
+            .map_max_entries(maps::BINDING_COUNTERS, options.max_bindings)
+            .map_max_entries(maps::NEXTHOPS, options.max_bindings.clamp(1024, 1 << 20))
+            .map_max_entries(maps::PREFIXES, options.max_prefixes)
+            .override_global(globals::ROLE, &role, true)
+            .override_global(globals::OUTER_HOP_LIMIT, &options.outer_hop_limit, true)
+            .override_global(globals::NEXTHOP_CACHE, &cache, true)
+            .override_global(globals::ICMP_RATE, &options.icmp_rate, true)
+            .override_global(globals::BENCH_RESTORE, &restore, true);
         if std::env::var_os("HAGENT_VERIFIER_LOG").is_some() {
             loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
         }

@@ -15,6 +15,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+pub mod packet;
 pub mod topology;
 
 /// True when running as root; otherwise prints a loud skip message. Root-only tests start with
@@ -55,6 +56,13 @@ impl Netns {
         &self.name
     }
 
+    /// A handle on an existing namespace that does NOT delete it when dropped.
+    pub fn attach(name: &str) -> std::mem::ManuallyDrop<Self> {
+        std::mem::ManuallyDrop::new(Self {
+            name: name.to_string(),
+        })
+    }
+
     /// A command that runs inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
@@ -75,6 +83,37 @@ impl Netns {
     pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
         self.exec("sysctl", &["-qw", &format!("{key}={value}")])?;
         Ok(())
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (for BPF_PROG_TEST_RUN, whose FIB
+    /// lookups use the caller's namespace, and for netlink calls made in-process).
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        let handle = std::thread::spawn(move || {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns on a namespace fd we own; affects only this new thread.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(anyhow::anyhow!(
+                    "setns failed: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            Ok(f())
+        });
+        match handle.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// The interface index of `ifname` in this namespace.
+    pub fn ifindex(&self, ifname: &str) -> anyhow::Result<u32> {
+        let out = self.exec("cat", &[&format!("/sys/class/net/{ifname}/ifindex")])?;
+        Ok(String::from_utf8(out.stdout)?.trim().parse()?)
     }
 
     /// Starts `program args` in the namespace in the background; killed when dropped.
@@ -299,4 +338,9 @@ impl Drop for TempDir {
         }
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Prints a step heading (the lab and the benchmarks use it).
+pub fn step(what: &str) {
+    eprintln!("\x1b[1;34m==> {what}\x1b[0m");
 }

@@ -1,6 +1,5 @@
 //! `cargo xtask <command>`: everything a developer or CI runs, so the README needs two commands.
 
-mod lab;
 mod setup;
 
 use std::process::Command;
@@ -41,13 +40,22 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    std::env::set_current_dir(tests::workspace_root())?;
+    // xtask lives in <root>/xtask.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?;
+    std::env::set_current_dir(root)?;
     match cli.command {
         Cmd::Setup => setup::setup(),
         Cmd::Run => {
             setup::ensure()?;
+            if !is_root() {
+                bail!("the lab creates network namespaces and loads eBPF programs: run it as root");
+            }
+            // The lab lives in the tests crate, next to the topology code the end-to-end tests
+            // use; xtask itself must build before setup has installed the eBPF toolchain.
             cargo(&["build", "-p", "ha-userspace", "--bin", "hagent"])?;
-            lab::run()
+            cargo(&["run", "--quiet", "-p", "tests", "--bin", "lab"])
         }
         Cmd::Test { args } => {
             setup::ensure()?;

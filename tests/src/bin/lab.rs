@@ -2,13 +2,13 @@
 //! data plane attached, showing its counters move with real traffic.
 
 use anyhow::{Context as _, bail};
-use tests::topology::{Hagent, SeedLab, seed};
+use tests::{
+    step,
+    topology::{Hagent, SeedLab, seed},
+};
 
-pub fn run() -> anyhow::Result<()> {
-    if !crate::is_root() {
-        bail!("the lab creates network namespaces and loads eBPF programs: run it as root");
-    }
-    crate::step("building the seed's lab in network namespaces");
+fn main() -> anyhow::Result<()> {
+    step("building the seed's lab in network namespaces");
     let lab = SeedLab::new()?;
     println!(
         "  router joins home link {}, foreign link {} and correspondent link {}",
@@ -33,7 +33,7 @@ pub fn run() -> anyhow::Result<()> {
     );
 
     let config = "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\n";
-    crate::step("starting hagent on the HA's home-link interface");
+    step("starting hagent on the HA's home-link interface");
     println!(
         "  configuration:\n    {}",
         config.trim_end().replace('\n', "\n    ")
@@ -41,7 +41,7 @@ pub fn run() -> anyhow::Result<()> {
     let hagent = Hagent::start(&lab.ha, config)?;
     let before = hagent.counter("rx_ipv6")?;
 
-    crate::step("the CN and the MN ping the home agent; every packet crosses its XDP program");
+    step("the CN and the MN ping the home agent; every packet crosses its XDP program");
     for (who, ns) in [("CN", &lab.cn), ("MN", &lab.mn)] {
         let out = ns
             .exec("ping", &["-6", "-c", "3", "-i", "0.2", "-W", "2", seed::HA])
@@ -55,7 +55,7 @@ pub fn run() -> anyhow::Result<()> {
         );
     }
 
-    crate::step("hagent stats");
+    step("hagent stats");
     print!("{}", hagent.cli(&["stats"])?);
     let after = hagent.counter("rx_ipv6")?;
     let status = hagent.stop()?;
@@ -68,7 +68,7 @@ pub fn run() -> anyhow::Result<()> {
             after - before
         );
     }
-    crate::step(&format!(
+    step(&format!(
         "ok: the XDP program saw {} IPv6 packets; hagent detached it and the lab is torn down",
         after - before
     ));

@@ -1,0 +1,664 @@
+//! BPF_PROG_TEST_RUN tests of the XDP program with byte-exact expected packets.
+//!
+//! Each test builds a private namespace with a veth pair (`ha0` = the HA's interface, whose
+//! ifindex is the ingress), routes and `nud permanent` neighbours, so the program's FIB
+//! lookups resolve without traffic; then it runs the program on a handcrafted frame and
+//! compares the output with bytes built independently (`tests::packet`).
+
+use std::net::Ipv6Addr;
+
+use aya::programs::{TestRun, TestRunOptions};
+use ha_common::abi::{BindingEntry, PUNT_REASON_FRAGMENT, PuntRecord};
+use hagent::dataplane::{Dataplane, DataplaneOptions, Role};
+use tests::{
+    Netns,
+    packet::{Mac, addr, checksum, eth, icmpv6, ipv6, pattern, udp},
+    require_root,
+};
+
+const HA_MAC: Mac = [0x02, 0, 0, 0, 0, 0x01];
+const PEER_MAC: Mac = [0x02, 0, 0, 0, 0, 0x02];
+const ROUTER_MAC: Mac = [0x02, 0, 0, 0, 0, 0xaa];
+const ROUTER2_MAC: Mac = [0x02, 0, 0, 0, 0, 0xbb];
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+fn ha() -> Ipv6Addr {
+    addr("2001:db8:bee5::c001:babe")
+}
+fn hoa() -> Ipv6Addr {
+    addr("2001:db8:bee5::dead:face")
+}
+fn coa() -> Ipv6Addr {
+    addr("2001:db8:f00d::dead:face")
+}
+fn cn() -> Ipv6Addr {
+    addr("2001:db8:cafe::c0de:f001")
+}
+
+/// The namespace every test runs its program in (a non-owning handle: the test owns it).
+struct Fixture {
+    ns: std::mem::ManuallyDrop<Netns>,
+    ifindex: u32,
+}
+
+fn fixture() -> anyhow::Result<(Netns, Fixture)> {
+    let ns = Netns::new("testrun")?;
+    ns.ip(&[
+        "link",
+        "add",
+        "ha0",
+        "address",
+        "02:00:00:00:00:01",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "peer0",
+        "address",
+        "02:00:00:00:00:02",
+    ])?;
+    ns.ip(&["link", "set", "ha0", "up"])?;
+    ns.ip(&["link", "set", "peer0", "up"])?;
+    ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:bee5::c001:babe/64",
+        "dev",
+        "ha0",
+        "nodad",
+    ])?;
+    for (gw, mac) in [
+        ("2001:db8:bee5::1", "02:00:00:00:00:aa"),
+        ("2001:db8:bee5::2", "02:00:00:00:00:bb"),
+    ] {
+        ns.ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            gw,
+            "lladdr",
+            mac,
+            "nud",
+            "permanent",
+            "dev",
+            "ha0",
+        ])?;
+    }
+    for prefix in [
+        "2001:db8:f00d::/64",
+        "2001:db8:cafe::/64",
+        "2001:db8:f00f::/64",
+    ] {
+        ns.ip(&[
+            "-6",
+            "route",
+            "add",
+            prefix,
+            "via",
+            "2001:db8:bee5::1",
+            "dev",
+            "ha0",
+        ])?;
+    }
+    // A care-of link whose path MTU leaves less than 1280 + 40 for tunnel packets. The FIB
+    // helper honours a route MTU only when it is locked (or learned from a Packet Too Big).
+    ns.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:f00e::/64",
+        "via",
+        "2001:db8:bee5::1",
+        "dev",
+        "ha0",
+        "mtu",
+        "lock",
+        "1300",
+    ])?;
+    let ifindex = ns.ifindex("ha0")?;
+    let view = Fixture {
+        ns: Netns::attach(ns.name()),
+        ifindex,
+    };
+    Ok((ns, view))
+}
+
+fn entry(local: Ipv6Addr, remote: Ipv6Addr, binding_id: u32) -> BindingEntry {
+    BindingEntry {
+        local: local.octets(),
+        remote: remote.octets(),
+        flags: 0,
+        binding_id,
+    }
+}
+
+/// Loads a small data plane in the fixture's namespace with the seed's binding (id 7) and an
+/// MNP 2001:db8:100::/48 bound to CoA 2001:db8:f00f::1 (id 8).
+fn dataplane(role: Role, nexthop_cache: bool) -> anyhow::Result<Dataplane> {
+    let mut dp = Dataplane::load(&DataplaneOptions {
+        role,
+        max_bindings: 64,
+        max_prefixes: 64,
+        nexthop_cache,
+        ..Default::default()
+    })?;
+    match role {
+        Role::HomeAgent => {
+            dp.add_local_address(ha())?;
+            dp.set_binding(hoa(), &entry(ha(), coa(), 7))?;
+            dp.set_prefix(
+                addr("2001:db8:100::"),
+                48,
+                &entry(ha(), addr("2001:db8:f00f::1"), 8),
+            )?;
+            dp.set_binding(
+                addr("2001:db8:bee5::5"),
+                &entry(ha(), addr("2001:db8:f00e::5"), 9),
+            )?;
+        }
+        Role::MobileNode => {
+            dp.add_local_address(coa())?;
+            dp.set_binding(hoa(), &entry(coa(), ha(), 1))?;
+        }
+    }
+    Ok(dp)
+}
+
+/// Runs the XDP program once on `frame`; returns the action and the output frame.
+fn run(dp: &mut Dataplane, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+    let mut out = vec![0u8; 4096];
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+    let mut ctx = Vec::with_capacity(24);
+    for v in [0u32, frame.len() as u32, 0, ifindex, 0, 0] {
+        ctx.extend_from_slice(&v.to_ne_bytes());
+    }
+    let r = dp.xdp()?.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&ctx),
+        ..Default::default()
+    })?;
+    out.truncate(r.data_size_out as usize);
+    Ok((r.return_value, out))
+}
+
+fn counter(dp: &Dataplane, name: &str) -> u64 {
+    dp.counters()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+        .packets
+}
+
+/// Runs `body` in a fresh fixture namespace with a loaded data plane.
+fn with_dataplane(
+    test: &str,
+    role: Role,
+    cache: bool,
+    body: impl FnOnce(&mut Dataplane, &Fixture) + Send + 'static,
+) -> anyhow::Result<()> {
+    if !require_root(test) {
+        return Ok(());
+    }
+    let (ns, fx) = fixture()?;
+    ns.run_in(move || -> anyhow::Result<()> {
+        let mut dp = dataplane(role, cache)?;
+        body(&mut dp, &fx);
+        Ok(())
+    })??;
+    Ok(())
+}
+
+fn downlink_frame(dst: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
+    let mut f = eth(HA_MAC, PEER_MAC);
+    f.extend(ipv6(
+        0xb8,
+        0x12345,
+        17,
+        hop_limit,
+        cn(),
+        dst,
+        &udp(cn(), dst, 4000, 5000, &pattern(100)),
+    ));
+    f
+}
+
+#[test]
+fn encapsulates_traffic_for_a_bound_hoa() -> anyhow::Result<()> {
+    with_dataplane(
+        "encapsulates_traffic_for_a_bound_hoa",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            let input = downlink_frame(hoa(), 64);
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_TX, "egress is the ingress interface");
+            let inner_in = &input[14..];
+            let mut inner = inner_in.to_vec();
+            inner[7] = 63; // the HA forwards: hop limit decremented
+            let mut expected = eth(ROUTER_MAC, HA_MAC);
+            // Outer: traffic class and flow label copied, next header 41, hop limit 64.
+            expected.extend(ipv6(0xb8, 0x12345, 41, 64, ha(), coa(), &inner));
+            assert_eq!(out, expected);
+            assert_eq!(counter(dp, "encap_tx"), 1);
+            let c = dp.binding_counters(7).unwrap();
+            assert_eq!(
+                (c.tunnelled_packets, c.tunnelled_bytes),
+                (1, inner.len() as u64)
+            );
+        },
+    )
+}
+
+#[test]
+fn encapsulates_traffic_for_a_mobile_network_prefix() -> anyhow::Result<()> {
+    with_dataplane(
+        "encapsulates_traffic_for_a_mobile_network_prefix",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            let dst = addr("2001:db8:100:7::42");
+            let input = downlink_frame(dst, 10);
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_TX);
+            let mut inner = input[14..].to_vec();
+            inner[7] = 9;
+            let mut expected = eth(ROUTER_MAC, HA_MAC);
+            expected.extend(ipv6(
+                0xb8,
+                0x12345,
+                41,
+                64,
+                ha(),
+                addr("2001:db8:f00f::1"),
+                &inner,
+            ));
+            assert_eq!(out, expected);
+            assert_eq!(dp.binding_counters(8).unwrap().tunnelled_packets, 1);
+        },
+    )
+}
+
+#[test]
+fn decapsulates_reverse_tunnelled_traffic() -> anyhow::Result<()> {
+    with_dataplane(
+        "decapsulates_reverse_tunnelled_traffic",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            let inner = ipv6(
+                0,
+                0,
+                17,
+                64,
+                hoa(),
+                cn(),
+                &udp(hoa(), cn(), 5000, 4000, &pattern(64)),
+            );
+            let mut input = eth(HA_MAC, PEER_MAC);
+            input.extend(ipv6(0, 0, 41, 60, coa(), ha(), &inner));
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_TX);
+            let mut expected = eth(ROUTER_MAC, HA_MAC);
+            let mut fwd = inner.clone();
+            fwd[7] = 63;
+            expected.extend(fwd);
+            assert_eq!(out, expected);
+            assert_eq!(counter(dp, "decap_forward"), 1);
+            let c = dp.binding_counters(7).unwrap();
+            assert_eq!(
+                (c.reverse_packets, c.reverse_bytes),
+                (1, inner.len() as u64)
+            );
+        },
+    )
+}
+
+#[test]
+fn spoofed_reverse_tunnel_packets_are_dropped() -> anyhow::Result<()> {
+    with_dataplane(
+        "spoofed_reverse_tunnel_packets_are_dropped",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            // Right inner source (the HoA), wrong outer source (not its CoA).
+            let inner = ipv6(0, 0, 17, 64, hoa(), cn(), &udp(hoa(), cn(), 1, 2, b"x"));
+            let mut input = eth(HA_MAC, PEER_MAC);
+            input.extend(ipv6(0, 0, 41, 60, addr("2001:db8:f00d::bad"), ha(), &inner));
+            assert_eq!(run(dp, fx.ifindex, &input).unwrap().0, XDP_DROP);
+            assert_eq!(counter(dp, "drop_decap_wrong_care_of"), 1);
+
+            // Right outer source (the CoA), but an inner source nobody registered.
+            let spoofed = addr("2001:db8:bee5::666");
+            let inner = ipv6(0, 0, 17, 64, spoofed, cn(), &udp(spoofed, cn(), 1, 2, b"x"));
+            let mut input = eth(HA_MAC, PEER_MAC);
+            input.extend(ipv6(0, 0, 41, 60, coa(), ha(), &inner));
+            assert_eq!(run(dp, fx.ifindex, &input).unwrap().0, XDP_DROP);
+            assert_eq!(counter(dp, "drop_decap_unknown_source"), 1);
+            assert_eq!(dp.binding_counters(7).unwrap().reverse_packets, 0);
+        },
+    )
+}
+
+#[test]
+fn traffic_between_two_mobile_nodes_is_reencapsulated() -> anyhow::Result<()> {
+    with_dataplane(
+        "traffic_between_two_mobile_nodes_is_reencapsulated",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            let other = addr("2001:db8:100::9"); // inside the MNP bound to 2001:db8:f00f::1
+            let inner = ipv6(
+                0x20,
+                7,
+                17,
+                64,
+                hoa(),
+                other,
+                &udp(hoa(), other, 1, 2, &pattern(20)),
+            );
+            let mut input = eth(HA_MAC, PEER_MAC);
+            input.extend(ipv6(0, 0, 41, 60, coa(), ha(), &inner));
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_TX);
+            let mut fwd = inner.clone();
+            fwd[7] = 63;
+            let mut expected = eth(ROUTER_MAC, HA_MAC);
+            expected.extend(ipv6(0x20, 7, 41, 64, ha(), addr("2001:db8:f00f::1"), &fwd));
+            assert_eq!(out, expected);
+            assert_eq!(counter(dp, "decap_reencap"), 1);
+        },
+    )
+}
+
+#[test]
+fn what_must_stay_with_the_kernel_passes_untouched() -> anyhow::Result<()> {
+    with_dataplane(
+        "what_must_stay_with_the_kernel_passes_untouched",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            // Unbound destination.
+            let input = downlink_frame(addr("2001:db8:cafe::99"), 64);
+            assert_eq!(
+                run(dp, fx.ifindex, &input).unwrap(),
+                (XDP_PASS, input.clone())
+            );
+            assert_eq!(counter(dp, "pass_no_binding"), 1);
+
+            // Neighbour Solicitation to the HoA (unicast): the kernel's proxy ND answers it.
+            let mut ns_body = vec![0u8; 4];
+            ns_body.extend_from_slice(&hoa().octets());
+            let mut input = eth(HA_MAC, PEER_MAC);
+            let src = addr("2001:db8:bee5::1");
+            input.extend(ipv6(
+                0,
+                0,
+                58,
+                255,
+                src,
+                hoa(),
+                &icmpv6(src, hoa(), 135, 0, &ns_body),
+            ));
+            assert_eq!(
+                run(dp, fx.ifindex, &input).unwrap(),
+                (XDP_PASS, input.clone())
+            );
+            assert_eq!(counter(dp, "pass_not_tunnelled"), 1);
+
+            // Hop limit 1: the kernel sends Time Exceeded.
+            let input = downlink_frame(hoa(), 1);
+            assert_eq!(
+                run(dp, fx.ifindex, &input).unwrap(),
+                (XDP_PASS, input.clone())
+            );
+            assert_eq!(counter(dp, "pass_hop_limit"), 1);
+
+            // Not IPv6.
+            let mut arp = vec![0xffu8; 6];
+            arp.extend_from_slice(&PEER_MAC);
+            arp.extend_from_slice(&[0x08, 0x06]);
+            arp.extend_from_slice(&[0u8; 28]);
+            assert_eq!(run(dp, fx.ifindex, &arp).unwrap(), (XDP_PASS, arp.clone()));
+            assert_eq!(counter(dp, "pass_not_ipv6"), 1);
+            assert_eq!(dp.binding_counters(7).unwrap().tunnelled_packets, 0);
+        },
+    )
+}
+
+#[test]
+fn oversized_packet_gets_an_exact_packet_too_big() -> anyhow::Result<()> {
+    with_dataplane(
+        "oversized_packet_gets_an_exact_packet_too_big",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            // 1500-byte inner packet: with the 40-byte outer header it exceeds ha0's MTU of 1500.
+            let inner = ipv6(
+                0,
+                0,
+                17,
+                64,
+                cn(),
+                hoa(),
+                &udp(cn(), hoa(), 1, 2, &pattern(1452)),
+            );
+            assert_eq!(inner.len(), 1500);
+            let mut input = eth(HA_MAC, PEER_MAC);
+            input.extend(&inner);
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_TX);
+            // ICMPv6 Packet Too Big from the HA address to the sender, MTU = 1500 - 40, quoting
+            // as much of the packet as fits in 1280 bytes.
+            let mut body = 1460u32.to_be_bytes().to_vec();
+            body.extend_from_slice(&inner[..1232]);
+            let icmp = icmpv6(ha(), cn(), 2, 0, &body);
+            let mut expected = eth(PEER_MAC, HA_MAC);
+            expected.extend(ipv6(0, 0, 58, 64, ha(), cn(), &icmp));
+            assert_eq!(expected.len(), 14 + 1280);
+            assert_eq!(out.len(), expected.len());
+            assert_eq!(out[..62], expected[..62], "headers differ");
+            assert_eq!(out, expected);
+            assert_eq!(
+                checksum(ha(), cn(), 58, &out[54..]),
+                0,
+                "ICMPv6 checksum verifies"
+            );
+            assert_eq!(counter(dp, "ptb_sent"), 1);
+        },
+    )
+}
+
+#[test]
+fn small_packet_needing_fragmentation_goes_to_the_daemon() -> anyhow::Result<()> {
+    with_dataplane(
+        "small_packet_needing_fragmentation_goes_to_the_daemon",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            // 2001:db8:bee5::5 is bound to a CoA behind a 1300-byte MTU: a 1280-byte inner
+            // packet needs 1320 bytes once tunnelled.
+            let dst = addr("2001:db8:bee5::5");
+            let inner = ipv6(
+                0,
+                0,
+                17,
+                64,
+                cn(),
+                dst,
+                &udp(cn(), dst, 1, 2, &pattern(1232)),
+            );
+            assert_eq!(inner.len(), 1280);
+            let mut input = eth(HA_MAC, PEER_MAC);
+            input.extend(&inner);
+            let mut ring = dp.take_punt_ring().unwrap();
+            let (action, _) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(
+                action, XDP_DROP,
+                "handed to the daemon, not forwarded by XDP"
+            );
+            assert_eq!(counter(dp, "punt_fragment"), 1);
+            let item = ring.next().expect("a punted record");
+            assert_eq!(item.len(), std::mem::size_of::<PuntRecord>());
+            // SAFETY: the record was written by the program as a PuntRecord.
+            let rec: PuntRecord =
+                unsafe { std::ptr::read_unaligned(item.as_ptr() as *const PuntRecord) };
+            assert_eq!(rec.reason, PUNT_REASON_FRAGMENT);
+            assert_eq!(rec.len, 1280);
+            assert_eq!(rec.binding, entry(ha(), addr("2001:db8:f00e::5"), 9));
+            let mut fwd = inner.clone();
+            fwd[7] = 63;
+            assert_eq!(&rec.packet[..1280], &fwd[..]);
+        },
+    )
+}
+
+#[test]
+fn home_address_option_is_swapped_for_the_kernel() -> anyhow::Result<()> {
+    with_dataplane(
+        "home_address_option_is_swapped_for_the_kernel",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            // A BU from the CoA with a Home Address option: DestOpt(PadN 4, HAO) + MH bytes.
+            let mh = [59u8, 1, 5, 0, 0, 0, 0, 1, 0xc0, 0, 0, 10, 0, 0, 0, 0];
+            let mut dstopts = vec![135u8, 2, 1, 2, 0, 0, 0xc9, 16];
+            dstopts.extend_from_slice(&hoa().octets());
+            dstopts.extend_from_slice(&mh);
+            let mut input = eth(HA_MAC, PEER_MAC);
+            input.extend(ipv6(0, 0, 60, 64, coa(), ha(), &dstopts));
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_PASS);
+            // Source is now the HoA; the option is retyped 0x1E and carries the CoA.
+            let mut swapped = vec![135u8, 2, 1, 2, 0, 0, 0x1e, 16];
+            swapped.extend_from_slice(&coa().octets());
+            swapped.extend_from_slice(&mh);
+            let mut expected = eth(HA_MAC, PEER_MAC);
+            expected.extend(ipv6(0, 0, 60, 64, hoa(), ha(), &swapped));
+            assert_eq!(out, expected);
+            assert_eq!(counter(dp, "signal_hao_rewritten"), 1);
+
+            // The retyped option arriving from the wire is forged.
+            let mut forged = eth(HA_MAC, PEER_MAC);
+            forged.extend(ipv6(0, 0, 60, 64, coa(), ha(), &swapped));
+            assert_eq!(run(dp, fx.ifindex, &forged).unwrap().0, XDP_DROP);
+            assert_eq!(counter(dp, "drop_forged_hao_marker"), 1);
+        },
+    )
+}
+
+#[test]
+fn cached_next_hop_follows_a_route_change() -> anyhow::Result<()> {
+    with_dataplane(
+        "cached_next_hop_follows_a_route_change",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            let input = downlink_frame(hoa(), 64);
+            let (_, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(out[..6], ROUTER_MAC);
+            // Re-route the care-of prefix via the second router; the daemon bumps the epoch on
+            // the route event (here: by hand).
+            fx.ns
+                .ip(&[
+                    "-6",
+                    "route",
+                    "replace",
+                    "2001:db8:f00d::/64",
+                    "via",
+                    "2001:db8:bee5::2",
+                    "dev",
+                    "ha0",
+                ])
+                .unwrap();
+            let (_, stale) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(
+                stale[..6],
+                ROUTER_MAC,
+                "without invalidation the cache still answers"
+            );
+            dp.bump_nexthop_epoch().unwrap();
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_TX);
+            assert_eq!(
+                out[..6],
+                ROUTER2_MAC,
+                "after invalidation the new route is used"
+            );
+        },
+    )
+}
+
+#[test]
+fn without_the_cache_every_packet_asks_the_fib() -> anyhow::Result<()> {
+    with_dataplane(
+        "without_the_cache_every_packet_asks_the_fib",
+        Role::HomeAgent,
+        false,
+        |dp, fx| {
+            let input = downlink_frame(hoa(), 64);
+            let (_, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(out[..6], ROUTER_MAC);
+            fx.ns
+                .ip(&[
+                    "-6",
+                    "route",
+                    "replace",
+                    "2001:db8:f00d::/64",
+                    "via",
+                    "2001:db8:bee5::2",
+                    "dev",
+                    "ha0",
+                ])
+                .unwrap();
+            let (_, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(out[..6], ROUTER2_MAC);
+        },
+    )
+}
+
+#[test]
+fn mobile_node_decapsulates_from_its_home_agent_only() -> anyhow::Result<()> {
+    with_dataplane(
+        "mobile_node_decapsulates_from_its_home_agent_only",
+        Role::MobileNode,
+        true,
+        |dp, fx| {
+            let inner = ipv6(
+                0,
+                0,
+                17,
+                63,
+                cn(),
+                hoa(),
+                &udp(cn(), hoa(), 1, 2, &pattern(30)),
+            );
+            let mut input = eth(HA_MAC, PEER_MAC);
+            input.extend(ipv6(0, 0, 41, 64, ha(), coa(), &inner));
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_PASS);
+            let mut expected = eth(HA_MAC, PEER_MAC);
+            expected.extend(&inner);
+            assert_eq!(out, expected, "the inner packet is delivered unchanged");
+            assert_eq!(counter(dp, "mn_decap"), 1);
+
+            let mut spoofed = eth(HA_MAC, PEER_MAC);
+            spoofed.extend(ipv6(
+                0,
+                0,
+                41,
+                64,
+                addr("2001:db8:bee5::bad"),
+                coa(),
+                &inner,
+            ));
+            assert_eq!(run(dp, fx.ifindex, &spoofed).unwrap().0, XDP_DROP);
+        },
+    )
+}
