@@ -46,7 +46,7 @@ pub fn header_len(hdr_ext_len: u8) -> usize {
 /// packet are not provable after LLVM reassociates the bounds checks.
 #[inline(always)]
 pub fn scan_dstopts(h: &[u8; MAX_DSTOPTS_LEN], len: usize) -> DstOpts {
-    if len > MAX_DSTOPTS_LEN || len < 8 {
+    if !(8..=MAX_DSTOPTS_LEN).contains(&len) {
         return DstOpts::Unparsed;
     }
     let mut pos = 2usize;
