@@ -53,6 +53,10 @@ pub mod globals {
 pub mod programs {
     /// The XDP ingress program attached to every interface the node serves.
     pub const XDP_INGRESS: &str = "ha_xdp_ingress";
+    /// Reference program: XDP_PASS and nothing else.
+    pub const XDP_PASS: &str = "ha_xdp_pass";
+    /// Reference program: a minimal IPv6 XDP router.
+    pub const XDP_ROUTER: &str = "ha_xdp_router";
     /// The TC egress program: tunnels packets the node itself sends (or forwards through the
     /// kernel) to a bound HoA.
     pub const TC_EGRESS: &str = "ha_tc_egress";

@@ -19,6 +19,18 @@ mod program {
         crate::kern::xdp::ingress(&ctx)
     }
 
+    /// Reference: does nothing (see `kern::reference`).
+    #[xdp]
+    pub fn ha_xdp_pass(_ctx: XdpContext) -> u32 {
+        aya_ebpf::bindings::xdp_action::XDP_PASS
+    }
+
+    /// Reference: a minimal IPv6 router (see `kern::reference`).
+    #[xdp]
+    pub fn ha_xdp_router(ctx: XdpContext) -> u32 {
+        crate::kern::reference::router(&ctx)
+    }
+
     /// Egress of every interface the node serves.
     #[classifier]
     pub fn ha_tc_egress(ctx: TcContext) -> i32 {

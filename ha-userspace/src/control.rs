@@ -8,7 +8,6 @@ use std::{
     io::{BufRead as _, BufReader, Write as _},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use anyhow::{Context as _, bail};
@@ -16,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _},
     net::{UnixListener, UnixStream},
+    sync::mpsc,
 };
 
 /// Where `hagent run` listens and the CLI connects unless `--socket` says otherwise.
@@ -28,8 +28,29 @@ const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// Global counters and attachments.
+    /// Global counters, attachments and slow-path statistics.
     Stats,
+    /// The binding cache with per-binding counters.
+    Bindings,
+    /// Adds (or replaces) a static binding.
+    BindingAdd {
+        hoa: String,
+        coa: String,
+        /// Seconds; absent: never expires.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lifetime: Option<u32>,
+        /// Mobile network prefixes (`prefix/len`) routed to the same CoA.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        prefixes: Vec<String>,
+    },
+    /// Removes a binding.
+    BindingDel { hoa: String },
+}
+
+/// A request on its way to the daemon's event loop, with where to send the answer.
+pub struct Command {
+    pub request: Request,
+    pub reply: tokio::sync::oneshot::Sender<anyhow::Result<serde_json::Value>>,
 }
 
 /// A reply from the daemon.
@@ -57,11 +78,6 @@ impl Reply {
             },
         }
     }
-}
-
-/// What serves requests: the daemon implements it.
-pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, request: Request) -> anyhow::Result<serde_json::Value>;
 }
 
 /// A bound control socket; the file is removed when this is dropped.
@@ -96,14 +112,14 @@ impl ControlSocket {
         })
     }
 
-    /// Serves connections until the task is dropped.
-    pub async fn serve<H: Handler>(&self, handler: Arc<H>) {
+    /// Serves connections until the task is dropped, forwarding requests to `commands`.
+    pub async fn serve(&self, commands: mpsc::Sender<Command>) {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
-                    let handler = handler.clone();
+                    let commands = commands.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = serve_connection(stream, handler).await {
+                        if let Err(e) = serve_connection(stream, commands).await {
                             tracing::debug!(error = %e, "control connection ended with an error");
                         }
                     });
@@ -123,7 +139,10 @@ impl Drop for ControlSocket {
     }
 }
 
-async fn serve_connection<H: Handler>(stream: UnixStream, handler: Arc<H>) -> anyhow::Result<()> {
+async fn serve_connection(
+    stream: UnixStream,
+    commands: mpsc::Sender<Command>,
+) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = tokio::io::BufReader::new(read.take(MAX_REQUEST as u64 * 16)).lines();
     while let Some(line) = lines.next_line().await? {
@@ -134,12 +153,13 @@ async fn serve_connection<H: Handler>(stream: UnixStream, handler: Arc<H>) -> an
         } else {
             match serde_json::from_str::<Request>(&line) {
                 Ok(request) => {
-                    let handler = handler.clone();
-                    // Handlers touch BPF maps (syscalls): keep them off the async workers.
-                    let result = tokio::task::spawn_blocking(move || handler.handle(request))
-                        .await
-                        .map_err(anyhow::Error::from)
-                        .and_then(|r| r);
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    let result = match commands.send(Command { request, reply }).await {
+                        Ok(()) => answer.await.unwrap_or_else(|_| {
+                            Err(anyhow::anyhow!("the daemon is shutting down"))
+                        }),
+                        Err(_) => Err(anyhow::anyhow!("the daemon is shutting down")),
+                    };
                     Reply::from_result(result)
                 }
                 Err(e) => Reply::from_result(Err(anyhow::anyhow!("malformed request: {e}"))),

@@ -312,6 +312,40 @@ impl Dataplane {
         xdp_program(&mut self.ebpf)
     }
 
+    /// One of the reference XDP programs (`ha_common::programs::XDP_PASS`, `XDP_ROUTER`),
+    /// loaded on first use: benchmarks compare against them, and labs attach the pass program
+    /// to veth ends that receive XDP_TX frames.
+    pub fn reference(&mut self, name: &str) -> anyhow::Result<&mut Xdp> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the embedded object"))?
+            .try_into()?;
+        if program.fd().is_err() {
+            program
+                .load()
+                .map_err(verifier_error)
+                .with_context(|| format!("the kernel refused {name}"))?;
+        }
+        Ok(program)
+    }
+
+    /// Attaches a reference program to the interface `ifindex` (resolved in the calling
+    /// thread's network namespace) in native mode; detached when the data plane is dropped.
+    pub fn attach_reference(&mut self, name: &str, ifindex: u32) -> anyhow::Result<()> {
+        self.reference(name)?
+            .attach_to_if_index(ifindex, AyaXdpMode::Driver)
+            .with_context(|| format!("attaching {name} to ifindex {ifindex}"))?;
+        Ok(())
+    }
+
+    /// Lets the programs redirect to `ifindex` without attaching to it (benchmarks).
+    pub fn allow_redirect(&mut self, ifindex: u32) -> anyhow::Result<()> {
+        let mut devmap = DevMapHash::try_from(self.map_mut(maps::DEVMAP)?)?;
+        devmap.insert(ifindex, ifindex, None, 0)?;
+        Ok(())
+    }
+
     /// The TC program, e.g. for BPF_PROG_TEST_RUN.
     pub fn tc(&mut self) -> anyhow::Result<&mut SchedClassifier> {
         tc_program(&mut self.ebpf)

@@ -40,6 +40,48 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Show the binding cache with per-binding counters.
+    Bindings {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Control socket path.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Add or remove static bindings (like UMIP's `bc add`).
+    Binding {
+        #[command(subcommand)]
+        action: BindingAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum BindingAction {
+    /// Bind HOA to COA (replacing an existing binding's care-of address in place).
+    Add {
+        /// Home address.
+        hoa: String,
+        /// Care-of address.
+        coa: String,
+        /// Lifetime in seconds; without it the binding never expires.
+        #[arg(long)]
+        lifetime: Option<u32>,
+        /// A mobile network prefix (NEMO) routed to the same care-of address; repeatable.
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+        /// Control socket path.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Remove the binding of HOA.
+    Del {
+        /// Home address.
+        hoa: String,
+        /// Control socket path.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,6 +115,64 @@ fn real_main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bindings { json, socket } => {
+            let data = control::call(&socket, &Request::Bindings)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                print_bindings(&data);
+            }
+            Ok(())
+        }
+        Command::Binding { action } => match action {
+            BindingAction::Add {
+                hoa,
+                coa,
+                lifetime,
+                prefixes,
+                socket,
+            } => {
+                let data = control::call(
+                    &socket,
+                    &Request::BindingAdd {
+                        hoa,
+                        coa,
+                        lifetime,
+                        prefixes,
+                    },
+                )?;
+                print_bindings(&serde_json::Value::Array(vec![data]));
+                Ok(())
+            }
+            BindingAction::Del { hoa, socket } => {
+                control::call(&socket, &Request::BindingDel { hoa: hoa.clone() })?;
+                println!("binding for {hoa} removed");
+                Ok(())
+            }
+        },
+    }
+}
+
+fn print_bindings(data: &serde_json::Value) {
+    println!(
+        "{:<28} {:<28} {:>9} {:>12} {:>14} {:>12} {:>14}",
+        "home address", "care-of address", "lifetime", "tunnelled", "bytes", "reverse", "bytes"
+    );
+    for b in data.as_array().into_iter().flatten() {
+        let lifetime = match b["lifetime_remaining_s"].as_u64() {
+            Some(s) => format!("{s}s"),
+            None => "static".into(),
+        };
+        println!(
+            "{:<28} {:<28} {:>9} {:>12} {:>14} {:>12} {:>14}",
+            b["hoa"].as_str().unwrap_or("?"),
+            b["coa"].as_str().unwrap_or("?"),
+            lifetime,
+            b["packets_tunnelled"].as_u64().unwrap_or(0),
+            b["bytes_tunnelled"].as_u64().unwrap_or(0),
+            b["packets_reverse"].as_u64().unwrap_or(0),
+            b["bytes_reverse"].as_u64().unwrap_or(0),
+        );
     }
 }
 

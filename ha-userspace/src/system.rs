@@ -42,3 +42,127 @@ pub fn ifindex(name: &str) -> anyhow::Result<u32> {
     }
     Ok(idx)
 }
+
+/// The MAC address of an interface (from sysfs).
+pub fn mac_address(name: &str) -> anyhow::Result<[u8; 6]> {
+    let path = format!("/sys/class/net/{name}/address");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let mut mac = [0u8; 6];
+    let parts: Vec<_> = text.trim().split(':').collect();
+    if parts.len() != 6 {
+        bail!("{name} has no Ethernet address ({:?})", text.trim());
+    }
+    for (b, p) in mac.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).with_context(|| format!("bad MAC {:?}", text.trim()))?;
+    }
+    Ok(mac)
+}
+
+/// The MTU of an interface (from sysfs).
+pub fn mtu(name: &str) -> anyhow::Result<u32> {
+    let path = format!("/sys/class/net/{name}/mtu");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    Ok(text.trim().parse()?)
+}
+
+/// An IPv6 address configured on an interface, with its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub addr: std::net::Ipv6Addr,
+    pub prefix_len: u8,
+}
+
+impl InterfaceAddress {
+    /// Whether `other` is inside this address's prefix.
+    pub fn covers(&self, other: &std::net::Ipv6Addr) -> bool {
+        prefix_contains(self.addr, self.prefix_len, *other)
+    }
+}
+
+/// Whether `addr` lies in `prefix/len`.
+pub fn prefix_contains(prefix: std::net::Ipv6Addr, len: u8, addr: std::net::Ipv6Addr) -> bool {
+    let len = len.min(128) as u32;
+    if len == 0 {
+        return true;
+    }
+    let mask = u128::MAX << (128 - len);
+    u128::from(prefix) & mask == u128::from(addr) & mask
+}
+
+/// The IPv6 addresses configured on `name` (getifaddrs).
+pub fn ipv6_addresses(name: &str) -> anyhow::Result<Vec<InterfaceAddress>> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `ifap` with a list we free below; we only read it.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return Err(std::io::Error::last_os_error()).context("getifaddrs");
+        }
+        let mut cur = ifap;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            cur = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
+                continue;
+            }
+            if (*ifa.ifa_addr).sa_family as i32 != libc::AF_INET6 {
+                continue;
+            }
+            let ifname = std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy();
+            if ifname != name {
+                continue;
+            }
+            let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+            let nm = &*(ifa.ifa_netmask as *const libc::sockaddr_in6);
+            let prefix_len = nm
+                .sin6_addr
+                .s6_addr
+                .iter()
+                .map(|b| b.count_ones())
+                .sum::<u32>() as u8;
+            out.push(InterfaceAddress {
+                addr: std::net::Ipv6Addr::from(sa.sin6_addr.s6_addr),
+                prefix_len,
+            });
+        }
+        libc::freeifaddrs(ifap);
+    }
+    Ok(out)
+}
+
+/// Writes a sysctl, given as path components (an interface name may contain dots).
+pub fn set_sysctl(key: &[&str], value: &str) -> anyhow::Result<()> {
+    let path = format!("/proc/sys/{}", key.join("/"));
+    std::fs::write(&path, value).with_context(|| format!("setting {} = {value}", key.join(".")))
+}
+
+/// Reads a sysctl, given as path components.
+pub fn sysctl(key: &[&str]) -> anyhow::Result<String> {
+    let path = format!("/proc/sys/{}", key.join("/"));
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", key.join(".")))?
+        .trim()
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let p: std::net::Ipv6Addr = "2001:db8:bee5::".parse().unwrap();
+        assert!(prefix_contains(
+            p,
+            64,
+            "2001:db8:bee5::dead:face".parse().unwrap()
+        ));
+        assert!(!prefix_contains(
+            p,
+            64,
+            "2001:db8:f00d::dead:face".parse().unwrap()
+        ));
+        assert!(prefix_contains(p, 0, "::1".parse().unwrap()));
+        assert!(prefix_contains(p, 128, p));
+    }
+}

@@ -117,6 +117,23 @@ impl Hagent {
     }
 }
 
+/// The HA's configuration for the seed lab (TOML).
+pub fn ha_config(xdp_mode: &str) -> String {
+    format!(
+        "role = \"home_agent\"\n\n[home_agent]\naddresses = [\"{}\"]\n\n[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"{xdp_mode}\"\nmax_bindings = 1024\nmax_prefixes = 64\n",
+        seed::HA
+    )
+}
+
+/// The MN's configuration for the seed lab (TOML).
+pub fn mn_config(xdp_mode: &str) -> String {
+    format!(
+        "role = \"mobile_node\"\n\n[mobile_node]\nhome_address = \"{}\"\nhome_agent = \"{}\"\n\n[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"{xdp_mode}\"\nmax_bindings = 16\nmax_prefixes = 16\n",
+        seed::HOA,
+        seed::HA
+    )
+}
+
 /// Addresses of the seed talk's lab.
 pub mod seed {
     pub const HOME_PREFIX: &str = "2001:db8:bee5::/64";
@@ -140,15 +157,20 @@ pub struct SeedLab {
     pub ha: Netns,
     pub mn: Netns,
     pub cn: Netns,
+    /// XDP_PASS programs on the router's interfaces: a veth end receives frames that the
+    /// other end's XDP program transmits (XDP_TX) only when it runs XDP itself; otherwise they
+    /// wait until unrelated traffic wakes it. Real NICs need no such thing.
+    _router_xdp: Option<hagent::dataplane::Dataplane>,
 }
 
 impl SeedLab {
     pub fn new() -> anyhow::Result<Self> {
-        let lab = Self {
+        let mut lab = Self {
             router: Netns::new("router")?,
             ha: Netns::new("ha")?,
             mn: Netns::new("mn")?,
             cn: Netns::new("cn")?,
+            _router_xdp: None,
         };
         lab.router.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         lab.ha.sysctl("net.ipv6.conf.all.forwarding", "1")?;
@@ -170,11 +192,35 @@ impl SeedLab {
                 "dev",
                 "eth0",
             ])?;
-            // Frames that XDP transmits lose CHECKSUM_PARTIAL: generate full checksums.
-            host.exec("ethtool", &["-K", "eth0", "tx", "off"])?;
-            lab.router
-                .exec("ethtool", &["-K", router_if, "tx", "off"])?;
+            // Frames that XDP transmits lose CHECKSUM_PARTIAL: generate full checksums. No
+            // software GSO/GRO, so (generic) XDP and TC see wire-sized packets, and the tests
+            // can count what the router forwards.
+            host.exec(
+                "ethtool",
+                &["-K", "eth0", "tx", "off", "gso", "off", "gro", "off"],
+            )?;
+            lab.router.exec(
+                "ethtool",
+                &["-K", router_if, "tx", "off", "gso", "off", "gro", "off"],
+            )?;
         }
+        let ifindexes = ["home0", "foreign0", "cafe0"]
+            .iter()
+            .map(|i| lab.router.ifindex(i))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let dp = lab.router.run_in(move || -> anyhow::Result<_> {
+            let mut dp =
+                hagent::dataplane::Dataplane::load(&hagent::dataplane::DataplaneOptions {
+                    max_bindings: 1,
+                    max_prefixes: 1,
+                    ..Default::default()
+                })?;
+            for i in ifindexes {
+                dp.attach_reference(ha_common::programs::XDP_PASS, i)?;
+            }
+            Ok(dp)
+        })??;
+        lab._router_xdp = Some(dp);
         Ok(lab)
     }
 }

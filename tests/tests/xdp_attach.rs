@@ -36,7 +36,9 @@ fn ping_counts_ipv6(mode: &str) -> anyhow::Result<()> {
 
     let hagent = Hagent::start(
         &ha,
-        &format!("[dataplane]\ninterfaces = [\"home0\"]\nxdp_mode = \"{mode}\"\n"),
+        &format!(
+            "[home_agent]\naddresses = [\"2001:db8:bee5::c001:babe\"]\n[dataplane]\ninterfaces = [\"home0\"]\nxdp_mode = \"{mode}\"\nmax_bindings = 1024\n"
+        ),
     )?;
 
     // bpftool sees our program attached in the requested mode.
@@ -120,7 +122,10 @@ fn missing_interface_is_refused_clearly() -> anyhow::Result<()> {
     let ns = Netns::new("noif")?;
     let dir = tests::TempDir::new("noif")?;
     let cfg = dir.join("c.toml");
-    std::fs::write(&cfg, "[dataplane]\ninterfaces = [\"nosuch0\"]\n")?;
+    std::fs::write(
+        &cfg,
+        "[home_agent]\naddresses = [\"2001:db8::1\"]\n[dataplane]\ninterfaces = [\"nosuch0\"]\n",
+    )?;
     let out = ns
         .command(hagent_bin()?.to_str().unwrap())
         .args(["run", "-c", cfg.to_str().unwrap(), "--socket"])

@@ -3,5 +3,6 @@
 
 pub mod maps;
 pub mod nexthop;
+pub mod reference;
 pub mod tc;
 pub mod xdp;

@@ -36,15 +36,21 @@ fn words(a: &[u8; 16]) -> [u32; 4] {
     unsafe { core::mem::transmute::<[u8; 16], [u32; 4]>(*a) }
 }
 
-/// Resolves the next hop for an IPv6 packet `src → dst` of `tot_len` bytes (L3) that arrived
-/// on `ingress`. `ctx` is the program's context (xdp_md or __sk_buff).
+/// `BPF_FIB_LOOKUP_OUTPUT`: look up as the sender of a locally originated packet (no check
+/// that the interface forwards; a mobile node is a host).
+pub const FIB_OUTPUT: u32 = 1 << 1;
+
+/// Resolves the next hop for an IPv6 packet `src → dst` of `tot_len` bytes (L3; 0 skips the
+/// MTU check) that arrived on (or, with [`FIB_OUTPUT`], leaves from) `ifindex`. `ctx` is the
+/// program's context (xdp_md or __sk_buff).
 #[inline(always)]
 pub fn resolve(
     ctx: *mut c_void,
-    ingress: u32,
+    ifindex: u32,
     src: &[u8; 16],
     dst: &[u8; 16],
     tot_len: usize,
+    flags: u32,
 ) -> Route {
     let cache = nexthop_cache();
     let epoch = nexthop_epoch();
@@ -66,7 +72,7 @@ pub fn resolve(
     // SAFETY: bpf_fib_lookup is plain old data; all-zero is a valid value.
     let mut p: FibParams = unsafe { core::mem::zeroed() };
     p.family = AF_INET6;
-    p.ifindex = ingress;
+    p.ifindex = ifindex;
     p.__bindgen_anon_1.tot_len = tot_len as u16;
     p.__bindgen_anon_3.ipv6_src = words(src);
     p.__bindgen_anon_4.ipv6_dst = words(dst);
@@ -76,7 +82,7 @@ pub fn resolve(
             ctx,
             &mut p as *mut FibParams,
             core::mem::size_of::<FibParams>() as i32,
-            0,
+            flags,
         )
     };
     // SAFETY: union field written by the kernel (mtu_result shares storage with tot_len).

@@ -25,7 +25,7 @@ use ha_ebpf::{
 
 use super::{
     maps::{count, count_binding, lookup_binding, outer_hop_limit, role},
-    nexthop::{Route, resolve},
+    nexthop::{FIB_OUTPUT, Route, resolve},
 };
 
 /// `TC_ACT_OK` and `TC_ACT_SHOT` (uapi/linux/pkt_cls.h) as the classifier's return type.
@@ -69,17 +69,33 @@ pub fn egress(ctx: &TcContext) -> i32 {
     let inner_len = len.saturating_sub(ETH_HLEN);
     // SAFETY: ctx.skb.skb is the kernel's __sk_buff for this run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // A GSO packet is segmented after this program (each segment sized by the route MTU the
+    // daemon set for the HoA), so its total length says nothing about the MTU: skip the
+    // check (tot_len 0).
+    // SAFETY: as above.
+    let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
+    let tot_len = if gso { 0 } else { inner_len + IPV6_HLEN };
     let route = resolve(
         ctx.skb.skb as *mut c_void,
         ifindex,
         &b.local,
         &b.remote,
-        inner_len + IPV6_HLEN,
+        tot_len,
+        FIB_OUTPUT,
     );
     let (egress, macs) = match route {
         Route::Forward(nh) => (nh.ifindex, Some((nh.dmac, nh.smac))),
-        Route::Pass(Counter::PassNoNeigh) => (0, None),
-        _ => {
+        // Unresolved neighbour, or a host that does not forward (a mobile node: the FIB
+        // helper refuses lookups on interfaces with forwarding off): let the kernel route the
+        // encapsulated packet out of this interface and resolve its next hop.
+        Route::Pass(Counter::PassNoNeigh | Counter::PassFibOther) => (0, None),
+        Route::Pass(reason) | Route::Drop(reason) => {
+            // Count the FIB's reason too, so `hagent stats` says why.
+            count(reason, len);
+            count(Counter::TcDrop, len);
+            return TC_SHOT;
+        }
+        Route::TooBig(_) => {
             count(Counter::TcDrop, len);
             return TC_SHOT;
         }

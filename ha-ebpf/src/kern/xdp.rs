@@ -43,7 +43,7 @@ use super::{
 };
 
 /// The XDP context as a [`Frame`]. Re-create it after every `adjust_head`/`adjust_tail`.
-struct Pkt<'a>(&'a XdpContext);
+pub struct Pkt<'a>(pub &'a XdpContext);
 
 impl Frame for Pkt<'_> {
     #[inline(always)]
@@ -73,19 +73,19 @@ fn drop(c: Counter, len: usize) -> u32 {
 }
 
 #[inline(always)]
-fn raw(ctx: &XdpContext) -> *mut c_void {
+pub fn raw(ctx: &XdpContext) -> *mut c_void {
     ctx.ctx as *mut c_void
 }
 
 #[inline(always)]
-fn ingress_ifindex(ctx: &XdpContext) -> u32 {
+pub fn ingress_ifindex(ctx: &XdpContext) -> u32 {
     // SAFETY: ctx.ctx is the kernel's xdp_md for this run.
     unsafe { (*ctx.ctx).ingress_ifindex }
 }
 
 /// Writes `bytes` at `offset`, or fails if the frame is too short.
 #[inline(always)]
-fn store<const N: usize>(ctx: &XdpContext, offset: usize, bytes: &[u8; N]) -> Result<(), ()> {
+pub fn store<const N: usize>(ctx: &XdpContext, offset: usize, bytes: &[u8; N]) -> Result<(), ()> {
     let p = Pkt(ctx).ptr_at_mut::<[u8; N]>(offset).ok_or(())?;
     // SAFETY: `ptr_at_mut` checked that N bytes at `p` are inside the frame.
     unsafe { core::ptr::write_unaligned(p, *bytes) };
@@ -93,7 +93,7 @@ fn store<const N: usize>(ctx: &XdpContext, offset: usize, bytes: &[u8; N]) -> Re
 }
 
 #[inline(always)]
-fn load<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<[u8; N], ()> {
+pub fn load<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<[u8; N], ()> {
     Pkt(ctx).load::<[u8; N]>(offset).ok_or(())
 }
 
@@ -108,7 +108,7 @@ fn adjust_head(ctx: &XdpContext, delta: i32) -> Result<(), ()> {
 }
 
 #[inline(always)]
-fn eth_header(dmac: &[u8; 6], smac: &[u8; 6]) -> [u8; ETH_HLEN] {
+pub fn eth_header(dmac: &[u8; 6], smac: &[u8; 6]) -> [u8; ETH_HLEN] {
     let mut e = [0u8; ETH_HLEN];
     e[..6].copy_from_slice(dmac);
     e[6..12].copy_from_slice(smac);
@@ -198,6 +198,7 @@ fn encap(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
         &b.local,
         &b.remote,
         inner_len + IPV6_HLEN,
+        0,
     ) {
         Route::Forward(nh) => nh,
         Route::TooBig(path_mtu) => return too_big(ctx, ip, b, path_mtu, len),
@@ -497,6 +498,7 @@ fn decap(ctx: &XdpContext, outer: &Ipv6, len: usize) -> u32 {
         &inner.src,
         &inner.dst,
         inner_len,
+        0,
     ) {
         Route::Forward(nh) if may_transmit(ctx, nh.ifindex) => nh,
         Route::Drop(c) => return drop(c, len),
@@ -550,6 +552,7 @@ fn reencap(ctx: &XdpContext, inner: &Ipv6, b: &BindingEntry, len: usize) -> u32 
         &b.local,
         &b.remote,
         inner_len + IPV6_HLEN,
+        0,
     ) {
         Route::Forward(nh) if may_transmit(ctx, nh.ifindex) => nh,
         Route::Drop(c) => return drop(c, len),

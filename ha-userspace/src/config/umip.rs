@@ -1199,7 +1199,10 @@ impl Ctx {
                 errors.push(
                     Diagnostic::at(
                         &i.loc,
-                        format!("duplicate Interface {:?} (already declared at {first})", i.name),
+                        format!(
+                            "duplicate Interface {:?} (already declared at {first})",
+                            i.name
+                        ),
                     )
                     .with_help("declare each interface once; put its options in one block"),
                 );
@@ -1609,7 +1612,11 @@ impl Parser<'_> {
                     return None;
                 }
                 Tok::Word(w) => {
-                    if starts_line && is_top_keyword(w) && !known.contains(&w.as_str()) {
+                    if starts_line
+                        && w != "include"
+                        && is_top_keyword(w)
+                        && !known.contains(&w.as_str())
+                    {
                         let (line, col) = self.prev_end();
                         let d = self.diag_at(
                             line,
@@ -1685,8 +1692,8 @@ impl Parser<'_> {
     /// a later line.
     fn expected(&mut self, t: &Token, expected: &str, what: &str) -> Fail {
         let (line, col) = self.prev_end();
-        let help = (t.tok == Tok::Eq)
-            .then(|| format!("UMIP syntax has no '=': write {what} <value>;"));
+        let help =
+            (t.tok == Tok::Eq).then(|| format!("UMIP syntax has no '=': write {what} <value>;"));
         if t.line > line || t.tok == Tok::Eof {
             let d = self.diag_at(line, col, format!("missing {expected} in {what}"), help);
             self.ctx.error(d);
@@ -1701,12 +1708,17 @@ impl Parser<'_> {
 
     // --- values ---
 
+    /// The next word as a value. A directive keyword at the start of the next line is not taken
+    /// as the value: the value is then missing.
     fn value(&mut self, expected: &str, what: &str) -> PResult<(Token, String)> {
+        let starts_line = self.starts_line();
         let t = self.peek().clone();
         if let Tok::Word(w) = &t.tok {
-            let w = w.clone();
-            self.bump();
-            return Ok((t, w));
+            if !(starts_line && is_top_keyword(w)) {
+                let w = w.clone();
+                self.bump();
+                return Ok((t, w));
+            }
         }
         Err(self.expected(&t, expected, what))
     }
@@ -1739,9 +1751,7 @@ impl Parser<'_> {
             Some("only IPv6 addresses are supported here".to_string())
         } else {
             homoglyph_fix(w).map(|fixed| {
-                format!(
-                    "did you mean {fixed}? The letters o/O and l/I are not hexadecimal digits"
-                )
+                format!("did you mean {fixed}? The letters o/O and l/I are not hexadecimal digits")
             })
         };
         Err(self.fail(t, format!("invalid IPv6 address {w:?} in {what}"), help))
@@ -1874,8 +1884,12 @@ impl Parser<'_> {
         if let Some(b) = bool_word(&w) {
             return Ok(b);
         }
-        let help = bool_word(&w.to_ascii_lowercase())
-            .map(|_| format!("booleans are case-sensitive: write {:?}", w.to_ascii_lowercase()));
+        let help = bool_word(&w.to_ascii_lowercase()).map(|_| {
+            format!(
+                "booleans are case-sensitive: write {:?}",
+                w.to_ascii_lowercase()
+            )
+        });
         Err(self.fail(
             &t,
             format!("invalid boolean {w:?} in {what} (expected enabled or disabled)"),
@@ -1915,7 +1929,10 @@ impl Parser<'_> {
             )),
             Err(UintError::NotNumber) => {
                 let help = bool_word(&w.to_ascii_lowercase()).map(|_| {
-                    format!("keywords are case-sensitive: write {:?}", w.to_ascii_lowercase())
+                    format!(
+                        "keywords are case-sensitive: write {:?}",
+                        w.to_ascii_lowercase()
+                    )
                 });
                 Err(self.fail(
                     &t,
@@ -1985,8 +2002,7 @@ impl Parser<'_> {
             Some(format!("keywords are case-sensitive: write {c:?}"))
         } else if w == "include" {
             Some("include is only allowed at the top level".into())
-        } else if let Some((_, b)) = BLOCK_ONLY.iter().find(|(k, _)| block.is_none() && *k == w)
-        {
+        } else if let Some((_, b)) = BLOCK_ONLY.iter().find(|(k, _)| block.is_none() && *k == w) {
             Some(format!("{w:?} is only valid inside {b}"))
         } else if RADVD_WORDS.contains(&w) {
             Some(
@@ -2343,7 +2359,9 @@ impl Parser<'_> {
                     let first = first.to_string();
                     self.error(
                         k,
-                        format!("IPsecPolicySet has more than one HomeAgentAddress (first at {first})"),
+                        format!(
+                            "IPsecPolicySet has more than one HomeAgentAddress (first at {first})"
+                        ),
                         Some("use one IPsecPolicySet per home agent address".into()),
                     );
                 } else {
@@ -2358,7 +2376,10 @@ impl Parser<'_> {
                     let first = hoa_locs[i].to_string();
                     self.error(
                         k,
-                        format!("duplicate HomeAddress {} in IPsecPolicySet (first at {first})", p.0),
+                        format!(
+                            "duplicate HomeAddress {} in IPsecPolicySet (first at {first})",
+                            p.0
+                        ),
                         None,
                     );
                 } else {
@@ -2388,8 +2409,7 @@ impl Parser<'_> {
     }
 
     fn ipsec_policy(&mut self, kw: &Token) -> PResult<IpsecPolicy> {
-        const TYPES: &str =
-            "HomeRegBinding, Mh, MobPfxDisc, ICMP, any, TunnelHomeTesting, TunnelMh or TunnelPayload";
+        const TYPES: &str = "HomeRegBinding, Mh, MobPfxDisc, ICMP, any, TunnelHomeTesting, TunnelMh or TunnelPayload";
         let (tt, tw) = self.value("a policy type", "IPsecPolicy")?;
         let kind = match IpsecPolicyType::from_umip(&tw) {
             Some(kind) => kind,
@@ -2630,9 +2650,11 @@ impl Parser<'_> {
                     k,
                     "HaServedPrefix is a home-agent directive and is not valid inside MnHomeLink"
                         .into(),
-                    Some("a mobile router lists its prefixes after HomeAddress: HomeAddress \
+                    Some(
+                        "a mobile router lists its prefixes after HomeAddress: HomeAddress \
                           <hoa>/64 (<mnp>/64, ...);"
-                        .into()),
+                            .into(),
+                    ),
                 ));
             }
             _ => return Err(self.unknown(k, w, Some("MnHomeLink"), HOME_LINK_KEYWORDS)),
@@ -2647,9 +2669,7 @@ impl Parser<'_> {
         if level >= MAX_INCLUDE_DEPTH {
             self.error(
                 pt,
-                format!(
-                    "include {pattern:?}: more than {MAX_INCLUDE_DEPTH} nested include levels"
-                ),
+                format!("include {pattern:?}: more than {MAX_INCLUDE_DEPTH} nested include levels"),
                 Some("UMIP stops at 5 levels too; include the files from a shallower level".into()),
             );
             return;
@@ -2658,7 +2678,11 @@ impl Parser<'_> {
             self.error(pt, "include needs a file name or pattern".into(), None);
             return;
         }
-        let base = self.file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = self
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let files = match expand_include(&base, pattern) {
             Ok(files) => files,
             Err(msg) => {
@@ -2781,4 +2805,1258 @@ fn wildcard_match(pattern: &str, s: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The home agent `mip6d.conf` from the talk (shared/seed), verbatim: the spaces are U+00A0
+    /// as copied from the slides, and line 12 has the typo `coo1` (letters o, not zeros).
+    const SEED_HA: &str = r#"NodeConfig HA;
+DebugLevel 10;
+# interface on the home link
+Interface "eth0";
+# only accept binding from known hosts (no PKI)
+BindAclPolicy 2001:db8:bee5::dead:face allow;
+DefaultBindPolicy deny;
+# encryption parameters
+UseMnHaIPsec enabled;
+KeyMngMobCapability disabled;
+IPsecPolicySet {
+  HomeAgentAddress 2001:db8:bee5::coo1:babe;
+  HomeAddress 2001:db8:bee5::dead:face/64;
+  IPSecPolicy Mn UseESP 10;
+  IPSecPolicy TunnelPayload UseESP 11;
+}
+"#;
+
+    /// The mobile node `mip6d.conf` from the talk, verbatim: „typographic“ quotes, U+00A0 spaces
+    /// and the same `coo1` typo on lines 7 and 13.
+    const SEED_MN: &str = r#"NodeConfig MN;
+DebugLevel 10;
+Interface "eth0"{
+  MnIfPreference 1;
+}
+MnHomeLink „eth0“ {
+  HomeAgentAddress 2001:db8:bee5::coo1:babe;
+  HomeAddress 2001:db8:bee5::dead:face/64;
+}
+UseMnHaIPsec enabled;
+KeyMngMobCapability disabled;
+IPsecPolicySet {
+  HomeAgentAddress 2001:db8:bee5::coo1:babe;
+  HomeAddress 2001:db8:bee5::dead:face/64;
+  IPSecPolicy Mn UseESP 10;
+  IPSecPolicy TunnelPayload UseESP 11;
+}  
+"#;
+
+    fn origin() -> &'static Path {
+        Path::new("mip6d.conf")
+    }
+
+    fn ok(text: &str) -> UmipConfig {
+        parse_str(text, origin()).unwrap_or_else(|e| panic!("unexpected errors:\n{e}"))
+    }
+
+    fn err(text: &str) -> ConfigError {
+        match parse_str(text, origin()) {
+            Ok(c) => panic!("expected an error, got {c:#?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// Exactly one error; returns it.
+    fn one_err(text: &str) -> Diagnostic {
+        let e = err(text);
+        assert_eq!(e.errors.len(), 1, "expected exactly one error, got:\n{e}");
+        e.errors[0].clone()
+    }
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn warned(warnings: &[Diagnostic], line: u32, col: u32, needle: &str) -> bool {
+        warnings
+            .iter()
+            .any(|w| w.line == line && w.column == col && w.message.contains(needle))
+    }
+
+    /// A scratch directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("umip-test-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn write(&self, rel: &str, text: &str) -> PathBuf {
+            let p = self.0.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, text).unwrap();
+            p
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    // --- the seed configs ---
+
+    #[test]
+    fn seed_ha_verbatim_reports_the_typo() {
+        assert!(
+            SEED_HA.contains('\u{a0}'),
+            "the seed must keep its no-break spaces"
+        );
+        let e = one_err(SEED_HA);
+        assert_eq!(
+            e.to_string(),
+            "mip6d.conf:12:20: invalid IPv6 address \"2001:db8:bee5::coo1:babe\" in HomeAgentAddress"
+        );
+        assert!(
+            e.help
+                .as_deref()
+                .unwrap()
+                .contains("2001:db8:bee5::c001:babe"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn seed_ha_fixed_parses_with_talk_spelling_warnings() {
+        let cfg = ok(&SEED_HA.replace("coo1", "c001"));
+        assert_eq!(cfg.node, NodeRole::Ha);
+        assert_eq!(cfg.debug_level, 10);
+        assert_eq!(cfg.interfaces.len(), 1);
+        assert_eq!(cfg.interfaces[0].name, "eth0");
+        assert_eq!(cfg.interfaces[0].loc.line, 4);
+        assert_eq!(cfg.binding_acl.len(), 1);
+        assert_eq!(cfg.binding_acl[0].hoa, a("2001:db8:bee5::dead:face"));
+        assert!(cfg.binding_acl[0].mnps.is_empty());
+        assert_eq!(cfg.binding_acl[0].action, AclAction::Allow);
+        assert_eq!(cfg.default_acl, AclAction::Deny);
+        assert!(cfg.use_mn_ha_ipsec);
+        assert!(!cfg.key_mng_mob_capability);
+        assert_eq!(cfg.ipsec_policy_sets.len(), 1);
+        let set = &cfg.ipsec_policy_sets[0];
+        assert_eq!(set.home_agent, a("2001:db8:bee5::c001:babe"));
+        assert_eq!(
+            set.home_addresses,
+            vec![(a("2001:db8:bee5::dead:face"), 64)]
+        );
+        assert_eq!(set.policies.len(), 2);
+        assert_eq!(set.policies[0].kind, IpsecPolicyType::Mh);
+        assert_eq!(set.policies[0].protocols, vec![IpsecProto::Esp]);
+        assert_eq!(
+            (set.policies[0].reqid_to_ha, set.policies[0].reqid_to_mn),
+            (10, 10)
+        );
+        assert!(set.policies[0].allow);
+        assert_eq!(set.policies[1].kind, IpsecPolicyType::TunnelPayload);
+        assert_eq!(
+            (set.policies[1].reqid_to_ha, set.policies[1].reqid_to_mn),
+            (11, 11)
+        );
+        assert_eq!(cfg.home_agent_interfaces().count(), 1);
+
+        let w = &cfg.warnings;
+        assert!(warned(w, 1, 11, "U+00A0"), "{w:#?}");
+        assert!(warned(w, 6, 1, "UMIP's \"BindingAclPolicy\""), "{w:#?}");
+        assert!(
+            warned(w, 7, 1, "UMIP's \"DefaultBindingAclPolicy\""),
+            "{w:#?}"
+        );
+        assert!(warned(w, 14, 3, "UMIP's \"IPsecPolicy\""), "{w:#?}");
+        assert!(warned(w, 15, 3, "UMIP's \"IPsecPolicy\""), "{w:#?}");
+        assert!(warned(w, 14, 15, "UMIP's \"Mh\""), "{w:#?}");
+        assert_eq!(w.len(), 6, "{w:#?}");
+    }
+
+    #[test]
+    fn seed_mn_verbatim_reports_both_typos_and_warns_about_quotes() {
+        assert!(SEED_MN.contains('\u{201E}') && SEED_MN.contains('\u{201C}'));
+        let e = err(SEED_MN);
+        let shown: Vec<String> = e.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "mip6d.conf:7:20: invalid IPv6 address \"2001:db8:bee5::coo1:babe\" in HomeAgentAddress",
+                "mip6d.conf:13:20: invalid IPv6 address \"2001:db8:bee5::coo1:babe\" in HomeAgentAddress",
+            ]
+        );
+        assert!(
+            warned(&e.warnings, 6, 12, "typographic quotes"),
+            "{:#?}",
+            e.warnings
+        );
+    }
+
+    #[test]
+    fn seed_mn_fixed_parses() {
+        let cfg = ok(&SEED_MN.replace("coo1", "c001"));
+        assert_eq!(cfg.node, NodeRole::Mn);
+        assert_eq!(cfg.interfaces[0].name, "eth0");
+        assert_eq!(cfg.interfaces[0].mn_if_preference, 1);
+        assert_eq!(cfg.home_links.len(), 1);
+        let hl = &cfg.home_links[0];
+        assert_eq!(hl.name, "eth0");
+        assert_eq!(hl.home_agent, a("2001:db8:bee5::c001:babe"));
+        assert_eq!(hl.home_address, (a("2001:db8:bee5::dead:face"), 64));
+        assert_eq!(cfg.ipsec_policy_sets.len(), 1);
+        let w = &cfg.warnings;
+        assert!(warned(w, 6, 12, "read as \"eth0\""), "{w:#?}");
+        assert!(warned(w, 15, 3, "UMIP's \"IPsecPolicy\""), "{w:#?}");
+        assert!(warned(w, 15, 15, "UMIP's \"Mh\""), "{w:#?}");
+    }
+
+    // --- directives ---
+
+    #[test]
+    fn defaults_are_umips() {
+        let cfg = ok("");
+        assert_eq!(cfg, UmipConfig::default());
+        assert_eq!(cfg.node, NodeRole::Cn);
+        assert_eq!(cfg.debug_level, 0);
+        assert_eq!(cfg.default_acl, AclAction::Allow);
+        assert_eq!(cfg.ha_max_binding_life, 262_140);
+        assert!(cfg.use_mn_ha_ipsec);
+        assert!(!cfg.key_mng_mob_capability);
+        assert!(cfg.tunnel_payload_force_sa_nego);
+        assert!(!cfg.ha_accept_mob_rtr);
+        assert!(cfg.send_mob_pfx_advs && cfg.send_unsol_mob_pfx_advs);
+        assert_eq!(
+            (cfg.min_mob_pfx_adv_interval, cfg.max_mob_pfx_adv_interval),
+            (600, 86_400)
+        );
+        assert!(cfg.do_route_optimization_cn && cfg.do_route_optimization_mn);
+        assert_eq!(cfg.mn_max_ha_binding_life, 262_140);
+        assert_eq!(cfg.mn_max_cn_binding_life, 420);
+        assert_eq!(
+            cfg.initial_bindack_timeout_first_reg,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(cfg.initial_bindack_timeout_re_reg, Duration::from_secs(1));
+        assert!(cfg.send_mob_pfx_sols && cfg.mob_rtr_use_explicit_mode);
+        assert!(!cfg.mn_use_all_interfaces && !cfg.use_cn_bu_ack && !cfg.optimistic_handoff);
+        assert!(cfg.warnings.is_empty());
+    }
+
+    const FULL_HA: &str = r#"# every home agent directive
+NodeConfig HA;
+DebugLevel 3;
+DebugLogFile "/var/log/mip6d.log";
+Interface "eth0";
+Interface "eth1" {
+    IfType CN;
+    MnIfPreference 2;
+    Tunnel disabled;
+};
+UseMnHaIPsec enabled;
+KeyMngMobCapability enabled;
+TunnelPayloadForceSANego disabled;
+HaMaxBindingLife 3600;
+HaAcceptMobRtr enabled;
+HaServedPrefix 2001:db8:100::/40;
+HaServedPrefix 2001:db8:200::/40;
+SendMobPfxAdvs disabled;
+SendUnsolMobPfxAdvs off;
+MinMobPfxAdvInterval 700;
+MaxMobPfxAdvInterval 80000;
+NonVolatileBindingCache disabled;
+DoRouteOptimizationCN false;
+DefaultBindingAclPolicy deny;
+BindingAclPolicy 2001:db8::1 allow;
+BindingAclPolicy 2001:db8::2 (2001:db8:1::/48, 2001:db8:2::/64) allow;
+BindingAclPolicy 2001:db8::3 deny;
+BindingAclPolicy 2001:db8::4 135;
+IPsecPolicySet {
+    HomeAgentAddress 2001:db8::ffff;
+    HomeAddress 2001:db8::1/64;
+    HomeAddress 2001:db8::2/64;
+    IPsecPolicy HomeRegBinding UseESP 1 2;
+    IPsecPolicy Mh UseESP 3;
+    IPsecPolicy MobPfxDisc UseESP;
+    IPsecPolicy ICMP UseESP 4 5 deny;
+    IPsecPolicy any UseESP 6 enabled;
+    IPsecPolicy TunnelHomeTesting UseESP;
+    IPsecPolicy TunnelMh UseESP;
+    IPsecPolicy TunnelPayload UseESP 7;
+}
+IPsecPolicySet {
+    HomeAgentAddress 2001:db8::ffff;
+    HomeAddress 2001:db8::3/64;
+    IPsecPolicy Mh UseESP UseAH;
+}
+CnBindingPolicySet {
+    2001:db8:9::1 enabled;
+    2001:db8:9::2 2001:db8::ffff disabled;
+}
+"#;
+
+    #[test]
+    fn full_home_agent_config() {
+        let cfg = ok(FULL_HA);
+        assert_eq!(cfg.node, NodeRole::Ha);
+        assert_eq!(cfg.debug_level, 3);
+        assert_eq!(
+            cfg.debug_log_file,
+            Some(PathBuf::from("/var/log/mip6d.log"))
+        );
+        assert_eq!(cfg.interfaces.len(), 2);
+        let eth1 = &cfg.interfaces[1];
+        assert_eq!(
+            (
+                eth1.name.as_str(),
+                eth1.if_type,
+                eth1.mn_if_preference,
+                eth1.tunnel
+            ),
+            ("eth1", Some(NodeRole::Cn), 2, false)
+        );
+        assert_eq!(cfg.interfaces[0].mn_if_preference, 10);
+        let ha_ifs: Vec<&str> = cfg
+            .home_agent_interfaces()
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(ha_ifs, ["eth0"]);
+        assert!(cfg.use_mn_ha_ipsec && cfg.key_mng_mob_capability);
+        assert!(!cfg.tunnel_payload_force_sa_nego);
+        assert_eq!(cfg.ha_max_binding_life, 3600);
+        assert!(cfg.ha_accept_mob_rtr);
+        assert_eq!(
+            cfg.ha_served_prefixes,
+            vec![(a("2001:db8:100::"), 40), (a("2001:db8:200::"), 40)]
+        );
+        assert!(!cfg.send_mob_pfx_advs && !cfg.send_unsol_mob_pfx_advs);
+        assert_eq!(
+            (cfg.min_mob_pfx_adv_interval, cfg.max_mob_pfx_adv_interval),
+            (700, 80_000)
+        );
+        assert!(!cfg.non_volatile_binding_cache && !cfg.do_route_optimization_cn);
+        assert_eq!(cfg.default_acl, AclAction::Deny);
+        let acl: Vec<(Ipv6Addr, usize, AclAction)> = cfg
+            .binding_acl
+            .iter()
+            .map(|e| (e.hoa, e.mnps.len(), e.action))
+            .collect();
+        assert_eq!(
+            acl,
+            [
+                (a("2001:db8::1"), 0, AclAction::Allow),
+                (a("2001:db8::2"), 2, AclAction::Allow),
+                (a("2001:db8::3"), 0, AclAction::Deny),
+                (a("2001:db8::4"), 0, AclAction::Status(135)),
+            ]
+        );
+        assert_eq!(cfg.binding_acl[1].mnps[1], (a("2001:db8:2::"), 64));
+        assert_eq!(cfg.binding_acl[3].action.status_code(), 135);
+        assert_eq!(AclAction::Deny.status_code(), 129);
+
+        assert_eq!(cfg.ipsec_policy_sets.len(), 2);
+        let s = &cfg.ipsec_policy_sets[0];
+        assert_eq!(s.home_addresses.len(), 2);
+        let kinds: Vec<IpsecPolicyType> = s.policies.iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, IpsecPolicyType::ALL);
+        let p = |i: usize| &s.policies[i];
+        assert_eq!(
+            (p(0).reqid_to_ha, p(0).reqid_to_mn, p(0).allow),
+            (1, 2, true)
+        );
+        assert_eq!((p(1).reqid_to_ha, p(1).reqid_to_mn), (3, 3));
+        assert_eq!((p(2).reqid_to_ha, p(2).reqid_to_mn), (0, 0));
+        assert_eq!(
+            (p(3).reqid_to_ha, p(3).reqid_to_mn, p(3).allow),
+            (4, 5, false)
+        );
+        assert_eq!((p(4).reqid_to_ha, p(4).allow), (6, true));
+        assert!(p(7).kind.is_tunnel() && !p(1).kind.is_tunnel());
+        assert_eq!(
+            cfg.ipsec_policy_sets[1].policies[0].protocols,
+            vec![IpsecProto::Esp, IpsecProto::Ah]
+        );
+        assert_eq!(cfg.cn_binding_policies.len(), 2);
+        assert_eq!(cfg.cn_binding_policies[0].local_addr, None);
+        assert!(cfg.cn_binding_policies[0].allow);
+        assert_eq!(
+            cfg.cn_binding_policies[1].local_addr,
+            Some(a("2001:db8::ffff"))
+        );
+        assert!(!cfg.cn_binding_policies[1].allow);
+
+        // Warnings: UseAH and the ignored NonVolatileBindingCache, nothing else.
+        assert!(
+            warned(&cfg.warnings, 45, 27, "UseAH"),
+            "{:#?}",
+            cfg.warnings
+        );
+        assert!(
+            warned(&cfg.warnings, 22, 1, "ignored"),
+            "{:#?}",
+            cfg.warnings
+        );
+        assert_eq!(cfg.warnings.len(), 2, "{:#?}", cfg.warnings);
+    }
+
+    #[test]
+    fn full_mobile_node_config() {
+        let cfg = ok(r#"NodeConfig MN;
+Interface "wlan0" { MnIfPreference 1; }
+Interface "eth0" { MnIfPreference 2; IfType MN; Tunnel enabled; }
+MnHomeLink "eth0" {
+    HomeAgentAddress 2001:db8:1::1;
+    HomeAddress 2001:db8:1::1234/64 (2001:db8:2::/64, 2001:db8:3::/64);
+    IsMobRtr enabled;
+    HomePrefix 2001:db8:1::/64;
+    UseAltCoa enabled;
+    MnRoPolicy 2001:db8:9::3 enabled;
+    MnRoPolicy disabled;
+}
+MnHomeLink "eth0" {
+    HomeAddress 2001:db8:1::1235/64;
+}
+MnMaxHaBindingLife 3600;
+MnMaxCnBindingLife 300;
+MnRouterProbes 2;
+MnRouterProbeTimeout 0.25;
+MnDiscardHaParamProb enabled;
+OptimisticHandoff enabled;
+DoRouteOptimizationMN disabled;
+UseCnBuAck enabled;
+MnUseAllInterfaces enabled;
+SendMobPfxSols disabled;
+MobRtrUseExplicitMode disabled;
+InitialBindackTimeoutFirstReg 2.5;
+InitialBindackTimeoutReReg 3;
+InitialSolicitTimer 0.125;
+UseMovementModule internal;
+UseMnHaIPsec disabled;
+"#);
+        assert_eq!(cfg.node, NodeRole::Mn);
+        assert!(cfg.interfaces[1].tunnel);
+        assert_eq!(cfg.home_links.len(), 2);
+        let hl = &cfg.home_links[0];
+        assert_eq!(hl.home_agent, a("2001:db8:1::1"));
+        assert_eq!(hl.home_address, (a("2001:db8:1::1234"), 64));
+        assert_eq!(
+            hl.mnps,
+            vec![(a("2001:db8:2::"), 64), (a("2001:db8:3::"), 64)]
+        );
+        assert!(hl.is_mob_rtr && hl.use_alt_coa);
+        assert_eq!(hl.home_prefix, Some((a("2001:db8:1::"), 64)));
+        assert_eq!(
+            hl.ro_policies,
+            vec![
+                MnRoPolicy {
+                    cn: a("2001:db8:9::3"),
+                    route_optimize: true
+                },
+                MnRoPolicy {
+                    cn: Ipv6Addr::UNSPECIFIED,
+                    route_optimize: false
+                },
+            ]
+        );
+        assert_eq!(cfg.home_links[1].home_agent, Ipv6Addr::UNSPECIFIED, "DHAAD");
+        assert_eq!(cfg.mn_max_ha_binding_life, 3600);
+        assert_eq!(cfg.mn_max_cn_binding_life, 300);
+        assert_eq!(cfg.mn_router_probes, 2);
+        assert_eq!(cfg.mn_router_probe_timeout, Duration::from_millis(250));
+        assert!(cfg.mn_discard_ha_param_prob && cfg.optimistic_handoff);
+        assert!(!cfg.do_route_optimization_mn);
+        assert!(cfg.use_cn_bu_ack && cfg.mn_use_all_interfaces);
+        assert!(!cfg.send_mob_pfx_sols && !cfg.mob_rtr_use_explicit_mode);
+        assert_eq!(
+            cfg.initial_bindack_timeout_first_reg,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(cfg.initial_bindack_timeout_re_reg, Duration::from_secs(3));
+        assert_eq!(cfg.initial_solicit_timer, Duration::from_millis(125));
+        assert!(!cfg.use_mn_ha_ipsec);
+        assert_eq!(cfg.warnings.len(), 1, "{:#?}", cfg.warnings);
+        assert!(cfg.warnings[0].message.contains("UseMovementModule"));
+    }
+
+    #[test]
+    fn boolean_spellings() {
+        for (word, value) in [
+            ("enabled", true),
+            ("true", true),
+            ("on", true),
+            ("allow", true),
+            ("disabled", false),
+            ("false", false),
+            ("off", false),
+            ("deny", false),
+            ("block", false),
+        ] {
+            let cfg = ok(&format!("HaAcceptMobRtr {word};"));
+            assert_eq!(cfg.ha_accept_mob_rtr, value, "{word}");
+        }
+    }
+
+    #[test]
+    fn seconds_parse_exactly() {
+        assert_eq!(parse_seconds("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_seconds("0.000000001"), Some(Duration::from_nanos(1)));
+        assert_eq!(parse_seconds("2"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_seconds("1.1234567899"),
+            Some(Duration::new(1, 123_456_789))
+        );
+        for bad in ["", ".5", "1.", "1.2.3", "-1", "1e3", "99999999999999999999"] {
+            assert_eq!(parse_seconds(bad), None, "{bad}");
+        }
+        let d = one_err("InitialBindackTimeoutFirstReg 1.5.2;");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:31: invalid number of seconds \"1.5.2\" in InitialBindackTimeoutFirstReg (expected e.g. 1.5)"
+        );
+    }
+
+    #[test]
+    fn comments_whitespace_and_optional_block_semicolons() {
+        let cfg = ok("\u{feff}# comment\r\nNodeConfig HA; # trailing comment\r\n\
+                      Interface\t\"eth0\"{IfType HA;};;\nInterface \"eth1\" {}\n");
+        assert_eq!(cfg.interfaces.len(), 2);
+        assert_eq!(cfg.interfaces[0].if_type, Some(NodeRole::Ha));
+        assert!(
+            warned(&cfg.warnings, 3, 30, "stray ';'"),
+            "{:#?}",
+            cfg.warnings
+        );
+    }
+
+    #[test]
+    fn statements_may_span_lines() {
+        let cfg = ok("BindingAclPolicy 2001:db8::1\n    (2001:db8:1::/48)\n    deny\n;\n");
+        assert_eq!(cfg.binding_acl[0].action, AclAction::Deny);
+        assert_eq!(cfg.binding_acl[0].mnps.len(), 1);
+    }
+
+    #[test]
+    fn duplicate_scalar_warns() {
+        let cfg = ok("DebugLevel 1;\nDebugLevel 2;\n");
+        assert_eq!(cfg.debug_level, 2);
+        assert!(warned(
+            &cfg.warnings,
+            2,
+            1,
+            "overrides the value at mip6d.conf:1:1"
+        ));
+    }
+
+    #[test]
+    fn host_bits_in_served_prefix_warn() {
+        let cfg = ok("HaServedPrefix 2001:db8::1/48;");
+        assert!(
+            warned(&cfg.warnings, 1, 16, "host bits"),
+            "{:#?}",
+            cfg.warnings
+        );
+        assert_eq!(
+            cfg.warnings[0].help.as_deref(),
+            Some("did you mean 2001:db8::/48?")
+        );
+    }
+
+    #[test]
+    fn non_volatile_binding_cache_is_accepted_with_a_warning() {
+        let cfg = ok("NonVolatileBindingCache enabled;");
+        assert!(cfg.non_volatile_binding_cache);
+        assert!(warned(&cfg.warnings, 1, 1, "ignored"));
+    }
+
+    // --- error paths ---
+
+    #[test]
+    fn unknown_directive_is_an_error() {
+        let d = one_err("NodeConfig HA;\nFoo 1;\nDebugLevel 2;\n");
+        assert_eq!(d.to_string(), "mip6d.conf:2:1: unknown directive \"Foo\"");
+    }
+
+    #[test]
+    fn unknown_directive_hints() {
+        let help = |text: &str| one_err(text).help.unwrap_or_default();
+        assert_eq!(
+            help("HaMaxBindingLifetime 10;"),
+            "did you mean \"HaMaxBindingLife\"?"
+        );
+        assert_eq!(
+            help("nodeconfig HA;"),
+            "keywords are case-sensitive: write \"NodeConfig\""
+        );
+        assert!(help("AdvSendAdvert on;").contains("radvd.conf"));
+        assert!(help("spdflush;").contains("setkey"));
+        assert!(help("HomeAgentAddress 2001:db8::1;").contains("only valid inside"));
+        let d = one_err("NoHomeReturn enabled;");
+        assert!(d.message.contains("not supported by hagent"), "{d}");
+        let d = one_err("Interface \"eth0\" { Tunel enabled; }");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:20: unknown Interface option \"Tunel\""
+        );
+        assert_eq!(d.help.as_deref(), Some("did you mean \"Tunnel\"?"));
+    }
+
+    #[test]
+    fn missing_semicolon_at_end_of_line() {
+        let d = one_err("NodeConfig HA\nDebugLevel 1;\n");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:14: missing ';' after \"NodeConfig HA\""
+        );
+        let d = one_err("Interface \"eth0\" {\n  MnIfPreference 1\n}\n");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:2:19: missing ';' after \"MnIfPreference 1\""
+        );
+        let d = one_err("HaServedPrefix 2001:db8::/48");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:29: missing ';' after \"HaServedPrefix 2001:db8::/48\""
+        );
+    }
+
+    #[test]
+    fn extra_token_instead_of_semicolon() {
+        let d = one_err("DebugLevel 1 2;\nNodeConfig HA;");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:14: expected ';' after \"DebugLevel 1\", found \"2\""
+        );
+        let d = one_err("DebugLevel = 3;");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:12: expected a number in DebugLevel, found '='"
+        );
+        assert!(d.help.unwrap().contains("no '='"));
+        let d = one_err("DebugLevel\nNodeConfig HA;");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:11: missing a number in DebugLevel"
+        );
+    }
+
+    #[test]
+    fn unterminated_string() {
+        let d = one_err("DebugLogFile \"/var/log/mip6d.log;\nNodeConfig HA;\n");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:14: unterminated string \"/var/log/mip6d.log; (missing closing '\"')"
+        );
+        let d = one_err("Interface \"eth0 {\n  MnIfPreference 1;\n}\n");
+        assert_eq!(d.line, 1);
+        assert!(d.message.starts_with("unterminated string"), "{d}");
+        let d = one_err("Interface \"eth0\u{201C};");
+        assert!(d.help.unwrap().contains("typographic"));
+        assert!(!err("DebugLogFile \"abc").errors.is_empty());
+    }
+
+    #[test]
+    fn typographic_quotes_variants() {
+        for text in [
+            "Interface \u{201E}eth0\u{201C};",
+            "Interface \u{201C}eth0\u{201D};",
+            "Interface \u{201D}eth0\u{201D};",
+            "Interface \u{201E}eth0\";",
+        ] {
+            let cfg = ok(text);
+            assert_eq!(cfg.interfaces[0].name, "eth0", "{text}");
+            assert!(warned(&cfg.warnings, 1, 11, "typographic quotes"), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_prefix_lengths() {
+        let d = one_err("HaServedPrefix 2001:db8::/129;");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:27: invalid prefix length 129 in HaServedPrefix (must be 0..=128)"
+        );
+        let d = one_err(
+            "IPsecPolicySet {\n  HomeAgentAddress 2001:db8::1;\n  HomeAddress 2001:db8::2/x;\n  IPsecPolicy Mh UseESP;\n}",
+        );
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:3:27: invalid prefix length \"x\" in HomeAddress (must be a number 0..=128)"
+        );
+        let d = one_err("HaServedPrefix 2001:db8::;");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:26: missing prefix length after 2001:db8:: in HaServedPrefix"
+        );
+        let d =
+            one_err("BindingAclPolicy 2001:db8::1 (2001:db8:1::/99999999999999999999999) allow;");
+        assert!(d.message.contains("invalid prefix length"), "{d}");
+        let d = one_err("BindingAclPolicy 2001:db8::1/64 allow;");
+        assert!(d.message.contains("without a prefix length"), "{d}");
+        let d = one_err("BindingAclPolicy 2001:db8::1 () allow;");
+        assert!(d.message.contains("empty"), "{d}");
+        let d = one_err("BindingAclPolicy 2001:db8::1 (2001:db8:1::/64 2001:db8:2::/64) allow;");
+        assert!(d.message.contains("expected ',' or ')'"), "{d}");
+    }
+
+    #[test]
+    fn value_ranges() {
+        let d = one_err("DebugLevel 11;");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:12: DebugLevel value 11 out of range (0..=10)"
+        );
+        let d = one_err("HaMaxBindingLife 262141;");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:18: HaMaxBindingLife value 262141 out of range (0..=262140 seconds)"
+        );
+        assert_eq!(ok("HaMaxBindingLife 262140;").ha_max_binding_life, 262_140);
+        assert_eq!(ok("HaMaxBindingLife 0;").ha_max_binding_life, 0);
+        let d = one_err("BindingAclPolicy 2001:db8::1 256;");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:30: BindingAclPolicy status 256 out of range (0..=255)"
+        );
+        assert_eq!(
+            ok("DefaultBindingAclPolicy 255;").default_acl,
+            AclAction::Status(255)
+        );
+        let d = one_err("Interface \"eth0\" { MnIfPreference 11; }");
+        assert!(
+            d.message
+                .contains("MnIfPreference value 11 out of range (0..=10)"),
+            "{d}"
+        );
+        let d = one_err("MnMaxCnBindingLife 421;");
+        assert!(d.message.contains("(0..=420 seconds)"), "{d}");
+        let d = one_err("DebugLevel -1;");
+        assert_eq!(d.message, "invalid number \"-1\" in DebugLevel");
+        let d = one_err("DebugLevel 99999999999999999999999;");
+        assert!(d.message.contains("out of range"), "{d}");
+        let d = one_err(
+            "IPsecPolicySet { HomeAgentAddress ::1; HomeAddress ::2/64; IPsecPolicy Mh UseESP 4294967296; }",
+        );
+        assert!(d.message.contains("reqid 4294967296 out of range"), "{d}");
+    }
+
+    #[test]
+    fn invalid_words() {
+        let d = one_err("UseMnHaIPsec yes;");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:14: invalid boolean \"yes\" in UseMnHaIPsec (expected enabled or disabled)"
+        );
+        let d = one_err("UseMnHaIPsec Enabled;");
+        assert_eq!(
+            d.help.as_deref(),
+            Some("booleans are case-sensitive: write \"enabled\"")
+        );
+        let d = one_err("NodeConfig ha;");
+        assert_eq!(
+            d.help.as_deref(),
+            Some("roles are case-sensitive: write HA")
+        );
+        let d = one_err("DefaultBindingAclPolicy maybe;");
+        assert!(
+            d.message
+                .starts_with("invalid DefaultBindingAclPolicy action \"maybe\""),
+            "{d}"
+        );
+        let d = one_err("BindingAclPolicy 192.0.2.1 allow;");
+        assert_eq!(
+            d.message,
+            "invalid IPv6 address \"192.0.2.1\" in BindingAclPolicy"
+        );
+        assert!(d.help.unwrap().contains("IPv6"));
+        let d = one_err("Interface eth0;");
+        assert_eq!(
+            d.help.as_deref(),
+            Some("UMIP needs double quotes: Interface \"eth0\"")
+        );
+        let d = one_err("Interface \"this-name-is-too-long\";");
+        assert!(d.message.contains("invalid interface name"), "{d}");
+        let d = one_err("DebugLogFile \"\";");
+        assert!(d.message.contains("empty file name"), "{d}");
+        let d = one_err("NodeConfig HA;\n\"eth0\";");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:2:1: expected a directive, found string \"eth0\""
+        );
+        let d = one_err("NodeConfig HA;\nDebugLevel 1\u{7};");
+        assert!(d.message.contains("control character"), "{d}");
+    }
+
+    #[test]
+    fn use_policy_module_is_refused_with_an_alternative() {
+        let d = one_err("UsePolicyModule \"/usr/lib/mip6d/policy.so\";");
+        assert_eq!(d.line, 1);
+        assert!(d.message.contains("not supported by hagent"), "{d}");
+        assert!(d.help.unwrap().contains("BindingAclPolicy"));
+    }
+
+    #[test]
+    fn ipsec_policy_errors() {
+        let set = |body: &str| {
+            format!(
+                "IPsecPolicySet {{\n  HomeAgentAddress 2001:db8::ffff;\n  HomeAddress 2001:db8::1/64;\n{body}\n}}\n"
+            )
+        };
+        let d = one_err(&set("  IPsecPolicy Mh 10;"));
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:4:18: expected a protocol (UseESP, UseAH or UseIPComp) in IPsecPolicy Mh, found \"10\""
+        );
+        let d = one_err(&set("  IPsecPolicy Mh useesp;"));
+        assert_eq!(
+            d.help.as_deref(),
+            Some("keywords are case-sensitive: write UseESP")
+        );
+        let d = one_err(&set("  IPsecPolicy Mhh UseESP;"));
+        assert!(
+            d.message.starts_with("invalid IPsecPolicy type \"Mhh\""),
+            "{d}"
+        );
+        assert_eq!(d.help.as_deref(), Some("did you mean \"Mh\"?"));
+        let d = one_err(&set("  IPsecPolicy Mh UseESP;\n  IPsecPolicy Mh UseESP 3;"));
+        assert_eq!(d.line, 5);
+        assert!(d.message.contains("duplicate IPsecPolicy Mh"), "{d}");
+        let d = one_err(&set(
+            "  HomeAddress 2001:db8::1/128;\n  IPsecPolicy Mh UseESP;",
+        ));
+        assert!(
+            d.message.contains("duplicate HomeAddress 2001:db8::1"),
+            "{d}"
+        );
+        let d = one_err(&set(
+            "  HomeAgentAddress 2001:db8::fffe;\n  IPsecPolicy Mh UseESP;",
+        ));
+        assert!(d.message.contains("more than one HomeAgentAddress"), "{d}");
+        let d = one_err(&set("  IPsecPolicy Mh UseESP 1 2 3;"));
+        assert!(d.message.contains("expected ';'"), "{d}");
+
+        let d =
+            one_err("IPsecPolicySet {\n  HomeAddress 2001:db8::1/64;\n  IPsecPolicy Mh UseESP;\n}");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:1: IPsecPolicySet has no HomeAgentAddress"
+        );
+        let d = one_err(
+            "IPsecPolicySet {\n  HomeAgentAddress 2001:db8::ffff;\n  IPsecPolicy Mh UseESP;\n}",
+        );
+        assert!(d.message.contains("no HomeAddress"), "{d}");
+        let d = one_err(&set(""));
+        assert!(d.message.contains("no IPsecPolicy line"), "{d}");
+        let d = one_err(
+            "IPsecPolicySet { HomeAgentAddress ::; HomeAddress ::1/64; IPsecPolicy Mh UseESP; }",
+        );
+        assert!(d.message.contains("must not be ::"), "{d}");
+        let d = one_err("IPsecPolicySet HomeAgentAddress ::1;");
+        assert!(
+            d.message
+                .starts_with("expected '{' after \"IPsecPolicySet\""),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn ipsec_sets_ignored_without_use_mn_ha_ipsec() {
+        let cfg = ok(
+            "UseMnHaIPsec disabled;\nIPsecPolicySet { HomeAgentAddress ::1; HomeAddress ::2/64; IPsecPolicy Mh UseESP; }",
+        );
+        assert!(
+            warned(&cfg.warnings, 2, 1, "no effect"),
+            "{:#?}",
+            cfg.warnings
+        );
+    }
+
+    #[test]
+    fn semantic_duplicates_and_overlaps() {
+        let d = one_err("Interface \"eth0\";\nInterface \"eth0\" { MnIfPreference 1; }\n");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:2:1: duplicate Interface \"eth0\" (already declared at mip6d.conf:1:1)"
+        );
+        let d =
+            one_err("BindingAclPolicy 2001:db8::1 allow;\nBindingAclPolicy 2001:db8:0::1 deny;\n");
+        assert_eq!(d.line, 2);
+        assert!(
+            d.message
+                .contains("duplicate BindingAclPolicy for home address 2001:db8::1"),
+            "{d}"
+        );
+
+        let sets = |ha2: &str, hoa2: &str| {
+            format!(
+                "IPsecPolicySet {{\n HomeAgentAddress 2001:db8::ffff;\n HomeAddress 2001:db8::1/64;\n HomeAddress 2001:db8::2/64;\n IPsecPolicy Mh UseESP 1;\n}}\n\
+                 IPsecPolicySet {{\n HomeAgentAddress {ha2};\n HomeAddress {hoa2};\n IPsecPolicy TunnelPayload UseESP 2;\n}}\n"
+            )
+        };
+        let d = one_err(&sets("2001:db8::ffff", "2001:db8::2/64"));
+        assert_eq!(d.line, 7);
+        assert!(
+            d.message.contains("overlaps the one at mip6d.conf:1:1"),
+            "{d}"
+        );
+        assert!(d.message.contains("HomeAddress 2001:db8::2"), "{d}");
+        assert_eq!(
+            ok(&sets("2001:db8::ffff", "2001:db8::3/64"))
+                .ipsec_policy_sets
+                .len(),
+            2
+        );
+        assert_eq!(
+            ok(&sets("2001:db8::fffe", "2001:db8::2/64"))
+                .ipsec_policy_sets
+                .len(),
+            2
+        );
+
+        let d =
+            one_err("CnBindingPolicySet {\n 2001:db8::1 enabled;\n 2001:db8::1 ::2 disabled;\n}");
+        assert!(
+            d.message.contains("duplicate CnBindingPolicySet entry"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn role_checks() {
+        let d =
+            one_err("NodeConfig HA;\nMnHomeLink \"eth0\" {\n  HomeAddress 2001:db8::1/64;\n}\n");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:2:1: MnHomeLink is a mobile-node directive, but NodeConfig is HA (at mip6d.conf:1:1)"
+        );
+        let d = one_err("NodeConfig MN;\nInterface \"eth0\";\n");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:1: NodeConfig MN needs at least one MnHomeLink block"
+        );
+        let d = one_err("NodeConfig HA;\nInterface \"tun0\" { Tunnel enabled; }\n");
+        assert_eq!(d.line, 2);
+        assert!(d.message.contains("Tunnel"), "{d}");
+        ok("NodeConfig HA;\nInterface \"tun0\" { IfType CN; Tunnel enabled; }\n");
+        // A broken MnHomeLink is reported once, not again as "MN without MnHomeLink".
+        let d = one_err(
+            "NodeConfig MN;\nMnHomeLink \"eth0\" {\n  HomeAgentAddress 2001:db8::x;\n  HomeAddress 2001:db8::1/64;\n}\n",
+        );
+        assert_eq!(d.line, 3);
+        let d =
+            one_err("NodeConfig MN;\nMnHomeLink \"eth0\" {\n  HomeAgentAddress 2001:db8::1;\n}\n");
+        assert!(d.message.contains("has no HomeAddress"), "{d}");
+        let d = one_err(
+            "NodeConfig MN;\nMnHomeLink \"eth0\" {\n  HomeAddress 2001:db8::1/64;\n  HomeAddress 2001:db8::2/64;\n}\n",
+        );
+        assert_eq!(
+            d.help.as_deref(),
+            Some("define one MnHomeLink block per home address")
+        );
+        let d = one_err(
+            "NodeConfig MN;\nMnHomeLink \"eth0\" {\n  HomeAddress 2001:db8::1/64;\n  HaServedPrefix 2001:db8::/48;\n}\n",
+        );
+        assert!(d.message.contains("not valid inside MnHomeLink"), "{d}");
+        let d = one_err(
+            "NodeConfig MN;\nMnHomeLink \"eth0\" {\n  HomeAddress 2001:db8::1/64;\n  MnRtrAdvInterval 3;\n}\n",
+        );
+        assert!(
+            d.message
+                .contains("unknown MnHomeLink option \"MnRtrAdvInterval\""),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn block_structure_errors() {
+        let d = one_err("IPsecPolicySet {\n  HomeAgentAddress 2001:db8::ffff;\n");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:1:16: unterminated IPsecPolicySet block: this '{' is never closed by '}'"
+        );
+        let e = err("Interface \"eth0\" {\n  MnIfPreference 1;\nNodeConfig HA;\nDebugLevel 11;\n");
+        let shown: Vec<String> = e.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "mip6d.conf:2:20: missing '}' before \"NodeConfig\": the Interface block opened at mip6d.conf:1:18 is not closed",
+                "mip6d.conf:4:12: DebugLevel value 11 out of range (0..=10)",
+            ]
+        );
+        let d = one_err("NodeConfig HA;\n}\n");
+        assert_eq!(
+            d.to_string(),
+            "mip6d.conf:2:1: unmatched '}' (no block is open here)"
+        );
+        let d = one_err("Interface \"eth0\" {\n  include \"x.conf\";\n}\n");
+        assert_eq!(
+            d.help.as_deref(),
+            Some("include is only allowed at the top level")
+        );
+        let d = one_err("Interface \"eth0\" { ( }");
+        assert!(
+            d.message.contains("expected a Interface option or '}'"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn recovery_reports_every_error() {
+        let e = err(
+            "Foo;\nDebugLevel 11;\nNodeConfig XX;\nInterface \"eth0\";\nBar 1 2 3;\nnodeconfig HA;\n",
+        );
+        let lines: Vec<u32> = e.errors.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [1, 2, 3, 5, 6]);
+        let text = e.to_string();
+        let error_lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("    help:"))
+            .collect();
+        assert_eq!(error_lines.len(), 5, "{text}");
+        assert!(
+            error_lines.iter().all(|l| l.starts_with("mip6d.conf:")),
+            "{text}"
+        );
+        assert!(text.contains("\n    help: "), "{text}");
+    }
+
+    #[test]
+    fn error_flood_is_capped() {
+        let text = "Foo;\n".repeat(500);
+        let e = err(&text);
+        assert_eq!(e.errors.len(), MAX_ERRORS + 1);
+        assert!(e.errors.last().unwrap().message.contains("too many errors"));
+    }
+
+    // --- files and includes ---
+
+    #[test]
+    fn include_glob_is_relative_and_sorted() {
+        let t = TempDir::new("glob");
+        let main = t.write(
+            "main.conf",
+            "NodeConfig HA;\ninclude \"conf.d/*.conf\"\nDebugLevel 1;\n",
+        );
+        t.write("conf.d/20-b.conf", "Interface \"eth1\";\n");
+        t.write("conf.d/10-a.conf", "Interface \"eth0\";\n");
+        t.write("conf.d/.hidden.conf", "Foo;\n");
+        t.write("conf.d/readme.txt", "Foo;\n");
+        fs::create_dir_all(t.0.join("conf.d/dir.conf")).unwrap();
+        let cfg = parse_file(&main).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = cfg.interfaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["eth0", "eth1"]);
+        assert_eq!(cfg.interfaces[0].loc.file, t.0.join("conf.d/10-a.conf"));
+        assert_eq!(cfg.debug_level, 1);
+
+        // parse_str resolves relative to the origin's directory too (the origin need not exist).
+        let cfg = parse_str("include \"conf.d/1?-a.conf\";", &t.0.join("virtual.conf")).unwrap();
+        assert_eq!(cfg.interfaces.len(), 1);
+    }
+
+    #[test]
+    fn include_errors_point_into_the_included_file() {
+        let t = TempDir::new("located");
+        let main = t.write("main.conf", "include \"sub.conf\"\n");
+        let sub = t.write("sub.conf", "\n\nDebugLevel 99;\n");
+        let e = parse_file(&main).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:3:12: DebugLevel value 99 out of range (0..=10)",
+                sub.display()
+            )
+        );
+    }
+
+    #[test]
+    fn include_depth_is_limited_to_five_levels() {
+        let t = TempDir::new("depth");
+        for i in 0..5 {
+            t.write(
+                &format!("l{i}.conf"),
+                &format!("include \"l{}.conf\";\n", i + 1),
+            );
+        }
+        t.write("l5.conf", "DebugLevel 5;\n");
+        let cfg = parse_file(&t.0.join("l0.conf")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.debug_level, 5);
+
+        t.write("l5.conf", "DebugLevel 5;\ninclude \"l6.conf\";\n");
+        t.write("l6.conf", "DebugLevel 6;\n");
+        let e = parse_file(&t.0.join("l0.conf")).unwrap_err();
+        assert_eq!(e.errors.len(), 1, "{e}");
+        let d = &e.errors[0];
+        assert_eq!(d.file, t.0.join("l5.conf"));
+        assert_eq!((d.line, d.column), (2, 9));
+        assert!(
+            d.message.contains("more than 5 nested include levels"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn include_cycles_are_errors() {
+        let t = TempDir::new("cycle");
+        t.write("a.conf", "NodeConfig HA;\ninclude \"b.conf\"\n");
+        t.write("b.conf", "include \"a.conf\"\n");
+        let e = parse_file(&t.0.join("a.conf")).unwrap_err();
+        assert_eq!(e.errors.len(), 1, "{e}");
+        let d = &e.errors[0];
+        assert_eq!(d.file, t.0.join("b.conf"));
+        assert_eq!((d.line, d.column), (1, 9));
+        assert!(d.message.starts_with("include cycle: "), "{d}");
+        assert!(d.message.contains("a.conf -> "), "{d}");
+
+        t.write("self.conf", "include \"*.conf\"\n");
+        let e = parse_file(&t.0.join("self.conf")).unwrap_err();
+        assert!(
+            e.errors.iter().any(|d| d.message.contains("include cycle")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn include_misc() {
+        let t = TempDir::new("misc");
+        let cfg = parse_str("include \"*.nothing\"", &t.0.join("m.conf")).unwrap();
+        assert!(
+            warned(&cfg.warnings, 1, 9, "matches no file"),
+            "{:#?}",
+            cfg.warnings
+        );
+
+        let e = parse_str("include \"missing.conf\";", &t.0.join("m.conf")).unwrap_err();
+        assert!(e.errors[0].message.contains("cannot read"), "{e}");
+
+        let e = parse_str("include \"*/x.conf\";", &t.0.join("m.conf")).unwrap_err();
+        assert!(e.errors[0].message.contains("last path component"), "{e}");
+        let e = parse_str("include \"[ab].conf\";", &t.0.join("m.conf")).unwrap_err();
+        assert!(e.errors[0].message.contains("character classes"), "{e}");
+        let e = parse_str("include \"\";", &t.0.join("m.conf")).unwrap_err();
+        assert!(e.errors[0].message.contains("needs a file name"), "{e}");
+
+        let bad = t.0.join("latin1.conf");
+        fs::write(&bad, b"NodeConfig HA;\nDebugLevel \xff;\n").unwrap();
+        let e = parse_file(&bad).unwrap_err();
+        assert_eq!(
+            e.to_string().lines().next().unwrap(),
+            format!("{}:2:12: file is not valid UTF-8", bad.display())
+        );
+
+        let missing = t.0.join("does-not-exist.conf");
+        let e = parse_file(&missing).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{}: cannot read configuration file: ",
+                missing.display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wildcard_matching() {
+        assert!(wildcard_match("*.conf", "a.conf"));
+        assert!(wildcard_match("*.conf", ".conf"));
+        assert!(wildcard_match("a*b*c", "aXXbYYc"));
+        assert!(wildcard_match("?-x", "1-x"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("?", ""));
+        assert!(!wildcard_match("*.conf", "a.conf.bak"));
+        assert!(!wildcard_match("a*b", "acb-"));
+    }
+
+    // --- robustness ---
+
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    #[test]
+    fn no_input_panics() {
+        let seeds = [
+            SEED_HA.to_string(),
+            SEED_HA.replace("coo1", "c001"),
+            SEED_MN.to_string(),
+            FULL_HA.to_string(),
+        ];
+        let alphabet: Vec<char> =
+            "{}();,/=#\"\u{201E}\u{201C}\u{201D} \n\t\r\u{a0}azAZ09:.-_*?\u{0}\u{7}"
+                .chars()
+                .collect();
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        // A directory that does not exist, so that a mutated `include` cannot read anything.
+        let origin = std::env::temp_dir()
+            .join(format!("umip-fuzz-{}-absent", std::process::id()))
+            .join("mip6d.conf");
+        for i in 0..5000 {
+            let mut chars: Vec<char> = seeds[i % seeds.len()].chars().collect();
+            for _ in 0..1 + rng.below(6) {
+                let len = chars.len();
+                match rng.below(7) {
+                    0 if len > 0 => {
+                        chars.remove(rng.below(len));
+                    }
+                    1 => {
+                        let c = alphabet[rng.below(alphabet.len())];
+                        chars.insert(rng.below(len + 1), c);
+                    }
+                    2 if len > 0 => chars.truncate(rng.below(len)),
+                    3 if len > 1 => chars.swap(rng.below(len), rng.below(len)),
+                    4 if len > 0 => {
+                        let start = rng.below(len);
+                        let n = rng.below(40).min(len - start);
+                        let piece: Vec<char> = chars[start..start + n].to_vec();
+                        let at = rng.below(len + 1);
+                        chars.splice(at..at, piece);
+                    }
+                    5 if len > 0 => {
+                        let start = rng.below(len);
+                        let n = rng.below(20).min(len - start);
+                        chars.drain(start..start + n);
+                    }
+                    _ => {
+                        let c =
+                            char::from_u32((rng.next() % 0x11_0000) as u32).unwrap_or('\u{fffd}');
+                        chars.insert(rng.below(len + 1), c);
+                    }
+                }
+            }
+            let text: String = chars.into_iter().collect();
+            match parse_str(&text, &origin) {
+                Ok(cfg) => {
+                    for w in &cfg.warnings {
+                        assert!(w.line >= 1 && w.column >= 1, "{w:?}");
+                    }
+                }
+                Err(e) => {
+                    assert!(!e.errors.is_empty());
+                    for d in &e.errors {
+                        assert!(d.line >= 1 && d.column >= 1, "{d:?} for {text:?}");
+                        assert!(d.to_string().starts_with(&origin.display().to_string()));
+                    }
+                    let _ = e.to_string();
+                }
+            }
+        }
+    }
 }

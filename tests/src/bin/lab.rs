@@ -32,7 +32,8 @@ fn main() -> anyhow::Result<()> {
         lab.cn.name()
     );
 
-    let config = "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\n";
+    let config = tests::topology::ha_config("native");
+    let config = config.as_str();
     step("starting hagent on the HA's home-link interface");
     println!(
         "  configuration:\n    {}",

@@ -1,0 +1,261 @@
+//! The binding cache (RFC 6275 §9.1): the daemon's source of truth. The data plane's maps are
+//! a projection of it, written by the daemon after every change here.
+
+use std::{
+    collections::HashMap,
+    net::Ipv6Addr,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+/// Where a binding came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Added by the operator (`hagent binding add`), like UMIP's `bc add`.
+    Static,
+    /// Registered by a mobile node with a Binding Update.
+    Registered,
+}
+
+/// What a caller wants the cache to hold for a home address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingSpec {
+    pub hoa: Ipv6Addr,
+    pub coa: Ipv6Addr,
+    /// The home agent address of the registration (the BU's destination): our tunnel
+    /// endpoint in the HA role, the peer's in the MN role.
+    pub ha_address: Ipv6Addr,
+    /// The interface of the home link the HoA belongs to.
+    pub home_ifindex: u32,
+    pub sequence: u16,
+    /// `None`: never expires.
+    pub lifetime: Option<Duration>,
+    /// `ha_common::abi::BINDING_F_*`.
+    pub flags: u32,
+    /// Mobile network prefixes (NEMO).
+    pub prefixes: Vec<(Ipv6Addr, u8)>,
+    pub origin: Origin,
+}
+
+/// A binding cache entry.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    pub spec: BindingSpec,
+    /// Index of the binding's per-binding counters in the data plane.
+    pub id: u32,
+    pub registered_at: Instant,
+    pub expires_at: Option<Instant>,
+}
+
+impl Binding {
+    /// Seconds left, rounded down (None: no expiry).
+    pub fn lifetime_remaining(&self, now: Instant) -> Option<u64> {
+        self.expires_at
+            .map(|t| t.saturating_duration_since(now).as_secs())
+    }
+}
+
+/// How an insert changed the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A new binding with this id.
+    Created { id: u32 },
+    /// An existing binding was refreshed or moved; `previous` is what it was.
+    Updated { id: u32, previous: BindingSpec },
+}
+
+/// Why the cache refused a binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheError {
+    /// No room (BA status 130, Insufficient resources).
+    Full { capacity: u32 },
+}
+
+impl std::fmt::Display for CacheError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheError::Full { capacity } => {
+                write!(
+                    f,
+                    "binding cache full ({capacity} bindings; raise max_bindings)"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for CacheError {}
+
+/// The binding cache.
+pub struct BindingCache {
+    by_hoa: HashMap<Ipv6Addr, Binding>,
+    free_ids: Vec<u32>,
+    next_id: u32,
+    capacity: u32,
+}
+
+impl BindingCache {
+    /// A cache for at most `capacity` bindings (binding ids 0..capacity).
+    pub fn new(capacity: u32) -> Self {
+        Self {
+            by_hoa: HashMap::new(),
+            free_ids: Vec::new(),
+            next_id: 0,
+            capacity,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hoa.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hoa.is_empty()
+    }
+
+    pub fn get(&self, hoa: &Ipv6Addr) -> Option<&Binding> {
+        self.by_hoa.get(hoa)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Binding> {
+        self.by_hoa.values()
+    }
+
+    /// Creates or updates the binding for `spec.hoa`. An update keeps the binding's id (and so
+    /// its counters) and replaces everything else.
+    pub fn upsert(&mut self, spec: BindingSpec, now: Instant) -> Result<Change, CacheError> {
+        let expires_at = spec.lifetime.map(|l| now + l);
+        if let Some(b) = self.by_hoa.get_mut(&spec.hoa) {
+            let previous = std::mem::replace(&mut b.spec, spec);
+            b.registered_at = now;
+            b.expires_at = expires_at;
+            return Ok(Change::Updated { id: b.id, previous });
+        }
+        let id = match self.free_ids.pop() {
+            Some(id) => id,
+            None if self.next_id < self.capacity => {
+                self.next_id += 1;
+                self.next_id - 1
+            }
+            None => {
+                return Err(CacheError::Full {
+                    capacity: self.capacity,
+                });
+            }
+        };
+        self.by_hoa.insert(
+            spec.hoa,
+            Binding {
+                spec,
+                id,
+                registered_at: now,
+                expires_at,
+            },
+        );
+        Ok(Change::Created { id })
+    }
+
+    /// Removes the binding for `hoa`, freeing its id.
+    pub fn remove(&mut self, hoa: &Ipv6Addr) -> Option<Binding> {
+        let b = self.by_hoa.remove(hoa)?;
+        self.free_ids.push(b.id);
+        Some(b)
+    }
+
+    /// Home addresses whose bindings have expired at `now`.
+    pub fn expired(&self, now: Instant) -> Vec<Ipv6Addr> {
+        self.by_hoa
+            .values()
+            .filter(|b| b.expires_at.is_some_and(|t| t <= now))
+            .map(|b| b.spec.hoa)
+            .collect()
+    }
+
+    /// When the next binding expires.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.by_hoa.values().filter_map(|b| b.expires_at).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(hoa: &str, coa: &str, lifetime: Option<u64>) -> BindingSpec {
+        BindingSpec {
+            hoa: hoa.parse().unwrap(),
+            coa: coa.parse().unwrap(),
+            ha_address: "2001:db8:bee5::c001:babe".parse().unwrap(),
+            home_ifindex: 2,
+            sequence: 1,
+            lifetime: lifetime.map(Duration::from_secs),
+            flags: 0,
+            prefixes: vec![],
+            origin: Origin::Static,
+        }
+    }
+
+    #[test]
+    fn create_update_remove_reuses_ids() {
+        let mut c = BindingCache::new(2);
+        let t = Instant::now();
+        assert_eq!(
+            c.upsert(spec("2001:db8::1", "2001:db8:f::1", None), t),
+            Ok(Change::Created { id: 0 })
+        );
+        assert_eq!(
+            c.upsert(spec("2001:db8::2", "2001:db8:f::2", None), t),
+            Ok(Change::Created { id: 1 })
+        );
+        // A CoA change keeps the id (and with it the counters).
+        match c.upsert(spec("2001:db8::1", "2001:db8:f::9", None), t) {
+            Ok(Change::Updated { id: 0, previous }) => {
+                assert_eq!(previous.coa, "2001:db8:f::1".parse::<Ipv6Addr>().unwrap())
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            c.upsert(spec("2001:db8::3", "2001:db8:f::3", None), t),
+            Err(CacheError::Full { capacity: 2 })
+        );
+        assert_eq!(c.remove(&"2001:db8::2".parse().unwrap()).unwrap().id, 1);
+        assert_eq!(
+            c.upsert(spec("2001:db8::3", "2001:db8:f::3", None), t),
+            Ok(Change::Created { id: 1 })
+        );
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn expiry() {
+        let mut c = BindingCache::new(8);
+        let t = Instant::now();
+        c.upsert(spec("2001:db8::1", "2001:db8:f::1", Some(4)), t)
+            .unwrap();
+        c.upsert(spec("2001:db8::2", "2001:db8:f::2", Some(8)), t)
+            .unwrap();
+        c.upsert(spec("2001:db8::3", "2001:db8:f::3", None), t)
+            .unwrap();
+        assert_eq!(c.next_expiry(), Some(t + Duration::from_secs(4)));
+        assert!(c.expired(t + Duration::from_secs(3)).is_empty());
+        assert_eq!(
+            c.expired(t + Duration::from_secs(4)),
+            vec!["2001:db8::1".parse::<Ipv6Addr>().unwrap()]
+        );
+        assert_eq!(c.expired(t + Duration::from_secs(100)).len(), 2);
+        let b = c.get(&"2001:db8::2".parse().unwrap()).unwrap();
+        assert_eq!(
+            b.lifetime_remaining(t + Duration::from_millis(2500)),
+            Some(5)
+        );
+        // A refresh restarts the lifetime.
+        c.upsert(
+            spec("2001:db8::1", "2001:db8:f::1", Some(4)),
+            t + Duration::from_secs(3),
+        )
+        .unwrap();
+        assert!(c.expired(t + Duration::from_secs(5)).is_empty());
+    }
+}
