@@ -26,8 +26,11 @@ pub mod maps {
     pub const BINDING_COUNTERS: &str = "HA_BIND_CNT";
     /// LRU hash tunnel destination → [`crate::abi::NextHop`].
     pub const NEXTHOPS: &str = "HA_NEXTHOPS";
-    /// Array with one `u64`: the current next-hop epoch.
-    pub const NEXTHOP_EPOCH: &str = "HA_NH_EPOCH";
+    /// Array of `u64`: slot [`STATE_NEXTHOP_EPOCH`] is the current next-hop epoch, slot
+    /// [`STATE_PREFIX_COUNT`] the number of prefixes in [`PREFIXES`].
+    pub const STATE: &str = "HA_NH_EPOCH";
+    pub const STATE_NEXTHOP_EPOCH: u32 = 0;
+    pub const STATE_PREFIX_COUNT: u32 = 1;
     /// Per-CPU [`crate::abi::RateLimit`] for generated ICMPv6 errors.
     pub const ICMP_RATELIMIT: &str = "HA_ICMP_RL";
     /// Ring buffer of [`crate::abi::PuntRecord`]s for the daemon.

@@ -83,8 +83,9 @@ counters! {
     DropPuntFull = 23 => "drop_punt_full",
     /// Signalling with a Home Address option: addresses swapped so the kernel accepts it.
     SignalHaoRewritten = 24 => "signal_hao_rewritten",
-    /// Other traffic to one of this node's tunnel endpoint addresses (BU without HAO, ESP,
-    /// ICMPv6, ...): passed to the kernel.
+    /// Destination options to one of this node's tunnel endpoint addresses without a Home
+    /// Address option in front of MH or ESP: passed to the kernel. (Other traffic for this
+    /// node counts as `pass_no_binding`.)
     PassLocal = 25 => "pass_local",
     /// Arrived already carrying the option type this data plane writes when it rewrites a
     /// Home Address option: forged, dropped.

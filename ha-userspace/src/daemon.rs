@@ -303,6 +303,9 @@ impl Daemon {
                 bail!("{what} {a} is not a global unicast address");
             }
         }
+        if self.config.home_agent.addresses.contains(&hoa) {
+            bail!("{hoa} is a home agent address, not a home address");
+        }
         if hoa == coa {
             bail!(
                 "care-of address equals the home address: that is a deregistration; use `hagent binding del {hoa}`"

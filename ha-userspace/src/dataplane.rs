@@ -235,14 +235,32 @@ impl Dataplane {
         len: u8,
         entry: &BindingEntry,
     ) -> anyhow::Result<()> {
+        let key = Key::new(u32::from(len), prefix.octets());
         let mut m = LpmTrie::<_, [u8; 16], BindingEntry>::try_from(self.map_mut(maps::PREFIXES)?)?;
-        m.insert(&Key::new(u32::from(len), prefix.octets()), entry, 0)
-            .with_context(|| format!("writing the binding for {prefix}/{len} to the data plane"))
+        let existed = m.get(&key, 0).is_ok();
+        m.insert(&key, entry, 0)
+            .with_context(|| format!("writing the binding for {prefix}/{len} to the data plane"))?;
+        if !existed {
+            self.add_prefix_count(1)?;
+        }
+        Ok(())
     }
 
     pub fn remove_prefix(&mut self, prefix: Ipv6Addr, len: u8) -> anyhow::Result<()> {
         let mut m = LpmTrie::<_, [u8; 16], BindingEntry>::try_from(self.map_mut(maps::PREFIXES)?)?;
-        ignore_missing(m.remove(&Key::new(u32::from(len), prefix.octets())))
+        match m.remove(&Key::new(u32::from(len), prefix.octets())) {
+            Ok(()) => self.add_prefix_count(-1),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Keeps the programs' prefix count (they skip the trie while it is 0) in step.
+    fn add_prefix_count(&mut self, delta: i64) -> anyhow::Result<()> {
+        let mut m = Array::<_, u64>::try_from(self.map_mut(maps::STATE)?)?;
+        let n = m.get(&maps::STATE_PREFIX_COUNT, 0)?;
+        m.set(maps::STATE_PREFIX_COUNT, n.saturating_add_signed(delta), 0)?;
+        Ok(())
     }
 
     /// A binding's counters summed over CPUs.
@@ -271,9 +289,9 @@ impl Dataplane {
 
     /// Invalidates every cached next hop: the next packet to each destination asks the FIB.
     pub fn bump_nexthop_epoch(&mut self) -> anyhow::Result<u64> {
-        let mut m = Array::<_, u64>::try_from(self.map_mut(maps::NEXTHOP_EPOCH)?)?;
-        let next = m.get(&0, 0)?.wrapping_add(1);
-        m.set(0, next, 0)?;
+        let mut m = Array::<_, u64>::try_from(self.map_mut(maps::STATE)?)?;
+        let next = m.get(&maps::STATE_NEXTHOP_EPOCH, 0)?.wrapping_add(1);
+        m.set(maps::STATE_NEXTHOP_EPOCH, next, 0)?;
         Ok(next)
     }
 

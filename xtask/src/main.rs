@@ -20,6 +20,13 @@ enum Cmd {
     Setup,
     /// Build everything and run the lab in network namespaces.
     Run,
+    /// Benchmarks (release build). `cargo xtask bench dataplane`: per-packet cost of the XDP
+    /// paths next to reference programs.
+    Bench {
+        /// What to measure.
+        #[arg(default_value = "dataplane")]
+        suite: String,
+    },
     /// Formatting, clippy (host and BPF target), unit and end-to-end tests.
     Test {
         /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
@@ -56,6 +63,23 @@ fn real_main() -> anyhow::Result<()> {
             // use; xtask itself must build before setup has installed the eBPF toolchain.
             cargo(&["build", "-p", "ha-userspace", "--bin", "hagent"])?;
             cargo(&["run", "--quiet", "-p", "tests", "--bin", "lab"])
+        }
+        Cmd::Bench { suite } => {
+            setup::ensure()?;
+            if !is_root() {
+                bail!("benchmarks load eBPF programs and create a namespace: run them as root");
+            }
+            cargo(&[
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "tests",
+                "--bin",
+                "bench",
+                "--",
+                &suite,
+            ])
         }
         Cmd::Test { args } => {
             setup::ensure()?;

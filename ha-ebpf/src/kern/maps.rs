@@ -34,8 +34,10 @@ pub static HA_BIND_CNT: PerCpuArray<BindingCounters> = PerCpuArray::with_max_ent
 #[map(name = "HA_NEXTHOPS")]
 pub static HA_NEXTHOPS: LruHashMap<[u8; 16], NextHop> = LruHashMap::with_max_entries(1024, 0);
 
+/// Slot 0: the next-hop epoch. Slot 1: the number of mobile network prefixes installed
+/// (when 0, the programs skip the LPM trie, the dearer lookup).
 #[map(name = "HA_NH_EPOCH")]
-pub static HA_NH_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+pub static HA_STATE: Array<u64> = Array::with_max_entries(2, 0);
 
 #[map(name = "HA_ICMP_RL")]
 pub static HA_ICMP_RL: PerCpuArray<RateLimit> = PerCpuArray::with_max_entries(1, 0);
@@ -120,6 +122,9 @@ pub fn lookup_binding(addr: &[u8; 16]) -> Option<BindingEntry> {
     if let Some(b) = unsafe { HA_BINDINGS.get(addr) } {
         return Some(*b);
     }
+    if HA_STATE.get(1).copied().unwrap_or(1) == 0 {
+        return None;
+    }
     HA_PREFIXES.get(Key::new(128, *addr)).copied()
 }
 
@@ -132,5 +137,5 @@ pub fn is_local(addr: &[u8; 16]) -> bool {
 /// The current next-hop epoch.
 #[inline(always)]
 pub fn nexthop_epoch() -> u64 {
-    HA_NH_EPOCH.get(0).copied().unwrap_or(0)
+    HA_STATE.get(0).copied().unwrap_or(0)
 }

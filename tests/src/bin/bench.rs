@@ -1,0 +1,355 @@
+//! `cargo xtask bench dataplane`: per-packet cost of the XDP programs under
+//! BPF_PROG_TEST_RUN, measured side by side in one run with two references — an empty
+//! XDP_PASS program and a minimal router (parse, `bpf_fib_lookup`, MAC rewrite) — with 1 and
+//! with 1,000,000 bindings, with the next-hop cache on and off.
+//!
+//! Non-live TestRun with `repeat` runs the program again on its own output; the programs are
+//! loaded with `bench_restore` so each run undoes its change, and each measurement checks
+//! that the counter of the expected path moved by exactly `repeat` (every run took that path)
+//! and that the output equals the input (the restore worked).
+
+use std::{net::Ipv6Addr, time::Duration};
+
+use aya::programs::{TestRun, TestRunOptions};
+use ha_common::{abi::BindingEntry, programs};
+use hagent::dataplane::{Dataplane, DataplaneOptions, Role};
+use tests::{
+    Netns,
+    packet::{Mac, addr, eth, ipv6, pattern, udp},
+    step,
+};
+
+const HA_MAC: Mac = [0x02, 0, 0, 0, 0, 0x01];
+const PEER_MAC: Mac = [0x02, 0, 0, 0, 0, 0x02];
+const REPEAT: u32 = 200_000;
+const ROUNDS: usize = 5;
+
+fn ha() -> Ipv6Addr {
+    addr("2001:db8:bee5::c001:babe")
+}
+fn hoa() -> Ipv6Addr {
+    addr("2001:db8:bee5::dead:face")
+}
+fn coa() -> Ipv6Addr {
+    addr("2001:db8:f00d::dead:face")
+}
+fn cn() -> Ipv6Addr {
+    addr("2001:db8:cafe::c0de:f001")
+}
+
+struct Case {
+    name: &'static str,
+    program: &'static str,
+    frame: Vec<u8>,
+    /// XDP action every run must return.
+    action: u32,
+    /// Global counter that must move by `repeat` (None for the reference programs).
+    counter: Option<&'static str>,
+}
+
+fn frames() -> Vec<Case> {
+    let mut down = eth(HA_MAC, PEER_MAC);
+    down.extend(ipv6(
+        0,
+        1,
+        17,
+        64,
+        cn(),
+        hoa(),
+        &udp(cn(), hoa(), 1, 2, &pattern(18)),
+    ));
+    let inner = ipv6(
+        0,
+        1,
+        17,
+        64,
+        hoa(),
+        cn(),
+        &udp(hoa(), cn(), 2, 1, &pattern(18)),
+    );
+    let mut up = eth(HA_MAC, PEER_MAC);
+    up.extend(ipv6(0, 0, 41, 64, coa(), ha(), &inner));
+    let mut spoof = eth(HA_MAC, PEER_MAC);
+    spoof.extend(ipv6(0, 0, 41, 64, addr("2001:db8:f00d::bad"), ha(), &inner));
+    let mut plain = eth(HA_MAC, PEER_MAC);
+    let other = addr("2001:db8:cafe::99");
+    plain.extend(ipv6(
+        0,
+        1,
+        17,
+        64,
+        cn(),
+        other,
+        &udp(cn(), other, 1, 2, &pattern(18)),
+    ));
+    vec![
+        Case {
+            name: "empty XDP_PASS program",
+            program: programs::XDP_PASS,
+            frame: down.clone(),
+            action: 2,
+            counter: None,
+        },
+        Case {
+            name: "minimal router (reference)",
+            program: programs::XDP_ROUTER,
+            frame: plain.clone(),
+            action: 3,
+            counter: Some("decap_forward"),
+        },
+        Case {
+            name: "encap (downlink to HoA)",
+            program: programs::XDP_INGRESS,
+            frame: down,
+            action: 3,
+            counter: Some("encap_tx"),
+        },
+        Case {
+            name: "decap (reverse tunnel)",
+            program: programs::XDP_INGRESS,
+            frame: up,
+            action: 3,
+            counter: Some("decap_forward"),
+        },
+        Case {
+            name: "pass (unbound destination)",
+            program: programs::XDP_INGRESS,
+            frame: plain,
+            action: 2,
+            counter: Some("pass_no_binding"),
+        },
+        Case {
+            name: "drop (spoofed reverse tunnel)",
+            program: programs::XDP_INGRESS,
+            frame: spoof,
+            action: 1,
+            counter: Some("drop_decap_wrong_care_of"),
+        },
+    ]
+}
+
+fn counter(dp: &Dataplane, name: &str) -> u64 {
+    dp.counters()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == name)
+        .map(|c| c.packets)
+        .unwrap()
+}
+
+/// Median ns per packet of `case` over ROUNDS runs of REPEAT.
+fn measure(dp: &mut Dataplane, ifindex: u32, case: &Case) -> anyhow::Result<f64> {
+    let mut ctx = Vec::with_capacity(24);
+    for v in [0u32, case.frame.len() as u32, 0, ifindex, 0, 0] {
+        ctx.extend_from_slice(&v.to_ne_bytes());
+    }
+    let mut samples = Vec::new();
+    for _ in 0..ROUNDS {
+        let before = case.counter.map(|c| counter(dp, c));
+        let mut out = vec![0u8; 4096];
+        let program = if case.program == programs::XDP_INGRESS {
+            dp.xdp()?
+        } else {
+            dp.reference(case.program)?
+        };
+        let r = program.test_run(TestRunOptions {
+            data_in: Some(&case.frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            repeat: REPEAT,
+            ..Default::default()
+        })?;
+        anyhow::ensure!(
+            r.return_value == case.action,
+            "{}: action {} instead of {}",
+            case.name,
+            r.return_value,
+            case.action
+        );
+        out.truncate(r.data_size_out as usize);
+        anyhow::ensure!(
+            out == case.frame,
+            "{}: the program did not restore the packet",
+            case.name
+        );
+        if let (Some(name), Some(before)) = (case.counter, before) {
+            let moved = counter(dp, name) - before;
+            anyhow::ensure!(
+                moved == REPEAT as u64,
+                "{}: {name} moved {moved}, not {REPEAT}: not every run took the path",
+                case.name
+            );
+        }
+        samples.push(r.duration.as_nanos() as f64);
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Ok(samples[ROUNDS / 2])
+}
+
+fn load(cache: bool, bindings: u32, ifindex: u32) -> anyhow::Result<Dataplane> {
+    let mut dp = Dataplane::load(&DataplaneOptions {
+        role: Role::HomeAgent,
+        max_bindings: bindings.max(1024),
+        max_prefixes: 1024,
+        nexthop_cache: cache,
+        bench_restore: true,
+        ..Default::default()
+    })?;
+    dp.add_local_address(ha())?;
+    dp.allow_redirect(ifindex)?;
+    let entry = |id| BindingEntry {
+        local: ha().octets(),
+        remote: coa().octets(),
+        flags: 0,
+        binding_id: id,
+    };
+    dp.set_binding(hoa(), &entry(0))?;
+    // Fill the cache with other HoAs (in 2001:db8:1::/48, away from the ones we send to).
+    let base = u128::from(addr("2001:db8:1::"));
+    for i in 1..bindings {
+        dp.set_binding(Ipv6Addr::from(base + i as u128), &entry(i))?;
+    }
+    Ok(dp)
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() != Some("dataplane") {
+        anyhow::bail!("usage: bench dataplane");
+    }
+    step("building a private namespace with routes and permanent neighbours");
+    let ns = Netns::new("bench")?;
+    ns.ip(&[
+        "link",
+        "add",
+        "ha0",
+        "address",
+        "02:00:00:00:00:01",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "peer0",
+        "address",
+        "02:00:00:00:00:02",
+    ])?;
+    ns.ip(&["link", "set", "ha0", "up"])?;
+    ns.ip(&["link", "set", "peer0", "up"])?;
+    ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:bee5::c001:babe/64",
+        "dev",
+        "ha0",
+        "nodad",
+    ])?;
+    ns.ip(&[
+        "-6",
+        "neigh",
+        "replace",
+        "2001:db8:bee5::1",
+        "lladdr",
+        "02:00:00:00:00:aa",
+        "nud",
+        "permanent",
+        "dev",
+        "ha0",
+    ])?;
+    for p in ["2001:db8:f00d::/64", "2001:db8:cafe::/64"] {
+        ns.ip(&[
+            "-6",
+            "route",
+            "add",
+            p,
+            "via",
+            "2001:db8:bee5::1",
+            "dev",
+            "ha0",
+        ])?;
+    }
+    let ifindex = ns.ifindex("ha0")?;
+    let rows = ns.run_in(move || -> anyhow::Result<Vec<(String, [f64; 4])>> {
+        let cases = frames();
+        let mut table: Vec<(String, [f64; 4])> = cases
+            .iter()
+            .map(|c| (c.name.to_string(), [0.0; 4]))
+            .collect();
+        for (col, (cache, bindings)) in [
+            (false, 1u32),
+            (false, 1_000_000),
+            (true, 1),
+            (true, 1_000_000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            step(&format!(
+                "next-hop cache {}, {bindings} binding(s): loading{}",
+                if cache { "on" } else { "off" },
+                if bindings > 1 {
+                    " (filling the map takes a few seconds)"
+                } else {
+                    ""
+                }
+            ));
+            let mut dp = load(cache, bindings, ifindex)?;
+            for (i, case) in cases.iter().enumerate() {
+                table[i].1[col] = measure(&mut dp, ifindex, case)?;
+            }
+        }
+        Ok(table)
+    })??;
+
+    let empty = rows[0].1;
+    let router = rows[1].1;
+    println!();
+    println!(
+        "BPF_PROG_TEST_RUN, ns per packet (median of {ROUNDS} x {REPEAT} runs), 64-byte-class frames"
+    );
+    println!(
+        "{:<32} {:>10} {:>10} {:>10} {:>10}   {:>13} {:>13}",
+        "program / path",
+        "FIB, 1 b",
+        "FIB, 1M b",
+        "cache, 1 b",
+        "cache, 1M b",
+        "FIB÷router",
+        "cache÷empty"
+    );
+    for (name, v) in &rows {
+        println!(
+            "{:<32} {:>10.1} {:>10.1} {:>10.1} {:>10.1}   {:>12.2}x {:>12.2}x",
+            name,
+            v[0],
+            v[1],
+            v[2],
+            v[3],
+            v[0] / router[0],
+            v[2] / empty[2]
+        );
+    }
+    println!();
+    let enc = &rows[2].1;
+    let dec = &rows[3].1;
+    println!(
+        "encap ÷ minimal router (FIB per packet): {:.2}x   decap ÷ router: {:.2}x   (target ≤ 1.2x)",
+        enc[0] / router[0],
+        dec[0] / router[0]
+    );
+    println!(
+        "1M ÷ 1 binding: encap {:.2}x, decap {:.2}x with FIB; {:.2}x, {:.2}x with cache   (target ≤ 1.1x)",
+        enc[1] / enc[0],
+        dec[1] / dec[0],
+        enc[3] / enc[2],
+        dec[3] / dec[2]
+    );
+    println!(
+        "with the next-hop cache: encap ÷ router {:.2}x, decap ÷ router {:.2}x; encap ÷ empty {:.2}x",
+        enc[2] / router[0],
+        dec[2] / router[0],
+        enc[2] / empty[2]
+    );
+    let _ = Duration::ZERO;
+    Ok(())
+}
