@@ -1,7 +1,8 @@
-//! The daemon's configuration.
-//!
-//! This is the native TOML form; UMIP's `mip6d.conf` syntax will be parsed into the same
-//! [`Config`]. Unknown keys are errors: a typo must never be silently ignored.
+//! The daemon's configuration, in two syntaxes: the native TOML form (files ending in `.toml`)
+//! and UMIP's `mip6d.conf` ([`umip`], everything else), both turned into the same [`Config`].
+//! Unknown keys and directives are errors: a typo must never be silently ignored.
+
+pub mod umip;
 
 use std::{net::Ipv6Addr, path::Path};
 
@@ -93,16 +94,132 @@ pub struct DataplaneConfig {
     pub icmp_rate: u32,
 }
 
+/// What a binding ACL rule does (UMIP's `BindingAclPolicy ... allow|deny|<status>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AclVerdict {
+    /// `"allow"` or `"deny"`.
+    Word(AclWord),
+    /// Answer with exactly this Binding Acknowledgement status.
+    Status(u8),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AclWord {
+    Allow,
+    Deny,
+}
+
+impl AclVerdict {
+    pub const ALLOW: Self = AclVerdict::Word(AclWord::Allow);
+    pub const DENY: Self = AclVerdict::Word(AclWord::Deny);
+
+    /// The BA status this verdict gives: 0 accepted, 129 administratively prohibited.
+    pub fn status(self) -> u8 {
+        match self {
+            AclVerdict::Word(AclWord::Allow) => 0,
+            AclVerdict::Word(AclWord::Deny) => 129,
+            AclVerdict::Status(s) => s,
+        }
+    }
+}
+
+fn default_allow() -> AclVerdict {
+    AclVerdict::ALLOW
+}
+
+/// One binding ACL rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    pub hoa: Ipv6Addr,
+    /// Mobile network prefixes (`prefix/len`) this mobile router may register.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<String>,
+    pub action: AclVerdict,
+}
+
+/// IPsec between mobile nodes and the home agent (RFC 3776/4877).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpsecConfig {
+    /// Protect signalling (and what the policy sets say) with ESP: UMIP's `UseMnHaIPsec`.
+    #[serde(default)]
+    pub use_mn_ha_ipsec: bool,
+    /// UMIP's `KeyMngMobCapability` (the K bit).
+    #[serde(default)]
+    pub key_mng_mob_capability: bool,
+    /// Number of `IPsecPolicySet`s read from mip6d.conf (applied by the IPsec module).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub policy_sets: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// Home agent settings.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HomeAgentConfig {
-    /// The HA's addresses on its home links: tunnel endpoints and BU destinations.
+    /// The HA's addresses on its home links: tunnel endpoints and BU destinations. Empty: the
+    /// global addresses configured on the served interfaces.
     #[serde(default)]
     pub addresses: Vec<Ipv6Addr>,
     /// Upper bound on a home registration's lifetime, in seconds (UMIP's HaMaxBindingLife).
     #[serde(default = "default_max_binding_life")]
     pub max_binding_lifetime: u32,
+    /// Per-HoA rules (UMIP's BindingAclPolicy), first match wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<AclRule>,
+    /// For HoAs no rule names (UMIP's DefaultBindingAclPolicy).
+    #[serde(default = "default_allow")]
+    pub default_acl: AclVerdict,
+    /// Accept mobile routers (NEMO R flag; UMIP's HaAcceptMobRtr). Otherwise BA status 140.
+    #[serde(default)]
+    pub accept_mobile_routers: bool,
+    /// Home prefixes served besides those of the interfaces' addresses (`prefix/len`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub home_prefixes: Vec<String>,
+    /// Send a Binding Refresh Advice (at half the granted lifetime) in every BA.
+    #[serde(default)]
+    pub binding_refresh_advice: bool,
+    /// Duplicate Address Detection for the HoA before accepting a new binding (RFC 6275
+    /// §10.3.1). Turning it off is only for lab load tests.
+    #[serde(default = "default_true")]
+    pub dad: bool,
+}
+
+impl Default for HomeAgentConfig {
+    fn default() -> Self {
+        Self {
+            addresses: vec![],
+            max_binding_lifetime: default_max_binding_life(),
+            acl: vec![],
+            default_acl: AclVerdict::ALLOW,
+            accept_mobile_routers: false,
+            home_prefixes: vec![],
+            binding_refresh_advice: false,
+            dad: true,
+        }
+    }
+}
+
+/// Parses `prefix/len`.
+pub fn parse_prefix(s: &str) -> anyhow::Result<(Ipv6Addr, u8)> {
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("invalid prefix {s:?}: expected ADDRESS/LENGTH"))?;
+    let a: Ipv6Addr = a
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid prefix {s:?}: {a:?} is not an IPv6 address"))?;
+    let l: u8 = l
+        .parse()
+        .ok()
+        .filter(|l| *l <= 128)
+        .ok_or_else(|| anyhow::anyhow!("invalid prefix {s:?}: length must be 0..=128"))?;
+    Ok((a, l))
 }
 
 /// Mobile node settings.
@@ -123,7 +240,15 @@ pub struct Config {
     pub home_agent: HomeAgentConfig,
     #[serde(default)]
     pub mobile_node: Option<MobileNodeConfig>,
+    #[serde(default)]
+    pub ipsec: IpsecConfig,
     pub dataplane: DataplaneConfig,
+    /// Log verbosity (UMIP's DebugLevel 0..=10); `RUST_LOG` overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug_level: Option<u8>,
+    /// Warnings found while reading (deprecated spellings, ignored directives).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -134,11 +259,95 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads and parses the configuration file at `path`.
+    /// Reads and parses the configuration file at `path`: TOML when it ends in `.toml`,
+    /// UMIP's mip6d.conf syntax otherwise.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read configuration file {}", path.display()))?;
-        Self::from_toml(&text, &path.display().to_string())
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+            return Self::from_toml(&text, &path.display().to_string());
+        }
+        let u = umip::parse_file(path).map_err(|e| {
+            // Every error, each with file:line:column, then the warnings.
+            let mut msg = e.to_string();
+            for w in &e.warnings {
+                msg.push_str(&format!("\nwarning: {w}"));
+            }
+            anyhow::anyhow!(msg)
+        })?;
+        Self::from_umip(&u).with_context(|| path.display().to_string())
+    }
+
+    /// The same configuration as a mip6d.conf, in hagent's terms. Data plane settings, which
+    /// mip6d.conf cannot express, take their defaults.
+    pub fn from_umip(u: &umip::UmipConfig) -> anyhow::Result<Self> {
+        use umip::{AclAction, NodeRole};
+        let verdict = |a: AclAction| match a {
+            AclAction::Allow => AclVerdict::ALLOW,
+            AclAction::Deny => AclVerdict::DENY,
+            AclAction::Status(s) => AclVerdict::Status(s),
+        };
+        let role = match u.node {
+            NodeRole::Ha => Role::HomeAgent,
+            NodeRole::Mn => Role::MobileNode,
+            NodeRole::Cn => bail!(
+                "NodeConfig CN (UMIP's default): hagent is a home agent or a mobile node; write \
+                 `NodeConfig HA;` or `NodeConfig MN;`"
+            ),
+        };
+        let mut interfaces: Vec<String> = u.interfaces.iter().map(|i| i.name.clone()).collect();
+        if interfaces.is_empty() {
+            // UMIP: no Interface directive means every interface but the loopback.
+            interfaces = all_interfaces_but_loopback()?;
+        }
+        let mobile_node = match (role, u.home_links.first()) {
+            (Role::MobileNode, Some(h)) => Some(MobileNodeConfig {
+                home_address: h.home_address.0,
+                home_agent: h.home_agent,
+            }),
+            _ => None,
+        };
+        let pfx = |(a, l): &(Ipv6Addr, u8)| format!("{a}/{l}");
+        let config = Config {
+            role,
+            home_agent: HomeAgentConfig {
+                addresses: vec![],
+                max_binding_lifetime: u.ha_max_binding_life,
+                acl: u
+                    .binding_acl
+                    .iter()
+                    .map(|e| AclRule {
+                        hoa: e.hoa,
+                        prefixes: e.mnps.iter().map(pfx).collect(),
+                        action: verdict(e.action),
+                    })
+                    .collect(),
+                default_acl: verdict(u.default_acl),
+                accept_mobile_routers: u.ha_accept_mob_rtr,
+                home_prefixes: u.ha_served_prefixes.iter().map(pfx).collect(),
+                binding_refresh_advice: false,
+                dad: true,
+            },
+            mobile_node,
+            ipsec: IpsecConfig {
+                use_mn_ha_ipsec: u.use_mn_ha_ipsec,
+                key_mng_mob_capability: u.key_mng_mob_capability,
+                policy_sets: u.ipsec_policy_sets.len(),
+            },
+            dataplane: DataplaneConfig {
+                interfaces,
+                xdp_mode: XdpMode::Native,
+                max_bindings: default_max_bindings(),
+                max_prefixes: default_max_prefixes(),
+                nexthop_cache: true,
+                outer_hop_limit: default_hop_limit(),
+                icmp_rate: default_icmp_rate(),
+            },
+            debug_level: Some(u.debug_level),
+            warnings: u.warnings.iter().map(|w| w.to_string()).collect(),
+        };
+        config.validate()?;
+        Ok(config)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -184,16 +393,37 @@ impl Config {
                 self.home_agent.max_binding_lifetime
             );
         }
-        match (self.role, &self.mobile_node) {
-            (Role::HomeAgent, _) if self.home_agent.addresses.is_empty() => {
-                bail!("home_agent.addresses: a home agent needs at least one address")
+        for r in &self.home_agent.acl {
+            for p in &r.prefixes {
+                parse_prefix(p).context("home_agent.acl.prefixes")?;
             }
+        }
+        for p in &self.home_agent.home_prefixes {
+            parse_prefix(p).context("home_agent.home_prefixes")?;
+        }
+        if self.debug_level.is_some_and(|d| d > 10) {
+            bail!("debug_level: must be 0..=10");
+        }
+        match (self.role, &self.mobile_node) {
             (Role::MobileNode, None) => {
                 bail!("mobile_node: role = \"mobile_node\" needs a [mobile_node] section")
             }
             _ => Ok(()),
         }
     }
+}
+
+/// Every interface but the loopback, as UMIP serves when no `Interface` is given.
+fn all_interfaces_but_loopback() -> anyhow::Result<Vec<String>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
+        let name = e?.file_name().to_string_lossy().to_string();
+        if name != "lo" {
+            v.push(name);
+        }
+    }
+    v.sort();
+    Ok(v)
 }
 
 /// Global unicast: not unspecified, loopback, multicast or link-local.

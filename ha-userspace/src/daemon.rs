@@ -14,14 +14,20 @@ use ha_common::abi::BindingEntry;
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
 
+use std::collections::{HashMap, HashSet};
+
+use ha_common::mh;
+
 use crate::{
     binding::{Binding, BindingCache, BindingSpec, Change, Origin},
     config::{Config, Role, is_global_unicast},
     control::{Command, ControlSocket, Request},
     dataplane::{self, Dataplane, DataplaneOptions},
     homelink::{HomeLink, KernelBinding},
+    mobility::{self, MhSocket, PacketSender, Rejected, SignallingStats},
+    ndisc::Ndisc,
     punt::{self, PuntStats, TunnelSender},
-    system,
+    registrar, system,
 };
 
 /// An interface the node serves.
@@ -31,6 +37,22 @@ pub struct Served {
     pub ifindex: u32,
     pub mac: [u8; 6],
     pub mtu: u32,
+    /// Its IPv6 addresses (refreshed on address events): the home prefixes, and the sources
+    /// for Neighbor Advertisements.
+    pub addresses: Vec<system::InterfaceAddress>,
+}
+
+/// Things that happen to the daemon, handled one at a time by its event loop.
+pub enum Event {
+    /// A Mobility Header arrived.
+    Mh(crate::sock::Received),
+    /// Duplicate Address Detection for a new binding finished.
+    DadDone {
+        bu: registrar::BindingUpdate,
+        decision: registrar::Decision,
+        ifindex: u32,
+        unique: anyhow::Result<bool>,
+    },
 }
 
 /// The daemon's state, owned by the event loop.
@@ -41,12 +63,26 @@ pub struct Daemon {
     homelink: HomeLink,
     served: Vec<Served>,
     punt_stats: Arc<Mutex<PuntStats>>,
+    /// Signalling (home agent role).
+    signalling: Option<Signalling>,
+}
+
+/// What home registration needs besides the cache.
+struct Signalling {
+    sender: PacketSender,
+    ndisc: Ndisc,
+    stats: SignallingStats,
+    /// HoAs whose DAD is running: further BUs for them wait for its outcome.
+    pending_dad: HashSet<Ipv6Addr>,
+    /// Last Binding Error per destination (rate limit, RFC 6275 §9.3.3).
+    last_be: HashMap<Ipv6Addr, Instant>,
+    events: mpsc::UnboundedSender<Event>,
 }
 
 impl Daemon {
     /// Loads and attaches the data plane and prepares the home links. Nothing is left behind
     /// if this fails: the data plane detaches when dropped.
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
+    pub async fn start(mut config: Config) -> anyhow::Result<Self> {
         system::require_root()?;
         system::require_btf()?;
         // Check every interface before touching the kernel: a typo must not leave a
@@ -59,7 +95,27 @@ impl Daemon {
                 ifindex,
                 mac: system::mac_address(name)?,
                 mtu: system::mtu(name)?,
+                addresses: system::ipv6_addresses(name)?,
             });
+        }
+        if config.role == Role::HomeAgent && config.home_agent.addresses.is_empty() {
+            // As UMIP: the HA's addresses are the global ones on its home-link interfaces.
+            for s in &served {
+                for a in system::ipv6_addresses(&s.name)? {
+                    if is_global_unicast(&a.addr) && !config.home_agent.addresses.contains(&a.addr)
+                    {
+                        config.home_agent.addresses.push(a.addr);
+                    }
+                }
+            }
+            if config.home_agent.addresses.is_empty() {
+                bail!(
+                    "no home agent address: the served interfaces ({}) have no global IPv6 \
+                     address; configure one, or list home_agent.addresses",
+                    config.dataplane.interfaces.join(", ")
+                );
+            }
+            tracing::info!(addresses = ?config.home_agent.addresses, "home agent addresses from the interfaces");
         }
         let d = &config.dataplane;
         let options = DataplaneOptions {
@@ -108,6 +164,13 @@ impl Daemon {
         if stale > 0 {
             tracing::info!(routes = stale, "removed routes left by an earlier hagent");
         }
+        if config.ipsec.use_mn_ha_ipsec {
+            bail!(
+                "UseMnHaIPsec is enabled, but this hagent does not install IPsec policies and SAs \
+                 yet, and signalling would go unprotected; set `UseMnHaIPsec disabled;` (or \
+                 [ipsec] use_mn_ha_ipsec = false) to run without IPsec"
+            );
+        }
         Ok(Self {
             cache: BindingCache::new(d.max_bindings),
             config,
@@ -115,7 +178,33 @@ impl Daemon {
             homelink,
             served,
             punt_stats: Arc::default(),
+            signalling: None,
         })
+    }
+
+    /// Opens the signalling sockets (home agent role); events go to `events`.
+    fn start_signalling(
+        &mut self,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> anyhow::Result<MhSocket> {
+        let mh = MhSocket::new()?;
+        self.signalling = Some(Signalling {
+            sender: PacketSender::new()?,
+            ndisc: Ndisc::start()?,
+            stats: SignallingStats::default(),
+            pending_dad: HashSet::new(),
+            last_be: HashMap::new(),
+            events,
+        });
+        Ok(mh)
+    }
+
+    fn refresh_addresses(&mut self) {
+        for s in &mut self.served {
+            if let Ok(a) = system::ipv6_addresses(&s.name) {
+                s.addresses = a;
+            }
+        }
     }
 
     fn handle_stats(&self) -> anyhow::Result<serde_json::Value> {
@@ -124,6 +213,7 @@ impl Daemon {
             "attachments": self.dataplane.attachments(),
             "bindings": self.cache.len(),
             "slow_path": *self.punt_stats.lock().map_err(|_| anyhow!("stats lock poisoned"))?,
+            "signalling": self.signalling.as_ref().map(|s| s.stats),
         }))
     }
 
@@ -161,9 +251,23 @@ impl Daemon {
     /// The served interface whose addresses' prefix contains `hoa`, with the HA address to
     /// use as tunnel endpoint on it.
     fn home_link_for(&self, hoa: &Ipv6Addr) -> anyhow::Result<(&Served, Ipv6Addr)> {
+        let extra: Vec<(Ipv6Addr, u8)> = self
+            .config
+            .home_agent
+            .home_prefixes
+            .iter()
+            .filter_map(|p| crate::config::parse_prefix(p).ok())
+            .collect();
         for s in &self.served {
-            let addrs = system::ipv6_addresses(&s.name)?;
-            if addrs.iter().any(|a| a.prefix_len < 128 && a.covers(hoa)) {
+            let addrs = &s.addresses;
+            let on_link = addrs
+                .iter()
+                .any(|a| a.prefix_len < 128 && is_global_unicast(&a.addr) && a.covers(hoa))
+                || (self.served.len() == 1
+                    && extra
+                        .iter()
+                        .any(|&(p, l)| system::prefix_contains(p, l, *hoa)));
+            if on_link {
                 let ha = self
                     .config
                     .home_agent
@@ -390,6 +494,259 @@ impl Daemon {
         }
     }
 
+    /// A Mobility Header arrived (RFC 6275 §9.2, §9.5.1, §10.3).
+    async fn on_mh(&mut self, rx: crate::sock::Received) {
+        let Some(sig) = self.signalling.as_mut() else {
+            return;
+        };
+        let bu = match mobility::parse_bu(&rx) {
+            Ok(bu) => bu,
+            Err(Rejected::BadChecksum) => {
+                sig.stats.dropped_bad_checksum += 1;
+                return;
+            }
+            Err(Rejected::Malformed(e)) => {
+                sig.stats.dropped_malformed += 1;
+                tracing::debug!(src = %rx.src, error = %e, "malformed Mobility Header dropped");
+                return;
+            }
+            Err(Rejected::NotBindingUpdate) => {
+                sig.stats.dropped_not_bu += 1;
+                return;
+            }
+            Err(Rejected::UnknownType {
+                mh_type,
+                reply_to,
+                hoa,
+            }) => {
+                tracing::debug!(%reply_to, mh_type, "unknown MH type: Binding Error status 2");
+                self.send_be(rx.dst, reply_to, mh::BE_STATUS_UNRECOGNIZED_MH_TYPE, hoa);
+                return;
+            }
+        };
+        sig.stats.bu_received += 1;
+        if sig.pending_dad.contains(&bu.hoa) {
+            // DAD for this HoA is running; the MN retransmits if it hears nothing.
+            return;
+        }
+        let existing = self.cache.get(&bu.hoa).map(|b| registrar::Existing {
+            sequence: b.spec.sequence,
+        });
+        let home = self.home_link_for(&bu.hoa).ok().map(|(s, _)| s.ifindex);
+        let policy = registrar::Policy {
+            config: &self.config.home_agent,
+            is_home_agent: self.config.role == Role::HomeAgent,
+            on_home_link: home.is_some(),
+        };
+        let decision = registrar::decide(&bu, existing, &policy);
+        tracing::debug!(hoa = %bu.hoa, coa = %bu.coa, seq = bu.sequence, ?decision, "binding update");
+        match decision {
+            registrar::Decision::Ignore => {}
+            registrar::Decision::Reject { status, sequence } => {
+                tracing::info!(hoa = %bu.hoa, coa = %bu.coa, status, "binding update refused");
+                self.send_ba(&bu, status, sequence, 0, None, 0);
+            }
+            registrar::Decision::Deregister => match self.remove_binding(&bu.hoa).await {
+                Ok(_) => {
+                    tracing::info!(hoa = %bu.hoa, "deregistered");
+                    self.send_ba(&bu, registrar::status::ACCEPTED, bu.sequence, 0, None, 0);
+                }
+                Err(e) => {
+                    tracing::error!(hoa = %bu.hoa, error = %format!("{e:#}"), "deregistration failed");
+                    self.send_ba(&bu, registrar::status::UNSPECIFIED, bu.sequence, 0, None, 0);
+                }
+            },
+            registrar::Decision::Register { new: true, .. } if self.config.home_agent.dad => {
+                let ifindex = home.expect("on the home link");
+                let sig = self.signalling.as_mut().expect("signalling");
+                sig.pending_dad.insert(bu.hoa);
+                let ndisc = sig.ndisc.clone();
+                let events = sig.events.clone();
+                tokio::spawn(async move {
+                    let unique = ndisc.dad(ifindex, bu.hoa).await;
+                    let _ = events.send(Event::DadDone {
+                        bu,
+                        decision,
+                        ifindex,
+                        unique,
+                    });
+                });
+            }
+            registrar::Decision::Register { .. } => {
+                let ifindex = home.expect("on the home link");
+                self.register(bu, decision, ifindex).await;
+            }
+        }
+    }
+
+    async fn on_dad_done(
+        &mut self,
+        bu: registrar::BindingUpdate,
+        decision: registrar::Decision,
+        ifindex: u32,
+        unique: anyhow::Result<bool>,
+    ) {
+        if let Some(sig) = self.signalling.as_mut() {
+            sig.pending_dad.remove(&bu.hoa);
+        }
+        match unique {
+            Ok(true) => self.register(bu, decision, ifindex).await,
+            Ok(false) => {
+                tracing::warn!(hoa = %bu.hoa, "duplicate address detection failed: the home address is in use on the home link");
+                self.send_ba(&bu, registrar::status::DAD_FAILED, bu.sequence, 0, None, 0);
+            }
+            Err(e) => {
+                tracing::error!(hoa = %bu.hoa, error = %format!("{e:#}"), "duplicate address detection could not run");
+                self.send_ba(&bu, registrar::status::UNSPECIFIED, bu.sequence, 0, None, 0);
+            }
+        }
+    }
+
+    /// Creates or updates a registered binding and acknowledges it.
+    async fn register(
+        &mut self,
+        bu: registrar::BindingUpdate,
+        decision: registrar::Decision,
+        ifindex: u32,
+    ) {
+        let registrar::Decision::Register {
+            lifetime_units,
+            refresh_units,
+            prefixes,
+            mobile_router,
+            ..
+        } = decision
+        else {
+            return;
+        };
+        let spec = BindingSpec {
+            hoa: bu.hoa,
+            coa: bu.coa,
+            ha_address: bu.ha_address,
+            home_ifindex: ifindex,
+            sequence: bu.sequence,
+            lifetime: Some(Duration::from_secs(u64::from(lifetime_units) * 4)),
+            flags: if mobile_router {
+                ha_common::abi::BINDING_F_MOBILE_ROUTER
+            } else {
+                0
+            },
+            prefixes,
+            origin: Origin::Registered,
+        };
+        let ba_flags = if mobile_router { mh::BA_FLAG_R } else { 0 };
+        match self.upsert_binding(spec).await {
+            Ok(change) => {
+                if let Change::Created { .. } = change {
+                    self.advertise(ifindex, bu.hoa);
+                }
+                tracing::info!(
+                    hoa = %bu.hoa, coa = %bu.coa, seq = bu.sequence, lifetime_s = u32::from(lifetime_units) * 4,
+                    "binding {}", if matches!(change, Change::Created { .. }) { "created" } else { "updated" }
+                );
+                self.send_ba(
+                    &bu,
+                    registrar::status::ACCEPTED,
+                    bu.sequence,
+                    lifetime_units,
+                    refresh_units,
+                    ba_flags,
+                );
+            }
+            Err(e) => {
+                let status = if e.downcast_ref::<crate::binding::CacheError>().is_some() {
+                    registrar::status::INSUFFICIENT_RESOURCES
+                } else {
+                    registrar::status::UNSPECIFIED
+                };
+                tracing::error!(hoa = %bu.hoa, error = %format!("{e:#}"), status, "binding refused");
+                self.send_ba(&bu, status, bu.sequence, 0, None, 0);
+            }
+        }
+    }
+
+    /// The unsolicited NA after a new binding (RFC 6275 §10.4.1), sent
+    /// MAX_NEIGHBOR_ADVERTISEMENT (3) times, a second apart... the first now.
+    fn advertise(&self, ifindex: u32, hoa: Ipv6Addr) {
+        let (Some(sig), Some(served)) = (
+            self.signalling.as_ref(),
+            self.served.iter().find(|s| s.ifindex == ifindex),
+        ) else {
+            return;
+        };
+        let src = served
+            .addresses
+            .iter()
+            .find(|a| a.addr.segments()[0] & 0xffc0 == 0xfe80)
+            .or(served.addresses.first())
+            .map(|a| a.addr);
+        let Some(src) = src else {
+            return;
+        };
+        if let Err(e) = sig.ndisc.advertise(ifindex, src, hoa, served.mac) {
+            tracing::warn!(%hoa, error = %format!("{e:#}"), "unsolicited neighbour advertisement failed");
+        }
+    }
+
+    /// Sends a BA for `bu` (RFC 6275 §10.3.1: regardless of the A bit).
+    fn send_ba(
+        &mut self,
+        bu: &registrar::BindingUpdate,
+        status: u8,
+        sequence: u16,
+        lifetime_units: u16,
+        refresh_units: Option<u16>,
+        flags: u8,
+    ) {
+        let Some(sig) = self.signalling.as_mut() else {
+            return;
+        };
+        let fields = mh::BaFields {
+            status,
+            flags,
+            sequence,
+            lifetime_units,
+        };
+        let result = mobility::ba_packet(bu.ha_address, bu.hoa, bu.coa, &fields, refresh_units)
+            .and_then(|p| Ok(sig.sender.send(&p, bu.coa, 0)?));
+        match result {
+            Ok(()) => sig.stats.ba_sent += 1,
+            Err(e) => {
+                sig.stats.send_errors += 1;
+                tracing::warn!(coa = %bu.coa, error = %format!("{e:#}"), "sending a BA failed");
+            }
+        }
+    }
+
+    /// Sends a Binding Error, at most one per destination per second (RFC 6275 §9.3.3).
+    fn send_be(&mut self, src: Ipv6Addr, dst: Ipv6Addr, status: u8, hoa: Ipv6Addr) {
+        let Some(sig) = self.signalling.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if sig
+            .last_be
+            .get(&dst)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        if sig.last_be.len() > 65536 {
+            sig.last_be
+                .retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
+        }
+        sig.last_be.insert(dst, now);
+        let result = mobility::be_packet(src, dst, status, hoa)
+            .and_then(|p| Ok(sig.sender.send(&p, dst, 0)?));
+        match result {
+            Ok(()) => sig.stats.be_sent += 1,
+            Err(e) => {
+                sig.stats.send_errors += 1;
+                tracing::warn!(%dst, error = %format!("{e:#}"), "sending a BE failed");
+            }
+        }
+    }
+
     async fn expire(&mut self) {
         for hoa in self.cache.expired(Instant::now()) {
             match self.remove_binding(&hoa).await {
@@ -427,6 +784,30 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
     let sender = TunnelSender::new(daemon.config.dataplane.outer_hop_limit)?;
     let punt_task = tokio::spawn(punt::serve(ring, sender, daemon.punt_stats.clone()));
 
+    // Signalling (home agent role): a task reads Mobility Headers into the event loop.
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+    let mh_task = if daemon.config.role == Role::HomeAgent {
+        let mh = daemon.start_signalling(events_tx.clone())?;
+        let tx = events_tx.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                match mh.recv().await {
+                    Ok(rx) => {
+                        if tx.send(Event::Mh(rx)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "receiving a Mobility Header failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }))
+    } else {
+        None
+    };
+
     // Routing changes invalidate cached next hops (coalesced: one bump per wake-up).
     let routing_changed = Arc::new(Notify::new());
     let notify = routing_changed.clone();
@@ -448,10 +829,17 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
                 let _ = cmd.reply.send(result);
             }
             _ = tokio::time::sleep_until(next_expiry.into()) => daemon.expire().await,
+            Some(event) = events.recv() => match event {
+                Event::Mh(rx) => daemon.on_mh(rx).await,
+                Event::DadDone { bu, decision, ifindex, unique } => {
+                    daemon.on_dad_done(bu, decision, ifindex, unique).await
+                }
+            },
             _ = routing_changed.notified() => {
                 if let Err(e) = daemon.dataplane.bump_nexthop_epoch() {
                     tracing::error!(error = %e, "invalidating cached next hops failed");
                 }
+                daemon.refresh_addresses();
             }
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("SIGINT received, shutting down");
@@ -467,6 +855,9 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
     let _ = control_task.await;
     punt_task.abort();
     watch_task.abort();
+    if let Some(t) = mh_task {
+        t.abort();
+    }
     daemon.shutdown().await;
     // Dropping the data plane detaches every program and unloads the maps.
     drop(daemon);

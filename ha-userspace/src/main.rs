@@ -49,10 +49,25 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Check a configuration file (TOML, or UMIP's mip6d.conf) and print the effective
+    /// configuration as TOML.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Add or remove static bindings (like UMIP's `bc add`).
     Binding {
         #[command(subcommand)]
         action: BindingAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate FILE; print the effective configuration (TOML) and any warnings.
+    Check {
+        /// A `.toml` file, or a mip6d.conf.
+        file: PathBuf,
     },
 }
 
@@ -98,8 +113,11 @@ fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config, socket } => {
-            init_logging();
             let config = Config::load(&config)?;
+            init_logging(config.debug_level);
+            for w in &config.warnings {
+                tracing::warn!("{w}");
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -122,6 +140,17 @@ fn real_main() -> anyhow::Result<()> {
             } else {
                 print_bindings(&data);
             }
+            Ok(())
+        }
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => {
+            let config = Config::load(&file)?;
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", toml::to_string_pretty(&config)?);
+            eprintln!("{}: configuration is valid", file.display());
             Ok(())
         }
         Command::Binding { action } => match action {
@@ -200,9 +229,19 @@ fn print_stats(data: &serde_json::Value) {
     }
 }
 
-fn init_logging() {
+/// `RUST_LOG` wins; otherwise UMIP's DebugLevel maps to a level (0-1 warn, 2-5 info, 6-9
+/// debug, 10 trace); the default is info.
+fn init_logging(debug_level: Option<u8>) {
+    let level = match debug_level {
+        None => "info",
+        Some(0..=1) => "warn",
+        Some(2..=5) => "info",
+        Some(6..=9) => "debug",
+        Some(_) => "trace",
+    };
+    // The level applies to hagent's own messages; libraries stay at warn.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,hagent={level}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

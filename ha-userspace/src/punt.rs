@@ -70,7 +70,8 @@ impl TunnelSender {
             let mut pktinfo: libc::in6_pktinfo = std::mem::zeroed();
             pktinfo.ipi6_addr.s6_addr = src.octets();
             let space = libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize;
-            let mut cbuf = vec![0u8; space];
+            // u64s: control messages must be aligned for cmsghdr.
+            let mut cbuf = vec![0u64; space.div_ceil(8)];
             let mut msg: libc::msghdr = std::mem::zeroed();
             msg.msg_name = &mut sa as *mut _ as *mut libc::c_void;
             msg.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;

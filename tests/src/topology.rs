@@ -44,8 +44,14 @@ impl Hagent {
     /// Writes `config` (TOML) to a file and starts `hagent run` in `ns`, waiting until its
     /// control socket answers.
     pub fn start(ns: &Netns, config: &str) -> anyhow::Result<Self> {
+        Self::start_with(ns, "hagent.toml", config)
+    }
+
+    /// Like [`start`](Self::start) with the configuration in a file called `file_name`
+    /// (`.toml` is read as TOML, anything else as mip6d.conf).
+    pub fn start_with(ns: &Netns, file_name: &str, config: &str) -> anyhow::Result<Self> {
         let dir = TempDir::new("hagent")?;
-        let config_path = dir.join("hagent.toml");
+        let config_path = dir.join(file_name);
         std::fs::write(&config_path, config)?;
         let socket = dir.join("hagent.sock");
         let bin = hagent_bin()?;
@@ -132,6 +138,14 @@ pub fn mn_config(xdp_mode: &str) -> String {
         seed::HOA,
         seed::HA
     )
+}
+
+/// The seed talk's HA mip6d.conf, as printed (see `tests/fixtures/README.md`), with the typo
+/// fixed and IPsec off — the only changes this kernel (no ESP) needs.
+pub fn seed_ha_mip6d_conf() -> String {
+    include_str!("../fixtures/seed-ha-mip6d.conf")
+        .replace("coo1", "c001")
+        .replace("UseMnHaIPsec\u{a0}enabled", "UseMnHaIPsec\u{a0}disabled")
 }
 
 /// Addresses of the seed talk's lab.

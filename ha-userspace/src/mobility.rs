@@ -1,0 +1,322 @@
+//! Mobility Header signalling on the wire: receiving Binding Updates, sending Binding
+//! Acknowledgements (with a type 2 routing header) and Binding Errors.
+//!
+//! Receiving: a raw IPPROTO_MH socket. On kernels without `CONFIG_IPV6_MIP6` the XDP program
+//! has already moved the HoA into the IPv6 source and the CoA into a retyped destination
+//! option (see `docs/design.md`), which IPV6_RECVDSTOPTS hands us. The kernel verifies the MH
+//! checksum for raw MH sockets and drops bad ones; we verify again and count.
+//!
+//! Sending: this kernel refuses type 2 routing headers through the socket API, so BAs are
+//! built whole — IPv6 header, RH2, MH with its checksum over the HoA as final destination
+//! (RFC 6275 §6.1.1) — and sent on an IPPROTO_RAW socket.
+
+use std::net::Ipv6Addr;
+
+use anyhow::Context as _;
+use ha_common::mh::{
+    self, BaFields, IPPROTO_MH, IPPROTO_ROUTING, Message, MhError, MobilityHeader, MobilityOption,
+};
+use serde::Serialize;
+
+use crate::{
+    registrar::BindingUpdate,
+    sock::{RawSocket, Received},
+};
+
+/// The option type the data plane gives a Home Address option after swapping it (must match
+/// `ha_ebpf::hao::HAO_SWAPPED`).
+pub const HAO_SWAPPED: u8 = 0x1E;
+
+/// Signalling counters, shown by `hagent stats`.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct SignallingStats {
+    pub bu_received: u64,
+    pub ba_sent: u64,
+    pub be_sent: u64,
+    pub dropped_bad_checksum: u64,
+    pub dropped_malformed: u64,
+    pub dropped_not_bu: u64,
+    pub send_errors: u64,
+}
+
+/// The MH receive socket.
+pub struct MhSocket {
+    sock: RawSocket,
+}
+
+impl MhSocket {
+    pub fn new() -> anyhow::Result<Self> {
+        let sock =
+            RawSocket::new(IPPROTO_MH as i32).context("opening the Mobility Header socket")?;
+        sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_RECVDSTOPTS, 1)?;
+        Ok(Self { sock })
+    }
+
+    pub async fn recv(&self) -> anyhow::Result<Received> {
+        self.sock.recv().await
+    }
+}
+
+/// Why a received MH was not a Binding Update to act on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejected {
+    BadChecksum,
+    /// RFC 6275 §9.2 format errors (silently discarded).
+    Malformed(MhError),
+    /// An MH type we do not know: answer with a Binding Error, status 2 (§9.2).
+    UnknownType {
+        mh_type: u8,
+        reply_to: Ipv6Addr,
+        hoa: Ipv6Addr,
+    },
+    /// Known but not for a home agent to act on (BA, BE, RR messages...).
+    NotBindingUpdate,
+}
+
+/// The care-of address the data plane left in the retyped Home Address option, if any.
+fn swapped_coa(dstopts: &[u8]) -> Option<Ipv6Addr> {
+    let len = dstopts.len().min((*dstopts.get(1)? as usize + 1) * 8);
+    let mut pos = 2;
+    while pos < len {
+        let t = dstopts[pos];
+        if t == 0 {
+            pos += 1;
+            continue;
+        }
+        let l = *dstopts.get(pos + 1)? as usize;
+        if t == HAO_SWAPPED && l == 16 {
+            let a: [u8; 16] = dstopts.get(pos + 2..pos + 18)?.try_into().ok()?;
+            return Some(Ipv6Addr::from(a));
+        }
+        pos += 2 + l;
+    }
+    None
+}
+
+/// Interprets a received Mobility Header as a Binding Update (RFC 6275 §9.2, §9.5.1).
+pub fn parse_bu(rx: &Received) -> Result<BindingUpdate, Rejected> {
+    let coa_from_hao = rx.dstopts.as_deref().and_then(swapped_coa);
+    let hoa = rx.src;
+    let mh = match MobilityHeader::parse(&rx.data) {
+        Ok(mh) => mh,
+        Err(MhError::UnknownType { mh_type }) => {
+            return Err(Rejected::UnknownType {
+                mh_type,
+                // §9.2: to the source of the offending packet — the CoA when it came with a
+                // Home Address option.
+                reply_to: coa_from_hao.unwrap_or(rx.src),
+                hoa,
+            });
+        }
+        Err(e) => return Err(Rejected::Malformed(e)),
+    };
+    if !mh.verify_checksum(&rx.src.octets(), &rx.dst.octets()) {
+        return Err(Rejected::BadChecksum);
+    }
+    let Message::BindingUpdate(bu) = mh.message else {
+        return Err(Rejected::NotBindingUpdate);
+    };
+    let mut coa = coa_from_hao.unwrap_or(rx.src);
+    let mut prefixes = Vec::new();
+    for opt in bu.options.iter() {
+        match opt {
+            Ok(MobilityOption::AlternateCareOf(a)) => coa = Ipv6Addr::from(a),
+            Ok(MobilityOption::MobileNetworkPrefix { prefix_len, prefix }) => {
+                prefixes.push((Ipv6Addr::from(prefix), prefix_len))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Rejected::Malformed(e)),
+        }
+    }
+    Ok(BindingUpdate {
+        hoa,
+        coa,
+        ha_address: rx.dst,
+        sequence: bu.sequence,
+        flags: bu.flags,
+        lifetime_units: bu.lifetime_units,
+        prefixes,
+    })
+}
+
+/// An IPPROTO_RAW socket: we write the whole IPv6 packet.
+pub struct PacketSender {
+    sock: RawSocket,
+}
+
+impl PacketSender {
+    pub fn new() -> anyhow::Result<Self> {
+        let sock = RawSocket::new(libc::IPPROTO_RAW).context("opening the IPPROTO_RAW socket")?;
+        // Our own DAD probes must not come back to us as someone else's.
+        sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, 0)?;
+        Ok(Self { sock })
+    }
+
+    /// Sends a complete IPv6 packet whose first hop is `first_hop` (out of `ifindex` when it is
+    /// link-scoped).
+    pub fn send(&self, packet: &[u8], first_hop: Ipv6Addr, ifindex: u32) -> std::io::Result<()> {
+        self.sock
+            .send_to(packet, first_hop, None, ifindex)
+            .map(|_| ())
+    }
+}
+
+/// IPv6 header for a packet with `payload_len` bytes after it.
+pub fn ipv6_header(
+    next_header: u8,
+    hop_limit: u8,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    payload_len: usize,
+) -> [u8; 40] {
+    let mut h = [0u8; 40];
+    h[0] = 0x60;
+    h[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
+    h[6] = next_header;
+    h[7] = hop_limit;
+    h[8..24].copy_from_slice(&src.octets());
+    h[24..40].copy_from_slice(&dst.octets());
+    h
+}
+
+/// A Binding Acknowledgement packet from `ha` for `hoa`: to the CoA with a type 2 routing
+/// header carrying the HoA (§6.1.8, §9.5.4), or straight to the HoA when the MN is home.
+pub fn ba_packet(
+    ha: Ipv6Addr,
+    hoa: Ipv6Addr,
+    coa: Ipv6Addr,
+    ba: &BaFields,
+    refresh_units: Option<u16>,
+) -> anyhow::Result<Vec<u8>> {
+    let mut mhbuf = [0u8; 64];
+    // The checksum's pseudo-header destination is the final one: the HoA (§6.1.1).
+    let n = mh::build_binding_ack(
+        &mut mhbuf,
+        &ha.octets(),
+        &hoa.octets(),
+        ba,
+        refresh_units,
+        &[],
+    )
+    .map_err(|e| anyhow::anyhow!("building a BA: {e}"))?;
+    let mut p = Vec::with_capacity(40 + 24 + n);
+    if coa == hoa {
+        p.extend_from_slice(&ipv6_header(IPPROTO_MH, 64, ha, hoa, n));
+    } else {
+        p.extend_from_slice(&ipv6_header(IPPROTO_ROUTING, 64, ha, coa, 24 + n));
+        let mut rh2 = [0u8; 24];
+        mh::build_rh2(&mut rh2, IPPROTO_MH, &hoa.octets()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        p.extend_from_slice(&rh2);
+    }
+    p.extend_from_slice(&mhbuf[..n]);
+    Ok(p)
+}
+
+/// A Binding Error packet (§6.1.9) from `src` to `dst` about `hoa`.
+pub fn be_packet(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    status: u8,
+    hoa: Ipv6Addr,
+) -> anyhow::Result<Vec<u8>> {
+    let mut mhbuf = [0u8; 32];
+    let n = mh::build_binding_error(
+        &mut mhbuf,
+        &src.octets(),
+        &dst.octets(),
+        status,
+        &hoa.octets(),
+    )
+    .map_err(|e| anyhow::anyhow!("building a BE: {e}"))?;
+    let mut p = Vec::with_capacity(40 + n);
+    p.extend_from_slice(&ipv6_header(IPPROTO_MH, 64, src, dst, n));
+    p.extend_from_slice(&mhbuf[..n]);
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ba_with_rh2_layout_and_checksum() {
+        let (ha, hoa, coa) = (
+            a("2001:db8:bee5::c001:babe"),
+            a("2001:db8:bee5::dead:face"),
+            a("2001:db8:f00d::dead:face"),
+        );
+        let ba = BaFields {
+            status: 0,
+            flags: 0,
+            sequence: 7,
+            lifetime_units: 100,
+        };
+        let p = ba_packet(ha, hoa, coa, &ba, None).unwrap();
+        assert_eq!(p[6], IPPROTO_ROUTING);
+        assert_eq!(&p[24..40], &coa.octets());
+        let rh2 = mh::parse_rh2(&p[40..64]).unwrap();
+        assert_eq!(Ipv6Addr::from(rh2.home_address), hoa);
+        let mh = MobilityHeader::parse(&p[64..]).unwrap();
+        assert!(
+            mh.verify_checksum(&ha.octets(), &hoa.octets()),
+            "checksum over the HoA"
+        );
+        match mh.message {
+            Message::BindingAck(b) => {
+                assert_eq!((b.status, b.sequence, b.lifetime_units), (0, 7, 100))
+            }
+            m => panic!("{m:?}"),
+        }
+        assert_eq!(u16::from_be_bytes([p[4], p[5]]) as usize, p.len() - 40);
+    }
+
+    #[test]
+    fn swapped_hao_yields_the_coa() {
+        let mut h = vec![135u8, 2, 1, 2, 0, 0, HAO_SWAPPED, 16];
+        h.extend_from_slice(&a("2001:db8:f00d::1").octets());
+        assert_eq!(swapped_coa(&h), Some(a("2001:db8:f00d::1")));
+        h[6] = 0xc9;
+        assert_eq!(swapped_coa(&h), None);
+        assert_eq!(swapped_coa(&[1]), None);
+    }
+
+    #[test]
+    fn bu_parsing_uses_the_alternate_coa_and_checks_the_checksum() {
+        let (ha, hoa) = (a("2001:db8:bee5::c001:babe"), a("2001:db8:bee5::dead:face"));
+        let mut buf = [0u8; 64];
+        let alt = a("2001:db8:f00d::2");
+        let n = mh::build_binding_update(
+            &mut buf,
+            &hoa.octets(),
+            &ha.octets(),
+            &mh::BuFields {
+                sequence: 3,
+                flags: mh::BU_FLAG_A | mh::BU_FLAG_H,
+                lifetime_units: 10,
+            },
+            &[MobilityOption::AlternateCareOf(alt.octets())],
+        )
+        .unwrap();
+        let rx = Received {
+            data: buf[..n].to_vec(),
+            src: hoa,
+            dst: ha,
+            ifindex: 2,
+            dstopts: None,
+            hop_limit: None,
+        };
+        let bu = parse_bu(&rx).unwrap();
+        assert_eq!(
+            (bu.hoa, bu.coa, bu.ha_address, bu.sequence),
+            (hoa, alt, ha, 3)
+        );
+        let mut bad = rx.clone();
+        bad.data[6] ^= 1;
+        assert_eq!(parse_bu(&bad), Err(Rejected::BadChecksum));
+    }
+}

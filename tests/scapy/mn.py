@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""A mobile node made of scapy: an implementation nobody on this project wrote, used by the
+end-to-end tests to talk to hagent. Prints one JSON object per command on stdout.
+
+  bu        send a Binding Update (with Home Address option), wait for the BA
+  tunnel    listen for IPv6-in-IPv6 packets to the CoA
+  reverse   send reverse-tunnelled echo requests to a CN, wait for the tunnelled replies
+"""
+import argparse
+import json
+import struct
+import sys
+import threading
+import time
+
+from scapy.all import conf, AsyncSniffer, sendp, Ether, raw
+from scapy.layers.inet6 import (IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting, HAO, MIP6MH_BU, MIP6MH_BA, MIP6OptAltCoA,
+                                ICMPv6EchoRequest, ICMPv6EchoReply, getmacbyip6)
+
+conf.verb = 0
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def mh_checksum_ok(src, final_dst, mh_bytes):
+    """RFC 6275 6.1.1: pseudo-header with the final destination, Next Header 135."""
+    import socket
+    ph = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, final_dst)
+          + struct.pack("!I", len(mh_bytes)) + b"\0\0\0\x87")
+    return csum(ph + mh_bytes) == 0
+
+
+def l2(iface, dst_ip):
+    # The default router's MAC: the first hop of everything we send.
+    return Ether()
+
+
+def cmd_bu(a):
+    # scapy's BU flags field takes the flag letters (A, H, L, K, M, R, P).
+    f = a.flags
+    opts = []
+    if a.alt_coa:
+        opts.append(MIP6OptAltCoA(acoa=a.alt_coa))
+    bu = MIP6MH_BU(seq=a.seq, flags=f, mhtime=a.lifetime, options=opts)
+    pkt = IPv6(src=a.coa, dst=a.ha) / IPv6ExtHdrDestOpt(options=[HAO(hoa=a.hoa)]) / bu
+    data = raw(pkt)
+    if a.bad_checksum:
+        b = bytearray(data)
+        # IPv6 40 + DestOpt 24; MH checksum at offset 4 of the MH.
+        b[40 + 24 + 4] ^= 0xFF
+        data = bytes(b)
+    got = []
+
+    def is_ba(p):
+        return IPv6 in p and p[IPv6].dst == a.coa and MIP6MH_BA in p
+
+    sniffer = AsyncSniffer(iface=a.iface, lfilter=is_ba, store=True, count=1)
+    sniffer.start()
+    time.sleep(0.3)
+    sendp(Ether(dst=a.router_mac) / IPv6(data), iface=a.iface)
+    sniffer.join(timeout=a.timeout)
+    if sniffer.running:
+        sniffer.stop()
+    res = sniffer.results or []
+    if not res:
+        print(json.dumps({"timeout": True}))
+        return
+    p = res[0]
+    ba = p[MIP6MH_BA]
+    rh = p.getlayer(IPv6ExtHdrRouting)
+    rh2_hoa = None
+    final = p[IPv6].dst
+    if rh is not None:
+        rh2_hoa = rh.addresses[0] if rh.addresses else None
+        final = rh2_hoa or final
+    mh_bytes = raw(ba)
+    print(json.dumps({
+        "status": ba.status, "seq": ba.seq, "lifetime": ba.mhtime,
+        "src": p[IPv6].src, "dst": p[IPv6].dst,
+        "rh2_type": rh.type if rh is not None else None,
+        "rh2_segleft": rh.segleft if rh is not None else None,
+        "rh2_hoa": rh2_hoa,
+        "checksum_ok": mh_checksum_ok(p[IPv6].src, final, mh_bytes),
+    }))
+
+
+def cmd_tunnel(a):
+    def is_tunnel(p):
+        return IPv6 in p and p[IPv6].nh == 41 and p[IPv6].dst == a.coa
+    pk = AsyncSniffer(iface=a.iface, lfilter=is_tunnel, store=True)
+    pk.start()
+    time.sleep(a.duration)
+    pk.stop()
+    pkts = pk.results or []
+    out = []
+    for p in pkts:
+        outer = p[IPv6]
+        inner = outer.payload
+        out.append({"outer_src": outer.src, "outer_dst": outer.dst,
+                    "inner_src": inner.src, "inner_dst": inner.dst})
+    print(json.dumps({"count": len(out), "packets": out[:20]}))
+
+
+def cmd_reverse(a):
+    def is_reply(p):
+        if IPv6 not in p or p[IPv6].nh != 41 or p[IPv6].dst != a.coa:
+            return False
+        inner = p[IPv6].payload
+        return ICMPv6EchoReply in inner and inner.src == a.cn and inner.dst == a.hoa
+    sniffer = AsyncSniffer(iface=a.iface, lfilter=is_reply, store=True)
+    sniffer.start()
+    time.sleep(0.3)
+    for i in range(a.count):
+        pkt = (Ether(dst=a.router_mac) / IPv6(src=a.coa, dst=a.ha, nh=41)
+               / IPv6(src=a.hoa, dst=a.cn) / ICMPv6EchoRequest(id=0x4d4e, seq=i))
+        sendp(pkt, iface=a.iface)
+        time.sleep(0.05)
+    time.sleep(a.timeout)
+    sniffer.stop()
+    print(json.dumps({"sent": a.count, "replies": len(sniffer.results or [])}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("bu", "tunnel", "reverse"):
+        p = sub.add_parser(name)
+        p.add_argument("--iface", default="eth0")
+        p.add_argument("--router-mac", default=None)
+        p.add_argument("--coa", required=True)
+        p.add_argument("--timeout", type=float, default=3.0)
+        if name in ("bu", "reverse"):
+            p.add_argument("--ha", required=True)
+            p.add_argument("--hoa", required=True)
+        if name == "bu":
+            p.add_argument("--seq", type=int, required=True)
+            p.add_argument("--lifetime", type=int, required=True, help="4-second units")
+            p.add_argument("--flags", default="AH")
+            p.add_argument("--alt-coa", default=None)
+            p.add_argument("--bad-checksum", action="store_true")
+        if name == "tunnel":
+            p.add_argument("--duration", type=float, default=3.0)
+        if name == "reverse":
+            p.add_argument("--cn", required=True)
+            p.add_argument("--count", type=int, default=3)
+    a = ap.parse_args()
+    {"bu": cmd_bu, "tunnel": cmd_tunnel, "reverse": cmd_reverse}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
