@@ -2,7 +2,8 @@
 //! a projection of it, written by the daemon after every change here.
 
 use std::{
-    collections::HashMap,
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
     net::Ipv6Addr,
     time::{Duration, Instant},
 };
@@ -94,6 +95,10 @@ pub struct BindingCache {
     free_ids: Vec<u32>,
     next_id: u32,
     capacity: u32,
+    /// Expiry times, earliest first. Entries go stale when a binding is refreshed or removed;
+    /// they are checked against the binding and skipped then (lazy deletion keeps every
+    /// operation O(log n) with a million bindings).
+    expiries: BinaryHeap<Reverse<(Instant, Ipv6Addr)>>,
 }
 
 impl BindingCache {
@@ -104,6 +109,7 @@ impl BindingCache {
             free_ids: Vec::new(),
             next_id: 0,
             capacity,
+            expiries: BinaryHeap::new(),
         }
     }
 
@@ -127,6 +133,9 @@ impl BindingCache {
     /// its counters) and replaces everything else.
     pub fn upsert(&mut self, spec: BindingSpec, now: Instant) -> Result<Change, CacheError> {
         let expires_at = spec.lifetime.map(|l| now + l);
+        if let Some(t) = expires_at {
+            self.expiries.push(Reverse((t, spec.hoa)));
+        }
         if let Some(b) = self.by_hoa.get_mut(&spec.hoa) {
             let previous = std::mem::replace(&mut b.spec, spec);
             b.registered_at = now;
@@ -164,18 +173,38 @@ impl BindingCache {
         Some(b)
     }
 
-    /// Home addresses whose bindings have expired at `now`.
-    pub fn expired(&self, now: Instant) -> Vec<Ipv6Addr> {
+    /// Whether a heap entry still describes its binding's expiry.
+    fn current(&self, t: Instant, hoa: &Ipv6Addr) -> bool {
         self.by_hoa
-            .values()
-            .filter(|b| b.expires_at.is_some_and(|t| t <= now))
-            .map(|b| b.spec.hoa)
-            .collect()
+            .get(hoa)
+            .is_some_and(|b| b.expires_at == Some(t))
+    }
+
+    /// Home addresses whose bindings have expired at `now` (each reported once; the caller
+    /// removes them).
+    pub fn expired(&mut self, now: Instant) -> Vec<Ipv6Addr> {
+        let mut out = Vec::new();
+        while let Some(Reverse((t, hoa))) = self.expiries.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.expiries.pop();
+            if self.current(t, &hoa) && !out.contains(&hoa) {
+                out.push(hoa);
+            }
+        }
+        out
     }
 
     /// When the next binding expires.
-    pub fn next_expiry(&self) -> Option<Instant> {
-        self.by_hoa.values().filter_map(|b| b.expires_at).min()
+    pub fn next_expiry(&mut self) -> Option<Instant> {
+        while let Some(Reverse((t, hoa))) = self.expiries.peek().copied() {
+            if self.current(t, &hoa) {
+                return Some(t);
+            }
+            self.expiries.pop();
+        }
+        None
     }
 }
 
@@ -244,7 +273,11 @@ mod tests {
             c.expired(t + Duration::from_secs(4)),
             vec!["2001:db8::1".parse::<Ipv6Addr>().unwrap()]
         );
-        assert_eq!(c.expired(t + Duration::from_secs(100)).len(), 2);
+        // Each expiry is reported once (the caller removes the binding).
+        assert_eq!(
+            c.expired(t + Duration::from_secs(100)),
+            vec!["2001:db8::2".parse::<Ipv6Addr>().unwrap()]
+        );
         let b = c.get(&"2001:db8::2".parse().unwrap()).unwrap();
         assert_eq!(
             b.lifetime_remaining(t + Duration::from_millis(2500)),

@@ -46,6 +46,15 @@ pub struct Served {
 pub enum Event {
     /// A Mobility Header arrived.
     Mh(crate::sock::Received),
+    /// The kernel's side of a new binding is installed (or failed).
+    KernelDone {
+        bu: registrar::BindingUpdate,
+        spec: BindingSpec,
+        change: Change,
+        kb: KernelBinding,
+        ba: Accepted,
+        result: anyhow::Result<()>,
+    },
     /// Duplicate Address Detection for a new binding finished.
     DadDone {
         bu: registrar::BindingUpdate,
@@ -67,13 +76,22 @@ pub struct Daemon {
     signalling: Option<Signalling>,
 }
 
+/// The BA to send once a registration is in place.
+#[derive(Clone, Copy, Debug)]
+pub struct Accepted {
+    lifetime_units: u16,
+    refresh_units: Option<u16>,
+    flags: u8,
+}
+
 /// What home registration needs besides the cache.
 struct Signalling {
     sender: PacketSender,
     ndisc: Ndisc,
     stats: SignallingStats,
-    /// HoAs whose DAD is running: further BUs for them wait for its outcome.
-    pending_dad: HashSet<Ipv6Addr>,
+    /// HoAs whose DAD or kernel installation is running: further BUs for them wait for its
+    /// outcome (the MN retransmits).
+    pending: HashSet<Ipv6Addr>,
     /// Last Binding Error per destination (rate limit, RFC 6275 §9.3.3).
     last_be: HashMap<Ipv6Addr, Instant>,
     events: mpsc::UnboundedSender<Event>,
@@ -192,7 +210,7 @@ impl Daemon {
             sender: PacketSender::new()?,
             ndisc: Ndisc::start()?,
             stats: SignallingStats::default(),
-            pending_dad: HashSet::new(),
+            pending: HashSet::new(),
             last_be: HashMap::new(),
             events,
         });
@@ -292,33 +310,62 @@ impl Daemon {
 
     /// Adds or updates a binding everywhere: cache, data plane, kernel.
     pub async fn upsert_binding(&mut self, spec: BindingSpec) -> anyhow::Result<Change> {
-        let now = Instant::now();
-        let change = self.cache.upsert(spec.clone(), now)?;
-        let id = match &change {
-            Change::Created { id } | Change::Updated { id, .. } => *id,
-        };
-        let result = self.apply(&spec, &change, id).await;
-        if let Err(e) = result {
-            // Roll back so cache, maps and kernel agree.
-            match &change {
-                Change::Created { .. } => {
-                    self.cache.remove(&spec.hoa);
-                    let _ = self.dataplane.remove_binding(spec.hoa);
-                    let _ = self.homelink.remove(&self.kernel_binding(&spec)).await;
-                }
-                Change::Updated { previous, .. } => {
-                    let _ = self.cache.upsert(previous.clone(), now);
-                    let _ = self
-                        .dataplane
-                        .set_binding(previous.hoa, &self.entry(previous, id));
-                }
+        let (change, kernel) = self.upsert_maps(spec.clone())?;
+        if let Some(kb) = kernel
+            && let Err(e) = self.homelink.install(&kb).await
+        {
+            self.rollback(&spec, &change);
+            if let Change::Created { .. } = change {
+                let _ = self.homelink.remove(&kb).await;
             }
             return Err(e);
         }
         Ok(change)
     }
 
-    async fn apply(&mut self, spec: &BindingSpec, change: &Change, id: u32) -> anyhow::Result<()> {
+    /// The cache and the maps (synchronous). Returns the change and, when the kernel's side
+    /// must be (re)installed, what to install; on failure nothing has changed.
+    fn upsert_maps(
+        &mut self,
+        spec: BindingSpec,
+    ) -> anyhow::Result<(Change, Option<KernelBinding>)> {
+        let change = self.cache.upsert(spec.clone(), Instant::now())?;
+        if let Err(e) = self.apply_maps(&spec, &change) {
+            self.rollback(&spec, &change);
+            return Err(e);
+        }
+        // The kernel's side (proxy, neighbour, routes) does not depend on the CoA: a refresh
+        // or a move leaves it alone.
+        let kernel_unchanged = matches!(&change, Change::Updated { previous, .. }
+            if previous.home_ifindex == spec.home_ifindex && previous.prefixes == spec.prefixes);
+        let kernel = (self.config.role == Role::HomeAgent && !kernel_unchanged)
+            .then(|| self.kernel_binding(&spec));
+        Ok((change, kernel))
+    }
+
+    /// Undoes `upsert_maps` (cache and maps) after a failure.
+    fn rollback(&mut self, spec: &BindingSpec, change: &Change) {
+        match change {
+            Change::Created { .. } => {
+                self.cache.remove(&spec.hoa);
+                let _ = self.dataplane.remove_binding(spec.hoa);
+                for &(p, l) in &spec.prefixes {
+                    let _ = self.dataplane.remove_prefix(p, l);
+                }
+            }
+            Change::Updated { previous, id } => {
+                let _ = self.cache.upsert(previous.clone(), Instant::now());
+                let _ = self
+                    .dataplane
+                    .set_binding(previous.hoa, &self.entry(previous, *id));
+            }
+        }
+    }
+
+    fn apply_maps(&mut self, spec: &BindingSpec, change: &Change) -> anyhow::Result<()> {
+        let id = match change {
+            Change::Created { id } | Change::Updated { id, .. } => *id,
+        };
         if let Change::Created { .. } = change {
             self.dataplane.reset_binding_counters(id)?;
         }
@@ -329,20 +376,15 @@ impl Daemon {
         // In place: a CoA change rewrites the entry, so the HoA is never unforwarded.
         self.dataplane
             .set_binding(spec.hoa, &self.entry(spec, id))?;
-        let previous_prefixes = match change {
-            Change::Updated { previous, .. } => previous.prefixes.clone(),
-            Change::Created { .. } => vec![],
-        };
-        for &(p, l) in &previous_prefixes {
-            if !spec.prefixes.contains(&(p, l)) {
-                self.dataplane.remove_prefix(p, l)?;
+        if let Change::Updated { previous, .. } = change {
+            for &(p, l) in &previous.prefixes {
+                if !spec.prefixes.contains(&(p, l)) {
+                    self.dataplane.remove_prefix(p, l)?;
+                }
             }
         }
         for &(p, l) in &spec.prefixes {
             self.dataplane.set_prefix(p, l, &self.entry(spec, id))?;
-        }
-        if self.config.role == Role::HomeAgent {
-            self.homelink.install(&self.kernel_binding(spec)).await?;
         }
         Ok(())
     }
@@ -525,7 +567,7 @@ impl Daemon {
             }
         };
         sig.stats.bu_received += 1;
-        if sig.pending_dad.contains(&bu.hoa) {
+        if sig.pending.contains(&bu.hoa) {
             // DAD for this HoA is running; the MN retransmits if it hears nothing.
             return;
         }
@@ -559,7 +601,7 @@ impl Daemon {
             registrar::Decision::Register { new: true, .. } if self.config.home_agent.dad => {
                 let ifindex = home.expect("on the home link");
                 let sig = self.signalling.as_mut().expect("signalling");
-                sig.pending_dad.insert(bu.hoa);
+                sig.pending.insert(bu.hoa);
                 let ndisc = sig.ndisc.clone();
                 let events = sig.events.clone();
                 tokio::spawn(async move {
@@ -587,7 +629,7 @@ impl Daemon {
         unique: anyhow::Result<bool>,
     ) {
         if let Some(sig) = self.signalling.as_mut() {
-            sig.pending_dad.remove(&bu.hoa);
+            sig.pending.remove(&bu.hoa);
         }
         match unique {
             Ok(true) => self.register(bu, decision, ifindex).await,
@@ -602,7 +644,9 @@ impl Daemon {
         }
     }
 
-    /// Creates or updates a registered binding and acknowledges it.
+    /// Creates or updates a registered binding and acknowledges it. The kernel's side of a new
+    /// binding is installed by a task (netlink round trips would otherwise serialise every new
+    /// registration); the BA follows when it is done ([`Event::KernelDone`]).
     async fn register(
         &mut self,
         bu: registrar::BindingUpdate,
@@ -634,35 +678,90 @@ impl Daemon {
             prefixes,
             origin: Origin::Registered,
         };
-        let ba_flags = if mobile_router { mh::BA_FLAG_R } else { 0 };
-        match self.upsert_binding(spec).await {
-            Ok(change) => {
-                if let Change::Created { .. } = change {
-                    self.advertise(ifindex, bu.hoa);
-                }
-                tracing::info!(
-                    hoa = %bu.hoa, coa = %bu.coa, seq = bu.sequence, lifetime_s = u32::from(lifetime_units) * 4,
-                    "binding {}", if matches!(change, Change::Created { .. }) { "created" } else { "updated" }
-                );
-                self.send_ba(
-                    &bu,
-                    registrar::status::ACCEPTED,
-                    bu.sequence,
-                    lifetime_units,
-                    refresh_units,
-                    ba_flags,
-                );
+        let ba = Accepted {
+            lifetime_units,
+            refresh_units,
+            flags: if mobile_router { mh::BA_FLAG_R } else { 0 },
+        };
+        match self.upsert_maps(spec.clone()) {
+            Ok((change, None)) => self.accepted(&bu, &change, ba),
+            Ok((change, Some(kb))) => {
+                let sig = self.signalling.as_mut().expect("signalling");
+                sig.pending.insert(bu.hoa);
+                let (homelink, events) = (self.homelink.clone(), sig.events.clone());
+                tokio::spawn(async move {
+                    let result = homelink.install(&kb).await;
+                    let _ = events.send(Event::KernelDone {
+                        bu,
+                        spec,
+                        change,
+                        kb,
+                        ba,
+                        result,
+                    });
+                });
             }
+            Err(e) => self.refused(&bu, e),
+        }
+    }
+
+    async fn on_kernel_done(
+        &mut self,
+        bu: registrar::BindingUpdate,
+        spec: BindingSpec,
+        change: Change,
+        kb: KernelBinding,
+        ba: Accepted,
+        result: anyhow::Result<()>,
+    ) {
+        if let Some(sig) = self.signalling.as_mut() {
+            sig.pending.remove(&bu.hoa);
+        }
+        match result {
+            Ok(()) => self.accepted(&bu, &change, ba),
             Err(e) => {
-                let status = if e.downcast_ref::<crate::binding::CacheError>().is_some() {
-                    registrar::status::INSUFFICIENT_RESOURCES
-                } else {
-                    registrar::status::UNSPECIFIED
-                };
-                tracing::error!(hoa = %bu.hoa, error = %format!("{e:#}"), status, "binding refused");
-                self.send_ba(&bu, status, bu.sequence, 0, None, 0);
+                self.rollback(&spec, &change);
+                if let Change::Created { .. } = change {
+                    let _ = self.homelink.remove(&kb).await;
+                }
+                self.refused(&bu, e);
             }
         }
+    }
+
+    fn accepted(&mut self, bu: &registrar::BindingUpdate, change: &Change, ba: Accepted) {
+        let created = matches!(change, Change::Created { .. });
+        if created {
+            self.advertise(
+                self.cache
+                    .get(&bu.hoa)
+                    .map(|b| b.spec.home_ifindex)
+                    .unwrap_or(0),
+                bu.hoa,
+            );
+        }
+        tracing::info!(
+            hoa = %bu.hoa, coa = %bu.coa, seq = bu.sequence, lifetime_s = u32::from(ba.lifetime_units) * 4,
+            "binding {}", if created { "created" } else { "updated" }
+        );
+        self.send_ba(
+            bu,
+            registrar::status::ACCEPTED,
+            bu.sequence,
+            ba.lifetime_units,
+            ba.refresh_units,
+            ba.flags,
+        );
+    }
+
+    fn refused(&mut self, bu: &registrar::BindingUpdate, e: anyhow::Error) {
+        let status = if e.downcast_ref::<crate::binding::CacheError>().is_some() {
+            registrar::status::INSUFFICIENT_RESOURCES
+        } else {
+            registrar::status::UNSPECIFIED
+        };
+        tracing::error!(hoa = %bu.hoa, error = %format!("{e:#}"), status, "binding refused");
+        self.send_ba(bu, status, bu.sequence, 0, None, 0);
     }
 
     /// The unsolicited NA after a new binding (RFC 6275 §10.4.1), sent
@@ -810,8 +909,14 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
 
     // Routing changes invalidate cached next hops (coalesced: one bump per wake-up).
     let routing_changed = Arc::new(Notify::new());
-    let notify = routing_changed.clone();
-    let watch_task = tokio::spawn(crate::homelink::watch_routing(move || notify.notify_one()));
+    let addresses_changed = Arc::new(Notify::new());
+    let (notify, notify_addr) = (routing_changed.clone(), addresses_changed.clone());
+    let watch_task = tokio::spawn(crate::homelink::watch_routing(move |kind| {
+        notify.notify_one();
+        if kind == crate::homelink::RoutingEvent::Address {
+            notify_addr.notify_one();
+        }
+    }));
     tracing::info!(socket = %socket.display(), "hagent running");
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -831,6 +936,9 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(next_expiry.into()) => daemon.expire().await,
             Some(event) = events.recv() => match event {
                 Event::Mh(rx) => daemon.on_mh(rx).await,
+                Event::KernelDone { bu, spec, change, kb, ba, result } => {
+                    daemon.on_kernel_done(bu, spec, change, kb, ba, result).await
+                }
                 Event::DadDone { bu, decision, ifindex, unique } => {
                     daemon.on_dad_done(bu, decision, ifindex, unique).await
                 }
@@ -839,8 +947,8 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
                 if let Err(e) = daemon.dataplane.bump_nexthop_epoch() {
                     tracing::error!(error = %e, "invalidating cached next hops failed");
                 }
-                daemon.refresh_addresses();
             }
+            _ = addresses_changed.notified() => daemon.refresh_addresses(),
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("SIGINT received, shutting down");
                 break;

@@ -196,9 +196,18 @@ fn is_not_found(e: &rtnetlink::Error) -> bool {
         if m.raw_code() == -libc::ENOENT || m.raw_code() == -libc::ESRCH)
 }
 
-/// Watches routes, neighbours and links, and calls `on_change` for every event: the data
-/// plane's cached next hops must not outlive the state they were derived from.
-pub async fn watch_routing(mut on_change: impl FnMut() + Send) -> anyhow::Result<()> {
+/// What a routing event touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoutingEvent {
+    /// An IPv6 address came or went (home prefixes may have changed).
+    Address,
+    /// A route, neighbour or link changed.
+    Other,
+}
+
+/// Watches routes, neighbours, links and addresses, and calls `on_change` for every event: the
+/// data plane's cached next hops must not outlive the state they were derived from.
+pub async fn watch_routing(mut on_change: impl FnMut(RoutingEvent) + Send) -> anyhow::Result<()> {
     use futures::StreamExt as _;
     use rtnetlink::MulticastGroup;
     let (conn, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
@@ -209,8 +218,16 @@ pub async fn watch_routing(mut on_change: impl FnMut() + Send) -> anyhow::Result
     ])
     .context("subscribing to rtnetlink route/neighbour/link events")?;
     tokio::spawn(conn);
-    while messages.next().await.is_some() {
-        on_change();
+    while let Some((msg, _)) = messages.next().await {
+        use rtnetlink::packet_core::NetlinkPayload;
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        let kind = match msg.payload {
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
+            ) => RoutingEvent::Address,
+            _ => RoutingEvent::Other,
+        };
+        on_change(kind);
     }
     Ok(())
 }

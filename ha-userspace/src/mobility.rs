@@ -50,6 +50,14 @@ impl MhSocket {
             RawSocket::new(IPPROTO_MH as i32).context("opening the Mobility Header socket")?;
         sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
         sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_RECVDSTOPTS, 1)?;
+        // Room for bursts (every MN re-registering after an outage): 16 MiB holds ~10k BUs.
+        // SO_RCVBUFFORCE passes net.core.rmem_max (we run as root); fall back to the limit.
+        if sock
+            .set_int(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 16 << 20)
+            .is_err()
+        {
+            sock.set_int(libc::SOL_SOCKET, libc::SO_RCVBUF, 16 << 20)?;
+        }
         Ok(Self { sock })
     }
 

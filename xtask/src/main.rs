@@ -20,8 +20,8 @@ enum Cmd {
     Setup,
     /// Build everything and run the lab in network namespaces.
     Run,
-    /// Benchmarks (release build). `cargo xtask bench dataplane`: per-packet cost of the XDP
-    /// paths next to reference programs.
+    /// Benchmarks (release build). `dataplane`: per-packet cost of the XDP paths next to
+    /// reference programs; `signalling`: Binding Updates per second end to end.
     Bench {
         /// What to measure.
         #[arg(default_value = "dataplane")]

@@ -8,7 +8,9 @@
 //! that the counter of the expected path moved by exactly `repeat` (every run took that path)
 //! and that the output equals the input (the restore worked).
 
-use std::{net::Ipv6Addr, time::Duration};
+use std::net::Ipv6Addr;
+
+mod signalling;
 
 use aya::programs::{TestRun, TestRunOptions};
 use ha_common::{abi::BindingEntry, programs};
@@ -213,9 +215,14 @@ fn load(cache: bool, bindings: u32, ifindex: u32) -> anyhow::Result<Dataplane> {
 }
 
 fn main() -> anyhow::Result<()> {
-    if std::env::args().nth(1).as_deref() != Some("dataplane") {
-        anyhow::bail!("usage: bench dataplane");
+    match std::env::args().nth(1).as_deref() {
+        Some("dataplane") => dataplane(),
+        Some("signalling") => signalling::run(),
+        _ => anyhow::bail!("usage: bench dataplane|signalling"),
     }
+}
+
+fn dataplane() -> anyhow::Result<()> {
     step("building a private namespace with routes and permanent neighbours");
     let ns = Netns::new("bench")?;
     ns.ip(&[
@@ -350,6 +357,5 @@ fn main() -> anyhow::Result<()> {
         dec[2] / router[0],
         enc[2] / empty[2]
     );
-    let _ = Duration::ZERO;
     Ok(())
 }
