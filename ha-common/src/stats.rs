@@ -101,6 +101,10 @@ counters! {
     /// Mobile node role: a tunnelled packet from the HA for the HoA, decapsulated and
     /// delivered to the kernel.
     MnDecap = 31 => "mn_decap",
+    /// Mobile node role: a packet to our CoA with a type 2 routing header for our HoA (the
+    /// HA's Binding Acknowledgement): destination and routing header swapped, as the kernel's
+    /// mip6 code would, and handed to the kernel.
+    MnRh2Rewritten = 32 => "mn_rh2_rewritten",
 }
 
 impl Counter {

@@ -222,12 +222,28 @@ pub fn parse_prefix(s: &str) -> anyhow::Result<(Ipv6Addr, u8)> {
     Ok((a, l))
 }
 
-/// Mobile node settings.
+fn default_home_prefix_len() -> u8 {
+    64
+}
+fn default_mn_lifetime() -> u32 {
+    600
+}
+
+/// Mobile node settings (UMIP's MnHomeLink and friends).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MobileNodeConfig {
     pub home_address: Ipv6Addr,
+    /// Length of the home prefix (UMIP's `HomeAddress a/len`).
+    #[serde(default = "default_home_prefix_len")]
+    pub home_prefix_len: u8,
     pub home_agent: Ipv6Addr,
+    /// The interface on the home link; default: the first in `dataplane.interfaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_interface: Option<String>,
+    /// Lifetime to ask for, in seconds (UMIP's MnMaxHaBindingLife).
+    #[serde(default = "default_mn_lifetime")]
+    pub binding_lifetime: u32,
 }
 
 /// The whole configuration.
@@ -303,7 +319,10 @@ impl Config {
         let mobile_node = match (role, u.home_links.first()) {
             (Role::MobileNode, Some(h)) => Some(MobileNodeConfig {
                 home_address: h.home_address.0,
+                home_prefix_len: h.home_address.1,
                 home_agent: h.home_agent,
+                home_interface: Some(h.name.clone()),
+                binding_lifetime: u.mn_max_ha_binding_life.clamp(4, 262_140),
             }),
             _ => None,
         };

@@ -24,6 +24,7 @@ use crate::{
     control::{Command, ControlSocket, Request},
     dataplane::{self, Dataplane, DataplaneOptions},
     homelink::{HomeLink, KernelBinding},
+    mobile_node::{Action as MnAction, Location, MnSettings, MobileNode},
     mobility::{self, MhSocket, PacketSender, Rejected, SignallingStats},
     ndisc::Ndisc,
     punt::{self, PuntStats, TunnelSender},
@@ -47,14 +48,7 @@ pub enum Event {
     /// A Mobility Header arrived.
     Mh(crate::sock::Received),
     /// The kernel's side of a new binding is installed (or failed).
-    KernelDone {
-        bu: registrar::BindingUpdate,
-        spec: BindingSpec,
-        change: Change,
-        kb: KernelBinding,
-        ba: Accepted,
-        result: anyhow::Result<()>,
-    },
+    KernelDone(Box<KernelDone>),
     /// Duplicate Address Detection for a new binding finished.
     DadDone {
         bu: registrar::BindingUpdate,
@@ -72,8 +66,22 @@ pub struct Daemon {
     homelink: HomeLink,
     served: Vec<Served>,
     punt_stats: Arc<Mutex<PuntStats>>,
-    /// Signalling (home agent role).
+    /// Signalling sockets (both roles).
     signalling: Option<Signalling>,
+    /// The binding update list (mobile node role).
+    mn: Option<MobileNode>,
+    /// The HoA we put on the loopback (removed at shutdown).
+    hoa_on_lo: Option<(u32, Ipv6Addr)>,
+}
+
+/// The kernel's side of a new binding is installed (or failed): what to finish.
+pub struct KernelDone {
+    bu: registrar::BindingUpdate,
+    spec: BindingSpec,
+    change: Change,
+    kb: KernelBinding,
+    ba: Accepted,
+    result: anyhow::Result<()>,
 }
 
 /// The BA to send once a registration is in place.
@@ -197,6 +205,8 @@ impl Daemon {
             served,
             punt_stats: Arc::default(),
             signalling: None,
+            mn: None,
+            hoa_on_lo: None,
         })
     }
 
@@ -217,6 +227,219 @@ impl Daemon {
         Ok(mh)
     }
 
+    /// Mobile node role: the binding update list, starting from where the node is now.
+    async fn start_mobile_node(&mut self) -> anyhow::Result<()> {
+        let c = self
+            .config
+            .mobile_node
+            .clone()
+            .ok_or_else(|| anyhow!("no [mobile_node] configuration"))?;
+        // A sequence number that differs across restarts (the HA may remember the old one;
+        // a 135 resynchronises in any case).
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        self.mn = Some(MobileNode::new(
+            MnSettings {
+                hoa: c.home_address,
+                ha: c.home_agent,
+                lifetime_units: mh::secs_to_lifetime_units(c.binding_lifetime).max(1),
+                first_timeout: Duration::from_millis(1500),
+                retry_timeout: Duration::from_secs(1),
+            },
+            (seed >> 8) as u16,
+        ));
+        // The HoA lives on the loopback too, so packets for it (decapsulated, or the BA) are
+        // delivered whichever link is up — applications keep their sockets across moves.
+        let lo = system::ifindex("lo")?;
+        if self.homelink.add_address(lo, c.home_address, 128).await? {
+            self.hoa_on_lo = Some((lo, c.home_address));
+        }
+        self.movement().await;
+        Ok(())
+    }
+
+    /// Movement detection (RFC 6275 §11.5): where the addresses and links say we are.
+    fn detect_location(&self) -> Location {
+        let Some(c) = self.config.mobile_node.as_ref() else {
+            return Location::Detached;
+        };
+        let home_if = c
+            .home_interface
+            .clone()
+            .unwrap_or_else(|| self.config.dataplane.interfaces[0].clone());
+        let current = self.mn.as_ref().map(|m| m.location);
+        let mut candidates = Vec::new();
+        for s in &self.served {
+            let up = std::fs::read_to_string(format!("/sys/class/net/{}/operstate", s.name))
+                .map(|o| matches!(o.trim(), "up" | "unknown"))
+                .unwrap_or(false);
+            if !up {
+                continue;
+            }
+            let addrs = system::ipv6_addresses(&s.name).unwrap_or_default();
+            if s.name == home_if && addrs.iter().any(|a| a.addr == c.home_address) {
+                return Location::Home;
+            }
+            for a in addrs {
+                if is_global_unicast(&a.addr)
+                    && !system::prefix_contains(c.home_address, c.home_prefix_len, a.addr)
+                {
+                    candidates.push(a.addr);
+                }
+            }
+        }
+        match current {
+            Some(Location::Away(coa)) if candidates.contains(&coa) => Location::Away(coa),
+            _ => candidates
+                .first()
+                .map(|&c| Location::Away(c))
+                .unwrap_or(Location::Detached),
+        }
+    }
+
+    async fn movement(&mut self) {
+        let location = self.detect_location();
+        let Some(mn) = self.mn.as_mut() else {
+            return;
+        };
+        if mn.location != location {
+            tracing::info!(?location, "movement detected");
+        }
+        let actions = mn.moved(location, Instant::now());
+        self.mn_actions(actions).await;
+    }
+
+    async fn mn_actions(&mut self, actions: Vec<MnAction>) {
+        for a in actions {
+            if let Err(e) = self.mn_action(a.clone()).await {
+                tracing::error!(action = ?a, error = %format!("{e:#}"), "mobile node action failed");
+            }
+        }
+    }
+
+    async fn mn_action(&mut self, action: MnAction) -> anyhow::Result<()> {
+        let (hoa, ha) = {
+            let mn = self.mn.as_ref().expect("mobile node");
+            (mn.settings().hoa, mn.settings().ha)
+        };
+        match action {
+            MnAction::InstallBinding { coa } => {
+                let previous = self.cache.get(&hoa).map(|b| b.spec.coa);
+                self.upsert_binding(BindingSpec {
+                    hoa,
+                    coa,
+                    ha_address: ha,
+                    home_ifindex: self.served[0].ifindex,
+                    sequence: 0,
+                    lifetime: None,
+                    flags: 0,
+                    prefixes: vec![],
+                    origin: Origin::Registered,
+                })
+                .await?;
+                if let Some(old) = previous.filter(|o| *o != coa) {
+                    self.dataplane.remove_local_address(old)?;
+                }
+            }
+            MnAction::RemoveBinding => {
+                self.remove_binding(&hoa).await?;
+            }
+            MnAction::SendBu {
+                coa,
+                sequence,
+                lifetime_units,
+            } => {
+                let p = mobility::bu_packet(hoa, coa, ha, sequence, lifetime_units)?;
+                let sig = self.signalling.as_mut().expect("signalling");
+                if let Err(e) = sig.sender.send(&p, ha, 0) {
+                    // Typically: the link is up but its default route is not there yet.
+                    // Try again shortly rather than after a whole back-off period.
+                    if let Some(mn) = self.mn.as_mut() {
+                        mn.send_failed(Instant::now());
+                    }
+                    return Err(e.into());
+                }
+                sig.stats.bu_sent += 1;
+                tracing::info!(%coa, sequence, lifetime_s = u32::from(lifetime_units) * 4, "binding update sent");
+            }
+            MnAction::SolicitHomeAgent => {
+                let c = self
+                    .config
+                    .mobile_node
+                    .as_ref()
+                    .expect("mobile node config");
+                let name = c
+                    .home_interface
+                    .clone()
+                    .unwrap_or_else(|| self.served[0].name.clone());
+                if let Some(s) = self.served.iter().find(|s| s.name == name)
+                    && let Some(sig) = self.signalling.as_ref()
+                {
+                    sig.ndisc.solicit_unspecified(s.ifindex, ha)?;
+                }
+            }
+            MnAction::AdvertiseHome => {
+                let c = self
+                    .config
+                    .mobile_node
+                    .as_ref()
+                    .expect("mobile node config");
+                let name = c
+                    .home_interface
+                    .clone()
+                    .unwrap_or_else(|| self.served[0].name.clone());
+                if let Some(s) = self.served.iter().find(|s| s.name == name)
+                    && let Some(sig) = self.signalling.as_ref()
+                {
+                    sig.ndisc.advertise(s.ifindex, hoa, hoa, s.mac)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Mobile node: a Binding Acknowledgement (the data plane already undid its RH2).
+    async fn on_ba(&mut self, rx: crate::sock::Received) {
+        let Some(mn) = self.mn.as_mut() else {
+            return;
+        };
+        let Ok(parsed) = mh::MobilityHeader::parse(&rx.data) else {
+            return;
+        };
+        let mh::Message::BindingAck(ba) = parsed.message else {
+            return;
+        };
+        if rx.src != mn.settings().ha {
+            return;
+        }
+        let refresh = ba.options.iter().find_map(|o| match o {
+            Ok(mh::MobilityOption::BindingRefreshAdvice { interval_units }) => Some(interval_units),
+            _ => None,
+        });
+        match ba.status {
+            0 | 1 => tracing::info!(
+                seq = ba.sequence,
+                lifetime_s = ba.lifetime_secs(),
+                "binding acknowledged"
+            ),
+            s => tracing::warn!(
+                status = s,
+                seq = ba.sequence,
+                "the home agent refused the binding update"
+            ),
+        }
+        let actions = mn.on_ba(
+            ba.status,
+            ba.sequence,
+            ba.lifetime_units,
+            refresh,
+            Instant::now(),
+        );
+        self.mn_actions(actions).await;
+    }
+
     fn refresh_addresses(&mut self) {
         for s in &mut self.served {
             if let Ok(a) = system::ipv6_addresses(&s.name) {
@@ -232,6 +455,7 @@ impl Daemon {
             "bindings": self.cache.len(),
             "slow_path": *self.punt_stats.lock().map_err(|_| anyhow!("stats lock poisoned"))?,
             "signalling": self.signalling.as_ref().map(|s| s.stats),
+            "mobile_node": self.mn.as_ref(),
         }))
     }
 
@@ -538,6 +762,9 @@ impl Daemon {
 
     /// A Mobility Header arrived (RFC 6275 §9.2, §9.5.1, §10.3).
     async fn on_mh(&mut self, rx: crate::sock::Received) {
+        if self.config.role == Role::MobileNode {
+            return self.on_ba(rx).await;
+        }
         let Some(sig) = self.signalling.as_mut() else {
             return;
         };
@@ -691,14 +918,14 @@ impl Daemon {
                 let (homelink, events) = (self.homelink.clone(), sig.events.clone());
                 tokio::spawn(async move {
                     let result = homelink.install(&kb).await;
-                    let _ = events.send(Event::KernelDone {
+                    let _ = events.send(Event::KernelDone(Box::new(KernelDone {
                         bu,
                         spec,
                         change,
                         kb,
                         ba,
                         result,
-                    });
+                    })));
                 });
             }
             Err(e) => self.refused(&bu, e),
@@ -859,6 +1086,11 @@ impl Daemon {
 
     /// Removes every binding's kernel state (routes, neighbour and proxy entries).
     async fn shutdown(&mut self) {
+        if let Some((lo, hoa)) = self.hoa_on_lo.take()
+            && let Err(e) = self.homelink.del_address(lo, hoa, 128).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "removing the HoA from lo failed");
+        }
         let hoas: Vec<Ipv6Addr> = self.cache.iter().map(|b| b.spec.hoa).collect();
         for hoa in hoas {
             if let Err(e) = self.remove_binding(&hoa).await {
@@ -885,10 +1117,10 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
 
     // Signalling (home agent role): a task reads Mobility Headers into the event loop.
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
-    let mh_task = if daemon.config.role == Role::HomeAgent {
+    let mh_task = {
         let mh = daemon.start_signalling(events_tx.clone())?;
         let tx = events_tx.clone();
-        Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 match mh.recv().await {
                     Ok(rx) => {
@@ -902,10 +1134,11 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
                     }
                 }
             }
-        }))
-    } else {
-        None
+        })
     };
+    if daemon.config.role == Role::MobileNode {
+        daemon.start_mobile_node().await?;
+    }
 
     // Routing changes invalidate cached next hops (coalesced: one bump per wake-up).
     let routing_changed = Arc::new(Notify::new());
@@ -927,6 +1160,11 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
             .cache
             .next_expiry()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let mn_deadline = daemon
+            .mn
+            .as_ref()
+            .and_then(|m| m.next_deadline())
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = &mut control_task => break,
             Some(cmd) = commands.recv() => {
@@ -936,7 +1174,8 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(next_expiry.into()) => daemon.expire().await,
             Some(event) = events.recv() => match event {
                 Event::Mh(rx) => daemon.on_mh(rx).await,
-                Event::KernelDone { bu, spec, change, kb, ba, result } => {
+                Event::KernelDone(k) => {
+                    let KernelDone { bu, spec, change, kb, ba, result } = *k;
                     daemon.on_kernel_done(bu, spec, change, kb, ba, result).await
                 }
                 Event::DadDone { bu, decision, ifindex, unique } => {
@@ -946,6 +1185,15 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
             _ = routing_changed.notified() => {
                 if let Err(e) = daemon.dataplane.bump_nexthop_epoch() {
                     tracing::error!(error = %e, "invalidating cached next hops failed");
+                }
+                if daemon.mn.is_some() {
+                    daemon.movement().await;
+                }
+            }
+            _ = tokio::time::sleep_until(mn_deadline.into()) => {
+                if let Some(mn) = daemon.mn.as_mut() {
+                    let actions = mn.on_timer(Instant::now());
+                    daemon.mn_actions(actions).await;
                 }
             }
             _ = addresses_changed.notified() => daemon.refresh_addresses(),
@@ -963,9 +1211,7 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
     let _ = control_task.await;
     punt_task.abort();
     watch_task.abort();
-    if let Some(t) = mh_task {
-        t.abort();
-    }
+    mh_task.abort();
     daemon.shutdown().await;
     // Dropping the data plane detaches every program and unloads the maps.
     drop(daemon);

@@ -166,6 +166,44 @@ impl HomeLink {
         Ok(())
     }
 
+    /// Adds `addr/len` to `ifindex` without DAD. Ok(false) if it was there already.
+    pub async fn add_address(&self, ifindex: u32, addr: Ipv6Addr, len: u8) -> anyhow::Result<bool> {
+        use rtnetlink::packet_route::address::{
+            AddressAttribute, AddressFlags, AddressHeaderFlags,
+        };
+        let mut req = self.handle.address().add(ifindex, IpAddr::V6(addr), len);
+        let msg = req.message_mut();
+        msg.header.flags = AddressHeaderFlags::Nodad;
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        match req.execute().await {
+            Ok(()) => Ok(true),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(false),
+            Err(e) => Err(anyhow::Error::from(e).context(format!("adding {addr}/{len}"))),
+        }
+    }
+
+    /// Removes `addr/len` from `ifindex` (gone already is fine).
+    pub async fn del_address(&self, ifindex: u32, addr: Ipv6Addr, len: u8) -> anyhow::Result<()> {
+        use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.index = ifindex;
+        msg.header.prefix_len = len;
+        msg.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(addr)));
+        match self.handle.address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e)
+                if is_not_found(&e)
+                    || matches!(&e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EADDRNOTAVAIL) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::Error::from(e).context(format!("removing {addr}/{len}"))),
+        }
+    }
+
     /// Removes every route with our protocol number (left over by a daemon that died).
     pub async fn flush_stale_routes(&self) -> anyhow::Result<usize> {
         let mut routes = self

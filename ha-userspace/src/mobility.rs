@@ -30,6 +30,8 @@ pub const HAO_SWAPPED: u8 = 0x1E;
 /// Signalling counters, shown by `hagent stats`.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct SignallingStats {
+    /// Mobile node role: BUs sent.
+    pub bu_sent: u64,
     pub bu_received: u64,
     pub ba_sent: u64,
     pub be_sent: u64,
@@ -216,6 +218,38 @@ pub fn ba_packet(
         let mut rh2 = [0u8; 24];
         mh::build_rh2(&mut rh2, IPPROTO_MH, &hoa.octets()).map_err(|e| anyhow::anyhow!("{e}"))?;
         p.extend_from_slice(&rh2);
+    }
+    p.extend_from_slice(&mhbuf[..n]);
+    Ok(p)
+}
+
+/// A mobile node's Binding Update to its home agent: from the CoA with a Home Address option
+/// (§11.7.1), or — when `coa == hoa`, a deregistration from home — from the HoA without one
+/// (§11.5.4). The MH checksum's pseudo-header source is the HoA either way (§6.1.1).
+pub fn bu_packet(
+    hoa: Ipv6Addr,
+    coa: Ipv6Addr,
+    ha: Ipv6Addr,
+    sequence: u16,
+    lifetime_units: u16,
+) -> anyhow::Result<Vec<u8>> {
+    let mut mhbuf = [0u8; 32];
+    let fields = mh::BuFields {
+        sequence,
+        flags: mh::BU_FLAG_A | mh::BU_FLAG_H,
+        lifetime_units,
+    };
+    let n = mh::build_binding_update(&mut mhbuf, &hoa.octets(), &ha.octets(), &fields, &[])
+        .map_err(|e| anyhow::anyhow!("building a BU: {e}"))?;
+    let mut p = Vec::with_capacity(40 + 24 + n);
+    if coa == hoa {
+        p.extend_from_slice(&ipv6_header(IPPROTO_MH, 64, hoa, ha, n));
+    } else {
+        p.extend_from_slice(&ipv6_header(mh::IPPROTO_DSTOPTS, 64, coa, ha, 24 + n));
+        let mut d = [0u8; 24];
+        mh::build_hao_dest_opts(&mut d, IPPROTO_MH, &hoa.octets())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        p.extend_from_slice(&d);
     }
     p.extend_from_slice(&mhbuf[..n]);
     Ok(p)

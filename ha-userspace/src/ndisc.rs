@@ -164,6 +164,14 @@ impl Ndisc {
         outcome
     }
 
+    /// Sends a Neighbor Solicitation for `target` from the unspecified address (the node
+    /// that owns it answers all nodes).
+    pub fn solicit_unspecified(&self, ifindex: u32, target: Ipv6Addr) -> anyhow::Result<()> {
+        self.sender
+            .send(&dad_ns_packet(target), solicited_node(target), ifindex)
+            .with_context(|| format!("soliciting {target}"))
+    }
+
     /// Tells the home link that `hoa` is now at our MAC.
     pub fn advertise(
         &self,

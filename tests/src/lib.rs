@@ -16,6 +16,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 pub mod packet;
+pub mod roaming;
 pub mod topology;
 
 /// True when running as root; otherwise prints a loud skip message. Root-only tests start with
@@ -343,4 +344,17 @@ impl Drop for TempDir {
 /// Prints a step heading (the lab and the benchmarks use it).
 pub fn step(what: &str) {
     eprintln!("\x1b[1;34m==> {what}\x1b[0m");
+}
+
+/// Debugging aid: with `HAGENT_TEST_PAUSE=SECONDS`, prints the namespaces and waits, so the
+/// state of a failing test can be inspected (`ip netns exec NAME ...`).
+pub fn pause_if_asked(namespaces: &[&Netns]) {
+    if let Some(secs) = std::env::var("HAGENT_TEST_PAUSE")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        let names: Vec<&str> = namespaces.iter().map(|n| n.name()).collect();
+        eprintln!("pausing {secs}s; namespaces: {}", names.join(" "));
+        std::thread::sleep(Duration::from_secs(secs));
+    }
 }

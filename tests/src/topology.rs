@@ -238,3 +238,169 @@ impl SeedLab {
         Ok(lab)
     }
 }
+
+/// Addresses of the roaming lab (the seed's, plus a second foreign link).
+pub mod roaming {
+    pub const FOREIGN_B_PREFIX: &str = "2001:db8:f00e::/64";
+    pub const ROUTER_B: &str = "2001:db8:f00e::1";
+    pub const COA_B: &str = "2001:db8:f00e::dead:face";
+}
+
+/// Where the mobile node of a [`RoamingLab`] is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    Home,
+    ForeignA,
+    ForeignB,
+}
+
+impl Link {
+    pub fn name(self) -> &'static str {
+        match self {
+            Link::Home => "home link",
+            Link::ForeignA => "foreign link A",
+            Link::ForeignB => "foreign link B",
+        }
+    }
+}
+
+/// The seed's story with a mobile node that moves: the home link is a bridge in the router
+/// namespace joining the router, the HA and the MN's `home0`; the MN also has `fa0` (foreign
+/// link A, 2001:db8:f00d::/64) and `fb0` (foreign link B, 2001:db8:f00e::/64). One of its three
+/// interfaces is up at a time; its addresses stay configured (`keep_addr_on_down`), so moving
+/// is a link change plus the default route an RA would give, which is what the MN's movement
+/// detection watches.
+pub struct RoamingLab {
+    pub router: Netns,
+    pub ha: Netns,
+    pub mn: Netns,
+    pub cn: Netns,
+    _router_xdp: Option<hagent::dataplane::Dataplane>,
+}
+
+impl RoamingLab {
+    pub fn new() -> anyhow::Result<Self> {
+        let mut lab = Self {
+            router: Netns::new("router")?,
+            ha: Netns::new("ha")?,
+            mn: Netns::new("mn")?,
+            cn: Netns::new("cn")?,
+            _router_xdp: None,
+        };
+        let r = &lab.router;
+        r.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        lab.ha.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        // Home link: a bridge in the router's namespace.
+        r.ip(&["link", "add", "br-home", "type", "bridge"])?;
+        r.ip(&["link", "set", "br-home", "up"])?;
+        addr(r, "br-home", &format!("{}/64", seed::ROUTER_HOME))?;
+        veth(r, "p-ha", &lab.ha, "eth0")?;
+        veth(r, "p-mn", &lab.mn, "home0")?;
+        for p in ["p-ha", "p-mn"] {
+            r.ip(&["link", "set", p, "master", "br-home"])?;
+        }
+        addr(&lab.ha, "eth0", &format!("{}/64", seed::HA))?;
+        lab.ha.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            seed::ROUTER_HOME,
+            "dev",
+            "eth0",
+        ])?;
+        // Foreign links and the correspondent's.
+        veth(r, "fa", &lab.mn, "fa0")?;
+        veth(r, "fb", &lab.mn, "fb0")?;
+        veth(r, "cafe0", &lab.cn, "eth0")?;
+        addr(r, "fa", &format!("{}/64", seed::ROUTER_FOREIGN))?;
+        addr(r, "fb", &format!("{}/64", roaming::ROUTER_B))?;
+        addr(r, "cafe0", &format!("{}/64", seed::ROUTER_CN))?;
+        addr(&lab.cn, "eth0", &format!("{}/64", seed::CN))?;
+        lab.cn.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            seed::ROUTER_CN,
+            "dev",
+            "eth0",
+        ])?;
+        // The MN: every address configured, kept while its link is down.
+        for i in ["home0", "fa0", "fb0"] {
+            lab.mn
+                .sysctl(&format!("net.ipv6.conf.{i}.keep_addr_on_down"), "1")?;
+        }
+        addr(&lab.mn, "home0", &format!("{}/64", seed::HOA))?;
+        addr(&lab.mn, "fa0", &format!("{}/64", seed::COA))?;
+        addr(&lab.mn, "fb0", &format!("{}/64", roaming::COA_B))?;
+        for (ns, ifs) in [
+            (&lab.ha, &["eth0"][..]),
+            (&lab.mn, &["home0", "fa0", "fb0"][..]),
+            (&lab.cn, &["eth0"][..]),
+        ] {
+            for i in ifs {
+                ns.exec(
+                    "ethtool",
+                    &["-K", i, "tx", "off", "gso", "off", "gro", "off"],
+                )?;
+            }
+        }
+        for i in ["p-ha", "p-mn", "fa", "fb", "cafe0"] {
+            r.exec(
+                "ethtool",
+                &["-K", i, "tx", "off", "gso", "off", "gro", "off"],
+            )?;
+        }
+        let ifindexes = ["p-ha", "p-mn", "fa", "fb", "cafe0"]
+            .iter()
+            .map(|i| r.ifindex(i))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let dp = r.run_in(move || -> anyhow::Result<_> {
+            let mut dp =
+                hagent::dataplane::Dataplane::load(&hagent::dataplane::DataplaneOptions {
+                    max_bindings: 1,
+                    max_prefixes: 1,
+                    ..Default::default()
+                })?;
+            for i in ifindexes {
+                dp.attach_reference(ha_common::programs::XDP_PASS, i)?;
+            }
+            Ok(dp)
+        })??;
+        lab._router_xdp = Some(dp);
+        lab.attach(Link::Home)?;
+        Ok(lab)
+    }
+
+    /// Moves the MN to `link`: the old links go down, the new one comes up with the default
+    /// route a router advertisement would install (MTU for the tunnel when away).
+    pub fn attach(&self, link: Link) -> anyhow::Result<()> {
+        let (iface, gw, mtu) = match link {
+            Link::Home => ("home0", seed::ROUTER_HOME, "1500"),
+            Link::ForeignA => ("fa0", seed::ROUTER_FOREIGN, "1460"),
+            Link::ForeignB => ("fb0", roaming::ROUTER_B, "1460"),
+        };
+        for i in ["home0", "fa0", "fb0"] {
+            if i != iface {
+                self.mn.ip(&["link", "set", i, "down"])?;
+            }
+        }
+        self.mn.ip(&["link", "set", iface, "up"])?;
+        self.mn.ip(&[
+            "-6", "route", "replace", "default", "via", gw, "dev", iface, "mtu", mtu,
+        ])?;
+        Ok(())
+    }
+}
+
+/// The mobile node's configuration for the roaming lab (TOML).
+pub fn roaming_mn_config(xdp_mode: &str) -> String {
+    format!(
+        "role = \"mobile_node\"\n\n[mobile_node]\nhome_address = \"{}\"\nhome_prefix_len = 64\nhome_agent = \"{}\"\nhome_interface = \"home0\"\nbinding_lifetime = 600\n\n[dataplane]\ninterfaces = [\"home0\", \"fa0\", \"fb0\"]\nxdp_mode = \"{xdp_mode}\"\nmax_bindings = 16\nmax_prefixes = 16\n",
+        seed::HOA,
+        seed::HA
+    )
+}

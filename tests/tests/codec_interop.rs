@@ -15,9 +15,7 @@ fn a(s: &str) -> Ipv6Addr {
 /// A pcap file of raw IPv6 packets (LINKTYPE_IPV6 = 229).
 fn pcap(packets: &[Vec<u8>]) -> Vec<u8> {
     let mut f = Vec::new();
-    for v in [0xa1b2_c3d4u32] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
+    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     f.extend_from_slice(&2u16.to_le_bytes());
     f.extend_from_slice(&4u16.to_le_bytes());
     for v in [0u32, 0, 65535, 229] {
@@ -67,14 +65,16 @@ fn tshark_decodes_what_hagent_builds() -> anyhow::Result<()> {
         a("2001:db8:f00d::dead:face"),
     );
 
-    // A BU as a mobile node sends it: Destination Options with the HoA, then the MH.
+    // A BU exactly as hagent's mobile node sends it (Destination Options with the HoA, then
+    // the MH), plus one with an Alternate Care-of Address option built with the codec.
+    let bu = hagent::mobility::bu_packet(hoa, coa, ha, 4242, 150)?;
     let mut mhbuf = [0u8; 64];
     let n = mh::build_binding_update(
         &mut mhbuf,
         &hoa.octets(),
         &ha.octets(),
         &BuFields {
-            sequence: 4242,
+            sequence: 4243,
             flags: mh::BU_FLAG_A | mh::BU_FLAG_H,
             lifetime_units: 150,
         },
@@ -83,9 +83,9 @@ fn tshark_decodes_what_hagent_builds() -> anyhow::Result<()> {
     .unwrap();
     let mut dst_opts = [0u8; 24];
     mh::build_hao_dest_opts(&mut dst_opts, mh::IPPROTO_MH, &hoa.octets()).unwrap();
-    let mut bu = ipv6_header(mh::IPPROTO_DSTOPTS, 64, coa, ha, 24 + n).to_vec();
-    bu.extend_from_slice(&dst_opts);
-    bu.extend_from_slice(&mhbuf[..n]);
+    let mut bu_alt = ipv6_header(mh::IPPROTO_DSTOPTS, 64, coa, ha, 24 + n).to_vec();
+    bu_alt.extend_from_slice(&dst_opts);
+    bu_alt.extend_from_slice(&mhbuf[..n]);
 
     // The BA exactly as the daemon sends it.
     let ba = ba_packet(
@@ -115,7 +115,7 @@ fn tshark_decodes_what_hagent_builds() -> anyhow::Result<()> {
 
     let dir = TempDir::new("tshark")?;
     let file = dir.join("mh.pcap");
-    std::fs::write(&file, pcap(&[bu, ba, ok]))?;
+    std::fs::write(&file, pcap(&[bu, ba, ok, bu_alt]))?;
     let rows = tshark_fields(
         &file,
         &[
@@ -135,7 +135,7 @@ fn tshark_decodes_what_hagent_builds() -> anyhow::Result<()> {
             "mip6.bra.interval",
         ],
     )?;
-    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows.len(), 4, "{rows:?}");
     let bu = &rows[0];
     assert_eq!(bu[0], "5", "MH type BU: {bu:?}");
     assert_eq!(bu[1], "4242");
@@ -143,7 +143,12 @@ fn tshark_decodes_what_hagent_builds() -> anyhow::Result<()> {
     assert!(bu[3] == "1" || bu[3] == "True", "H flag: {bu:?}");
     assert_eq!(bu[4], "150");
     assert_eq!(bu[5], hoa.to_string());
-    assert_eq!(bu[6], coa.to_string());
+    let alt = &rows[3];
+    assert_eq!(
+        (alt[1].as_str(), alt[6].as_str()),
+        ("4243", coa.to_string().as_str()),
+        "{alt:?}"
+    );
     let ba = &rows[1];
     assert_eq!(
         (

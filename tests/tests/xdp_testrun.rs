@@ -662,3 +662,31 @@ fn mobile_node_decapsulates_from_its_home_agent_only() -> anyhow::Result<()> {
         },
     )
 }
+
+#[test]
+fn mobile_node_accepts_the_bas_type_2_routing_header() -> anyhow::Result<()> {
+    with_dataplane(
+        "mobile_node_accepts_the_bas_type_2_routing_header",
+        Role::MobileNode,
+        true,
+        |dp, fx| {
+            // HA → CoA, RH2 (segments left 1, address = HoA), then an MH.
+            let mh = [59u8, 1, 6, 0, 0x12, 0x34, 0, 0, 0, 7, 0, 100, 0, 0, 0, 0];
+            let mut rh2 = vec![135u8, 2, 2, 1, 0, 0, 0, 0];
+            rh2.extend_from_slice(&hoa().octets());
+            rh2.extend_from_slice(&mh);
+            let mut input = eth(HA_MAC, PEER_MAC);
+            input.extend(ipv6(0, 0, 43, 64, ha(), coa(), &rh2));
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_PASS);
+            // Destination now the HoA; the header holds the CoA with segments left 0.
+            let mut swapped = vec![135u8, 2, 2, 0, 0, 0, 0, 0];
+            swapped.extend_from_slice(&coa().octets());
+            swapped.extend_from_slice(&mh);
+            let mut expected = eth(HA_MAC, PEER_MAC);
+            expected.extend(ipv6(0, 0, 43, 64, ha(), hoa(), &swapped));
+            assert_eq!(out, expected);
+            assert_eq!(counter(dp, "mn_rh2_rewritten"), 1);
+        },
+    )
+}

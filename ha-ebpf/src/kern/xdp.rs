@@ -29,7 +29,7 @@ use ha_ebpf::{
     headers::{PTB_QUOTE_LEN, icmp_error_ipv6, outer_ipv6, ptb_header, tunnel_mtu},
     parse::{
         ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ESP, IPPROTO_ICMPV6, IPPROTO_IPV6,
-        IPPROTO_MH, IPV6_HLEN, Ipv6, parse_ipv6, parse_l2,
+        IPPROTO_MH, IPPROTO_ROUTING, IPV6_HLEN, Ipv6, parse_ipv6, parse_l2,
     },
     ratelimit,
 };
@@ -155,7 +155,11 @@ pub fn ingress(ctx: &XdpContext) -> u32 {
     // Only tunnel packets and signalling with destination options need to know whether the
     // destination is ours; anything else for us is unbound (a HoA is never an address of this
     // node) and passes below — so the common paths skip this lookup.
-    if (ip.next_header == IPPROTO_IPV6 || ip.next_header == IPPROTO_DSTOPTS) && is_local(&ip.dst) {
+    if (ip.next_header == IPPROTO_IPV6
+        || ip.next_header == IPPROTO_DSTOPTS
+        || ip.next_header == IPPROTO_ROUTING)
+        && is_local(&ip.dst)
+    {
         return to_local(ctx, &ip, len);
     }
     if role() == ROLE_MOBILE_NODE {
@@ -387,6 +391,8 @@ fn punt_for_fragmentation(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: us
 fn to_local(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
     match ip.next_header {
         IPPROTO_IPV6 => decap(ctx, ip, len),
+        IPPROTO_ROUTING if role() == ROLE_MOBILE_NODE => routing_header_2(ctx, ip, len),
+        IPPROTO_ROUTING => pass(Counter::PassLocal, len),
         _ => signalling(ctx, ip, len),
     }
 }
@@ -460,6 +466,33 @@ fn signalling(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
         }
         _ => pass(Counter::PassLocal, len),
     }
+}
+
+/// Mobile node: a packet to our CoA with a type 2 routing header carrying our HoA (the HA's
+/// BA, RFC 6275 §6.4). A kernel without `CONFIG_IPV6_MIP6` rejects routing type 2 while
+/// segments are left; like the kernel's mip6 code, swap the IPv6 destination with the header's
+/// address and set Segments Left to 0, which every kernel accepts (RFC 8200 §4.4).
+#[inline(always)]
+fn routing_header_2(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
+    let Ok(rh) = load::<24>(ctx, INNER) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    // Hdr Ext Len 2, Routing Type 2, Segments Left 1.
+    if rh[1] != 2 || rh[2] != 2 || rh[3] != 1 {
+        return pass(Counter::PassLocal, len);
+    }
+    let mut hoa = [0u8; 16];
+    hoa.copy_from_slice(&rh[8..24]);
+    if lookup_binding(&hoa).is_none() {
+        return pass(Counter::PassLocal, len);
+    }
+    if store(ctx, INNER + 3, &[0]).is_err()
+        || store(ctx, INNER + 8, &ip.dst).is_err()
+        || store(ctx, L3 + 24, &hoa).is_err()
+    {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    pass(Counter::MnRh2Rewritten, len)
 }
 
 /// A tunnel packet for us: check it (RFC 6275 §10.4.5), then forward the inner packet.
