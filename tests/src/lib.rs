@@ -43,7 +43,12 @@ impl Netns {
     /// Creates `hat-<pid>-<n>-<label>` with `lo` up.
     pub fn new(label: &str) -> anyhow::Result<Self> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let name = format!("hat-{}-{id}-{label}", std::process::id());
+        Self::named(&format!("hat-{}-{id}-{label}", std::process::id()))
+    }
+
+    /// Creates the namespace `name` (which must not exist) with `lo` up.
+    pub fn named(name: &str) -> anyhow::Result<Self> {
+        let name = name.to_string();
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Self { name };
         ns.ip(&["link", "set", "lo", "up"])?;
@@ -168,6 +173,11 @@ pub struct Background {
 impl Background {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Lets the process outlive this handle (the interactive lab); returns its pid.
+    pub fn detach(mut self) -> u32 {
+        self.child.take().map(|c| c.id()).unwrap_or(0)
     }
 
     /// The process's combined stdout/stderr so far.

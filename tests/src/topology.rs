@@ -115,6 +115,19 @@ impl Hagent {
         self.process.log()
     }
 
+    /// Leaves the daemon running after this handle is dropped (the interactive lab); returns
+    /// its pid. Its directory (config, socket, log) stays too.
+    pub fn detach(self) -> u32 {
+        let Self { process, dir, .. } = self;
+        std::mem::forget(dir);
+        process.detach()
+    }
+
+    /// The daemon's directory (configuration, socket, log).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Stops the daemon with SIGTERM and returns its exit status.
     pub fn stop(mut self) -> anyhow::Result<std::process::ExitStatus> {
         let status = self.process.terminate(Duration::from_secs(10))?;
@@ -280,11 +293,38 @@ pub struct RoamingLab {
 
 impl RoamingLab {
     pub fn new() -> anyhow::Result<Self> {
+        Self::build(
+            Netns::new("router")?,
+            Netns::new("ha")?,
+            Netns::new("mn")?,
+            Netns::new("cn")?,
+        )
+    }
+
+    /// The lab in namespaces `<prefix>-router`, `-ha`, `-mn`, `-cn` (for `cargo xtask run`).
+    pub fn named(prefix: &str) -> anyhow::Result<Self> {
+        Self::build(
+            Netns::named(&format!("{prefix}-router"))?,
+            Netns::named(&format!("{prefix}-ha"))?,
+            Netns::named(&format!("{prefix}-mn"))?,
+            Netns::named(&format!("{prefix}-cn"))?,
+        )
+    }
+
+    /// Keeps the namespaces after this value is dropped (the interactive lab).
+    pub fn keep(self) {
+        for ns in [self.router, self.ha, self.mn, self.cn] {
+            std::mem::forget(ns);
+        }
+        std::mem::forget(self._router_xdp);
+    }
+
+    fn build(router: Netns, ha: Netns, mn: Netns, cn: Netns) -> anyhow::Result<Self> {
         let mut lab = Self {
-            router: Netns::new("router")?,
-            ha: Netns::new("ha")?,
-            mn: Netns::new("mn")?,
-            cn: Netns::new("cn")?,
+            router,
+            ha,
+            mn,
+            cn,
             _router_xdp: None,
         };
         let r = &lab.router;
@@ -394,6 +434,16 @@ impl RoamingLab {
         ])?;
         Ok(())
     }
+}
+
+/// The mobile node's mip6d.conf for the roaming lab: the seed talk's MN configuration with
+/// this lab's interface names, the typo fixed and IPsec off.
+pub fn roaming_mn_mip6d_conf() -> String {
+    format!(
+        "NodeConfig MN;\nDebugLevel 3;\n# the mobile node's links: home, foreign A, foreign B\nInterface \"home0\" {{\n  MnIfPreference 1;\n}}\nInterface \"fa0\";\nInterface \"fb0\";\nMnHomeLink \"home0\" {{\n  HomeAgentAddress {};\n  HomeAddress {}/64;\n}}\nMnMaxHaBindingLife 600;\nUseMnHaIPsec disabled;\nKeyMngMobCapability disabled;\n",
+        seed::HA,
+        seed::HOA
+    )
 }
 
 /// The mobile node's configuration for the roaming lab (TOML).

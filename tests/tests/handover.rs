@@ -154,3 +154,11 @@ fn home_foreign_a_foreign_b_home_native() -> anyhow::Result<()> {
     }
     roam("native")
 }
+
+#[test]
+fn home_foreign_a_foreign_b_home_generic() -> anyhow::Result<()> {
+    if !require_root("home_foreign_a_foreign_b_home_generic") {
+        return Ok(());
+    }
+    roam("generic")
+}

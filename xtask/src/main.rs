@@ -19,7 +19,14 @@ enum Cmd {
     /// Install what building and testing need (idempotent; quiet when everything is there).
     Setup,
     /// Build everything and run the lab in network namespaces.
-    Run,
+    Run {
+        /// Leave the lab up afterwards (namespaces halab-*, daemons running).
+        #[arg(long)]
+        interactive: bool,
+        /// Remove a lab left up by --interactive.
+        #[arg(long)]
+        down: bool,
+    },
     /// Benchmarks (release build). `dataplane`: per-packet cost of the XDP paths next to
     /// reference programs; `signalling`: Binding Updates per second end to end.
     Bench {
@@ -54,7 +61,7 @@ fn real_main() -> anyhow::Result<()> {
     std::env::set_current_dir(root)?;
     match cli.command {
         Cmd::Setup => setup::setup(),
-        Cmd::Run => {
+        Cmd::Run { interactive, down } => {
             setup::ensure()?;
             if !is_root() {
                 bail!("the lab creates network namespaces and loads eBPF programs: run it as root");
@@ -62,7 +69,14 @@ fn real_main() -> anyhow::Result<()> {
             // The lab lives in the tests crate, next to the topology code the end-to-end tests
             // use; xtask itself must build before setup has installed the eBPF toolchain.
             cargo(&["build", "-p", "ha-userspace", "--bin", "hagent"])?;
-            cargo(&["run", "--quiet", "-p", "tests", "--bin", "lab"])
+            let mut args = vec!["run", "--quiet", "-p", "tests", "--bin", "lab", "--"];
+            if interactive {
+                args.push("--interactive");
+            }
+            if down {
+                args.push("--down");
+            }
+            cargo(&args)
         }
         Cmd::Bench { suite } => {
             setup::ensure()?;
