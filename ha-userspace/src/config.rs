@@ -150,9 +150,12 @@ pub struct IpsecConfig {
     /// UMIP's `KeyMngMobCapability` (the K bit).
     #[serde(default)]
     pub key_mng_mob_capability: bool,
-    /// Number of `IPsecPolicySet`s read from mip6d.conf (applied by the IPsec module).
+    /// Number of `IPsecPolicySet`s read from mip6d.conf.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub policy_sets: usize,
+    /// The `IPsecPolicySet`s themselves (mip6d.conf only).
+    #[serde(skip)]
+    pub sets: Vec<umip::IpsecPolicySet>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -352,6 +355,7 @@ impl Config {
                 use_mn_ha_ipsec: u.use_mn_ha_ipsec,
                 key_mng_mob_capability: u.key_mng_mob_capability,
                 policy_sets: u.ipsec_policy_sets.len(),
+                sets: u.ipsec_policy_sets.clone(),
             },
             dataplane: DataplaneConfig {
                 interfaces,

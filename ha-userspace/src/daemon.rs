@@ -24,6 +24,7 @@ use crate::{
     control::{Command, ControlSocket, Request},
     dataplane::{self, Dataplane, DataplaneOptions},
     homelink::{HomeLink, KernelBinding},
+    ipsec::Ipsec,
     mobile_node::{Action as MnAction, Location, MnSettings, MobileNode},
     mobility::{self, MhSocket, PacketSender, Rejected, SignallingStats},
     ndisc::Ndisc,
@@ -72,6 +73,8 @@ pub struct Daemon {
     mn: Option<MobileNode>,
     /// The HoA we put on the loopback (removed at shutdown).
     hoa_on_lo: Option<(u32, Ipv6Addr)>,
+    /// IPsec policies we installed (removed at shutdown).
+    ipsec: Option<Ipsec>,
 }
 
 /// The kernel's side of a new binding is installed (or failed): what to finish.
@@ -190,13 +193,11 @@ impl Daemon {
         if stale > 0 {
             tracing::info!(routes = stale, "removed routes left by an earlier hagent");
         }
-        if config.ipsec.use_mn_ha_ipsec {
-            bail!(
-                "UseMnHaIPsec is enabled, but this hagent does not install IPsec policies and SAs \
-                 yet, and signalling would go unprotected; set `UseMnHaIPsec disabled;` (or \
-                 [ipsec] use_mn_ha_ipsec = false) to run without IPsec"
-            );
-        }
+        let ipsec = if config.ipsec.use_mn_ha_ipsec && config.role == Role::HomeAgent {
+            Some(Self::start_ipsec(&config).await?)
+        } else {
+            None
+        };
         Ok(Self {
             cache: BindingCache::new(d.max_bindings),
             config,
@@ -207,7 +208,39 @@ impl Daemon {
             signalling: None,
             mn: None,
             hoa_on_lo: None,
+            ipsec,
         })
+    }
+
+    /// IPsec policies from the `IPsecPolicySet`s, then a check that the kernel can do ESP at
+    /// all. A failure removes what was installed: no half-configured node.
+    async fn start_ipsec(config: &Config) -> anyhow::Result<Ipsec> {
+        let mut ipsec = Ipsec::new()?;
+        let mut policies = crate::ipsec::nd_bypass_policies();
+        for set in &config.ipsec.sets {
+            policies.extend(crate::ipsec::home_agent_policies(set)?);
+        }
+        let mut result = Ok(());
+        for p in &policies {
+            if let Err(e) = ipsec.install(p).await {
+                result = Err(e);
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = ipsec.probe_esp().await;
+        }
+        if let Err(e) = result {
+            if let Err(cleanup) = ipsec.remove_all().await {
+                tracing::error!(error = %format!("{cleanup:#}"), "removing the IPsec policies again failed");
+            }
+            return Err(e.context("UseMnHaIPsec is enabled"));
+        }
+        tracing::info!(
+            policies = ipsec.installed().len(),
+            "IPsec policies installed"
+        );
+        Ok(ipsec)
     }
 
     /// Opens the signalling sockets (home agent role); events go to `events`.
@@ -1086,6 +1119,11 @@ impl Daemon {
 
     /// Removes every binding's kernel state (routes, neighbour and proxy entries).
     async fn shutdown(&mut self) {
+        if let Some(mut ipsec) = self.ipsec.take()
+            && let Err(e) = ipsec.remove_all().await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "removing IPsec policies failed");
+        }
         if let Some((lo, hoa)) = self.hoa_on_lo.take()
             && let Err(e) = self.homelink.del_address(lo, hoa, 128).await
         {

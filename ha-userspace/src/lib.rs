@@ -13,6 +13,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod homelink;
+pub mod ipsec;
 pub mod mobile_node;
 pub mod mobility;
 pub mod ndisc;

@@ -1,0 +1,166 @@
+//! IPsec on this host (its kernel has xfrm but no ESP): the policies hagent derives from the
+//! seed's IPsecPolicySet are installed over xfrm netlink, read back with `ip xfrm policy` and
+//! compared field by field, then removed; and a daemon asked for IPsec on a kernel without ESP
+//! refuses to start, says why and what to do, and leaves no policy behind.
+
+use std::path::Path;
+
+use hagent::{config::umip, ipsec};
+use tests::{
+    Netns, TempDir, hagent_bin, require_root,
+    topology::{addr, veth},
+};
+
+fn kernel_has_esp(ns: &Netns) -> bool {
+    ns.command("ip")
+        .args([
+            "xfrm",
+            "state",
+            "add",
+            "src",
+            "2001:db8::1",
+            "dst",
+            "2001:db8::2",
+            "proto",
+            "esp",
+            "spi",
+            "0x1000",
+            "mode",
+            "transport",
+            "aead",
+            "rfc4106(gcm(aes))",
+            "0x0102030405060708090a0b0c0d0e0f1011121314",
+            "128",
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `ip xfrm policy` output, one string per policy block.
+fn policy_blocks(text: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            blocks.push(String::new());
+        }
+        if let Some(b) = blocks.last_mut() {
+            b.push_str(line.trim());
+            b.push(' ');
+        }
+    }
+    blocks
+}
+
+fn ip_xfrm_policy() -> anyhow::Result<String> {
+    let out = std::process::Command::new("ip")
+        .args(["xfrm", "policy"])
+        .output()?;
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[test]
+fn policies_are_installed_over_netlink_and_match_ip_xfrm() -> anyhow::Result<()> {
+    if !require_root("policies_are_installed_over_netlink_and_match_ip_xfrm") {
+        return Ok(());
+    }
+    let ns = Netns::new("xfrm")?;
+    let conf = tests::topology::seed_ha_mip6d_conf()
+        .replace("UseMnHaIPsec\u{a0}disabled", "UseMnHaIPsec\u{a0}enabled");
+    let u = umip::parse_str(&conf, Path::new("mip6d.conf")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut want = ipsec::nd_bypass_policies();
+    want.extend(ipsec::home_agent_policies(&u.ipsec_policy_sets[0])?);
+    let to_install = want.clone();
+    // In the namespace: install over netlink, read back with ip, remove, read again.
+    let (installed, after) = ns.run_in(move || -> anyhow::Result<(String, String)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let mut x = ipsec::Ipsec::new()?;
+            for p in &to_install {
+                x.install(p).await?;
+            }
+            let installed = ip_xfrm_policy()?;
+            x.remove_all().await?;
+            Ok((installed, ip_xfrm_policy()?))
+        })
+    })??;
+    assert!(
+        after.is_empty(),
+        "hagent removed exactly what it installed: {after}"
+    );
+    let blocks = policy_blocks(&installed);
+    assert_eq!(blocks.len(), want.len(), "{blocks:#?}");
+    for p in &want {
+        let dir = if p.dir == 0 { "in" } else { "out" };
+        let sel = format!("src {}/{} dst {}/{}", p.src, p.src_len, p.dst, p.dst_len);
+        let found = blocks.iter().any(|b| {
+            b.starts_with(&sel)
+                && b.contains(&format!("dir {dir} priority {} ", p.priority))
+                && match p.proto {
+                    135 => b.contains("proto mobility-header"),
+                    58 => b.contains("proto ipv6-icmp"),
+                    _ => true,
+                }
+                && p.mh_or_icmp_type
+                    .is_none_or(|t| b.contains(&format!("type {t} ")))
+                && match p.esp_reqid {
+                    Some(r) => b.contains(&format!("proto esp reqid {r} mode transport")),
+                    None => !b.contains("tmpl"),
+                }
+        });
+        assert!(found, "policy {p:?} not found in:\n{blocks:#?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn no_esp_kernel_refuses_ipsec_clearly_and_cleanly() -> anyhow::Result<()> {
+    if !require_root("no_esp_kernel_refuses_ipsec_clearly_and_cleanly") {
+        return Ok(());
+    }
+    let ha = Netns::new("noesp")?;
+    if kernel_has_esp(&ha) {
+        eprintln!(
+            "\n!!! SKIPPED no_esp_kernel_refuses_ipsec_clearly_and_cleanly: this kernel has ESP (the VM tier covers it)\n"
+        );
+        return Ok(());
+    }
+    let peer = Netns::new("noesp-peer")?;
+    veth(&ha, "eth0", &peer, "eth0")?;
+    addr(&ha, "eth0", "2001:db8:bee5::c001:babe/64")?;
+    let dir = TempDir::new("noesp")?;
+    let conf = tests::topology::seed_ha_mip6d_conf()
+        .replace("UseMnHaIPsec\u{a0}disabled", "UseMnHaIPsec\u{a0}enabled");
+    let path = dir.join("mip6d.conf");
+    std::fs::write(&path, conf)?;
+    let out = ha
+        .command(hagent_bin()?.to_str().unwrap())
+        .args(["run", "-c", path.to_str().unwrap(), "--socket"])
+        .arg(dir.join("s.sock"))
+        .output()?;
+    assert!(!out.status.success(), "hagent started without ESP");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CONFIG_INET6_ESP"),
+        "names the kernel feature: {err}"
+    );
+    assert!(
+        err.contains("UseMnHaIPsec disabled"),
+        "says how to run without IPsec: {err}"
+    );
+    assert!(err.contains("boot a kernel"), "says how to get ESP: {err}");
+    let left = ha.exec("ip", &["xfrm", "policy"])?;
+    assert!(
+        left.stdout.is_empty(),
+        "policies left behind: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let xdp = ha.exec("ip", &["link", "show", "eth0"])?;
+    assert!(
+        !String::from_utf8_lossy(&xdp.stdout).contains("xdp"),
+        "XDP left attached"
+    );
+    Ok(())
+}
