@@ -57,8 +57,9 @@ pub fn scan_dstopts(h: &[u8; MAX_DSTOPTS_LEN], len: usize) -> DstOpts {
             return DstOpts::None;
         }
         // Indices are masked (MAX_DSTOPTS_LEN is a power of two) rather than bounds-checked:
-        // the verifier tracks a mask, but not a comparison made on a copy of the index.
-        let opt_type = h[pos & (MAX_DSTOPTS_LEN - 1)];
+        // the verifier tracks a mask, but older ones (6.1) not a comparison against another
+        // register. black_box keeps LLVM from dropping the mask it can prove redundant.
+        let opt_type = h[core::hint::black_box(pos) & (MAX_DSTOPTS_LEN - 1)];
         if opt_type == 0 {
             // Pad1
             pos += 1;
@@ -67,7 +68,7 @@ pub fn scan_dstopts(h: &[u8; MAX_DSTOPTS_LEN], len: usize) -> DstOpts {
         if pos + 1 >= len {
             return DstOpts::Unparsed;
         }
-        let opt_len = h[(pos + 1) & (MAX_DSTOPTS_LEN - 1)];
+        let opt_len = h[core::hint::black_box(pos + 1) & (MAX_DSTOPTS_LEN - 1)];
         if opt_type == HAO_TYPE && opt_len == HAO_LEN {
             if pos + 2 + HAO_LEN as usize > len {
                 return DstOpts::Unparsed;

@@ -2,6 +2,7 @@
 //! and UMIP's `mip6d.conf` ([`umip`], everything else), both turned into the same [`Config`].
 //! Unknown keys and directives are errors: a typo must never be silently ignored.
 
+pub mod setkey;
 pub mod umip;
 
 use std::{net::Ipv6Addr, path::Path};
@@ -156,6 +157,10 @@ pub struct IpsecConfig {
     /// The `IPsecPolicySet`s themselves (mip6d.conf only).
     #[serde(skip)]
     pub sets: Vec<umip::IpsecPolicySet>,
+    /// Manually keyed SAs in setkey.conf syntax (`hagent run --setkey FILE`); keep the file
+    /// readable by root only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sa_file: Option<std::path::PathBuf>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -356,6 +361,7 @@ impl Config {
                 key_mng_mob_capability: u.key_mng_mob_capability,
                 policy_sets: u.ipsec_policy_sets.len(),
                 sets: u.ipsec_policy_sets.clone(),
+                sa_file: None,
             },
             dataplane: DataplaneConfig {
                 interfaces,

@@ -230,6 +230,24 @@ impl Daemon {
         if result.is_ok() {
             result = ipsec.probe_esp().await;
         }
+        if result.is_ok()
+            && let Some(path) = &config.ipsec.sa_file
+        {
+            match crate::config::setkey::parse_file(path) {
+                Ok(f) => {
+                    for w in &f.warnings {
+                        tracing::warn!("{w}");
+                    }
+                    for sa in &f.sas {
+                        if let Err(e) = ipsec.install_sa(sa).await {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                Err(e) => result = Err(anyhow!("{e}")),
+            }
+        }
         if let Err(e) = result {
             if let Err(cleanup) = ipsec.remove_all().await {
                 tracing::error!(error = %format!("{cleanup:#}"), "removing the IPsec policies again failed");

@@ -177,6 +177,23 @@ impl Dataplane {
                 }
             },
         };
+        // Before 6.6 (no tcx) the TC program hangs off a clsact qdisc, which must exist.
+        let tcx = aya::util::KernelVersion::current()
+            .map(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+            .unwrap_or(true);
+        if !tcx && let Err(e) = aya::programs::tc::qdisc_add_clsact(interface) {
+            let exists = match &e {
+                aya::programs::tc::TcError::AlreadyAttached => true,
+                aya::programs::tc::TcError::NetlinkError(n) => {
+                    n.raw_os_error() == Some(libc::EEXIST)
+                }
+                _ => false,
+            };
+            if !exists {
+                return Err(anyhow!(e))
+                    .with_context(|| format!("adding the clsact qdisc to {interface}"));
+            }
+        }
         tc_program(&mut self.ebpf)?
             .attach(interface, TcAttachType::Egress)
             .with_context(|| format!("attaching the TC egress program to {interface} failed"))?;

@@ -143,6 +143,8 @@ pub fn nd_bypass_policies() -> Vec<Policy> {
 pub struct Ipsec {
     handle: xfrmnetlink::Handle,
     installed: Vec<Policy>,
+    /// SAs installed: (src, dst, proto, spi).
+    sas: Vec<(Ipv6Addr, Ipv6Addr, u8, u32)>,
 }
 
 impl Ipsec {
@@ -152,6 +154,7 @@ impl Ipsec {
         Ok(Self {
             handle,
             installed: Vec::new(),
+            sas: Vec::new(),
         })
     }
 
@@ -200,9 +203,70 @@ impl Ipsec {
         Ok(())
     }
 
+    /// Installs a manually keyed SA (from a setkey.conf). Key material goes to the kernel
+    /// and nowhere else: errors name the SA by addresses and SPI only.
+    pub async fn install_sa(&mut self, sa: &crate::config::setkey::ManualSa) -> anyhow::Result<()> {
+        use crate::config::setkey::{IpsecProto as P, SaMode};
+        let what = format!("SA {} → {} SPI {:#x}", sa.src, sa.dst, sa.spi);
+        let proto = match sa.proto {
+            P::Esp => IPPROTO_ESP,
+            P::Ah => 51,
+        };
+        let mode = match sa.mode {
+            SaMode::Tunnel => 1, // XFRM_MODE_TUNNEL
+            SaMode::Transport | SaMode::Any => XFRM_MODE_TRANSPORT,
+        };
+        let mut req = self
+            .handle
+            .state()
+            .add(IpAddr::V6(sa.src), IpAddr::V6(sa.dst))
+            .protocol(proto)
+            .spi(sa.spi)
+            .mode(mode)
+            .reqid(sa.reqid);
+        let e = |x: xfrmnetlink::Error| anyhow::anyhow!("{what}: {x}");
+        if let Some(enc) = &sa.encryption {
+            let key = enc.key.as_bytes().to_vec();
+            req = match enc.icv_bits {
+                Some(icv) => req.encryption_aead(enc.xfrm_name, &key, icv).map_err(e)?,
+                None => req.encryption(enc.xfrm_name, &key).map_err(e)?,
+            };
+        }
+        if let Some(auth) = &sa.authentication {
+            let key = auth.key.as_bytes().to_vec();
+            req = match auth.trunc_bits {
+                Some(t) => req
+                    .authentication_trunc(auth.xfrm_name, &key, t)
+                    .map_err(e)?,
+                None => req.authentication(auth.xfrm_name, &key).map_err(e)?,
+            };
+        }
+        req.execute()
+            .await
+            .map_err(|x| anyhow::anyhow!("installing the {what}: {x}"))?;
+        self.sas.push((sa.src, sa.dst, proto, sa.spi));
+        Ok(())
+    }
+
     /// Removes everything this instance installed (and only that).
     pub async fn remove_all(&mut self) -> anyhow::Result<()> {
         let mut first_error = None;
+        while let Some((src, dst, proto, spi)) = self.sas.pop() {
+            if let Err(e) = self
+                .handle
+                .state()
+                .delete(IpAddr::V6(src), IpAddr::V6(dst))
+                .protocol(proto)
+                .spi(spi)
+                .execute()
+                .await
+            {
+                first_error.get_or_insert(
+                    anyhow::Error::from(e)
+                        .context(format!("removing SA {src} → {dst} SPI {spi:#x}")),
+                );
+            }
+        }
         while let Some(p) = self.installed.pop() {
             let mut req = self
                 .handle

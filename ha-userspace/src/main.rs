@@ -30,6 +30,9 @@ enum Command {
         /// Control socket path.
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Manually keyed SAs in setkey.conf syntax (installed when UseMnHaIPsec is on).
+        #[arg(long)]
+        setkey: Option<PathBuf>,
     },
     /// Show the data plane's global counters.
     Stats {
@@ -112,8 +115,21 @@ fn main() -> std::process::ExitCode {
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, socket } => {
-            let config = Config::load(&config)?;
+        Command::Run {
+            config,
+            socket,
+            setkey,
+        } => {
+            let mut config = Config::load(&config)?;
+            if let Some(path) = setkey {
+                // Validate now: a bad SA file must not start a half-configured daemon.
+                let f = hagent::config::setkey::parse_file(&path)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                for w in &f.warnings {
+                    config.warnings.push(w.to_string());
+                }
+                config.ipsec.sa_file = Some(path);
+            }
             init_logging(config.debug_level);
             for w in &config.warnings {
                 tracing::warn!("{w}");

@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: everything a developer or CI runs, so the README needs two commands.
 
 mod setup;
+mod vmtest;
 
 use std::process::Command;
 
@@ -34,7 +35,11 @@ enum Cmd {
         #[arg(default_value = "dataplane")]
         suite: String,
     },
-    /// Formatting, clippy (host and BPF target), unit and end-to-end tests.
+    /// The VM tier: Debian's kernel (ESP, 6.1) under qemu with hagent inside.
+    Vmtest,
+    /// ESP smoke test of the VM tier alone.
+    VmSmoke,
+    /// Formatting, clippy (host and BPF target), unit and end-to-end tests, the VM tier.
     Test {
         /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -95,6 +100,11 @@ fn real_main() -> anyhow::Result<()> {
                 &suite,
             ])
         }
+        Cmd::Vmtest => {
+            setup::ensure()?;
+            vm_suite(true)
+        }
+        Cmd::VmSmoke => vmtest::smoke(),
         Cmd::Test { args } => {
             setup::ensure()?;
             test(&args)
@@ -146,8 +156,37 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         test_args.extend(args.iter().map(String::as_str));
     }
     cargo(&test_args)?;
+    if is_root() && args.is_empty() {
+        step("the VM tier: Debian's kernel under qemu (ESP, kernel 6.1)");
+        vm_suite(false)?;
+    }
     step("all checks passed");
     Ok(())
+}
+
+/// Builds the release hagent and runs the guest tests.
+fn vm_suite(all: bool) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the VM tier needs root (apt-get, qemu)");
+    }
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "ha-userspace",
+        "--bin",
+        "hagent",
+    ])?;
+    let root = std::env::current_dir()?;
+    // The seed talk's HA mip6d.conf with its typo fixed and IPsec left on.
+    let conf = std::fs::read_to_string(root.join("tests/fixtures/seed-ha-mip6d.conf"))?
+        .replace("coo1", "c001");
+    let dir = std::env::temp_dir().join("hagent-vmtest");
+    std::fs::create_dir_all(&dir)?;
+    let conf_path = dir.join("mip6d.conf");
+    std::fs::write(&conf_path, conf)?;
+    vmtest::suite(&root.join("target/release/hagent"), &conf_path, all)
 }
 
 pub fn is_root() -> bool {

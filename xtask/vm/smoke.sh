@@ -9,13 +9,15 @@ AUTH=0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 ip netns add a
 ip netns add b
 ip link add va netns a type veth peer name vb netns b
-ip -n a addr add $A/64 dev va nodad
-ip -n b addr add $B/64 dev vb nodad
+# Up first: the kernel turns the carrier on asynchronously (linkwatch, up to a second later) and
+# drops what is sent before, which would cost the first ping a neighbour solicitation retry.
 for l in "a va" "b vb"; do
 	set -- $l
 	ip -n "$1" link set lo up
 	ip -n "$1" link set "$2" up
 done
+ip -n a addr add $A/64 dev va nodad
+ip -n b addr add $B/64 dev vb nodad
 
 # Both namespaces hold both SAs (a's outbound is b's inbound and vice versa).
 for ns in a b; do
@@ -29,6 +31,10 @@ ip -n a xfrm policy add src $B/128 dst $A/128 dir in tmpl src $B dst $A proto es
 ip -n b xfrm policy add src $B/128 dst $A/128 dir out tmpl src $B dst $A proto esp reqid 2 mode transport
 ip -n b xfrm policy add src $A/128 dst $B/128 dir in tmpl src $A dst $B proto esp reqid 1 mode transport
 
+for l in "a va" "b vb"; do
+	set -- $l
+	until ip -n "$1" link show "$2" | grep -q 'state UP'; do sleep 0.05; done
+done
 ip netns exec a ping -c 3 -i 0.2 -W 5 $B
 
 echo "--- ip -s xfrm state (namespace a) ---"

@@ -352,12 +352,16 @@ fn ip6_src(h: &[u8; IPV6_HLEN]) -> [u8; 16] {
 /// (RFC 2473 §7.1). XDP cannot fragment.
 #[inline(always)]
 fn punt_for_fragmentation(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
-    // black_box: LLVM knows n ≥ 40 and would drop the `n == 0` test, but the verifier needs
-    // to see both bounds on the length it passes to bpf_xdp_load_bytes.
-    let n = core::hint::black_box(ip.total_len());
-    if n == 0 || n > PUNT_MAX_PACKET {
+    // The verifier must see the length it passes to bpf_xdp_load_bytes within [1, 1280].
+    // Bound `n - 1` with one unsigned comparison on that very register (LLVM turns
+    // `n == 0 || n > 1280` into exactly this, but on a copy the older verifiers lose), then
+    // add 1. black_box: LLVM knows n ≥ 40 and would fold the check away.
+    let m = core::hint::black_box(ip.total_len()).wrapping_sub(1);
+    if m >= PUNT_MAX_PACKET {
         return drop(Counter::DropHelperFailed, len);
     }
+    // black_box again, or LLVM folds `m + 1` back into the unchecked value.
+    let n = core::hint::black_box(m) + 1;
     let Some(mut entry) = HA_PUNT.reserve::<PuntRecord>(0) else {
         return drop(Counter::DropPuntFull, len);
     };
