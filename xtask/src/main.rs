@@ -169,15 +169,18 @@ fn vm_suite(all: bool) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the VM tier needs root (apt-get, qemu)");
     }
-    cargo(&[
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "ha-userspace",
-        "--bin",
-        "hagent",
-    ])?;
+    if all {
+        // The guest tests with hagent inside use the release binary.
+        cargo(&[
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "ha-userspace",
+            "--bin",
+            "hagent",
+        ])?;
+    }
     let root = std::env::current_dir()?;
     // The seed talk's HA mip6d.conf with its typo fixed and IPsec left on.
     let conf = std::fs::read_to_string(root.join("tests/fixtures/seed-ha-mip6d.conf"))?
