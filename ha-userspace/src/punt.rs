@@ -5,40 +5,29 @@
 //! through a raw IPv6 socket of protocol 41: the kernel builds the outer header from the
 //! binding's addresses and fragments it to the path MTU.
 
-use std::{
-    mem::size_of,
-    net::Ipv6Addr,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-};
+use std::{mem::size_of, net::Ipv6Addr};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use ha_common::abi::{PUNT_REASON_FRAGMENT, PuntRecord};
 use tokio::io::unix::AsyncFd;
 
+use crate::sock::RawSocket;
+
 /// A raw socket that sends IPv6-in-IPv6 packets, letting the kernel fragment them.
 pub struct TunnelSender {
-    fd: OwnedFd,
+    sock: RawSocket,
 }
 
 impl TunnelSender {
     pub fn new(hop_limit: u8) -> anyhow::Result<Self> {
-        // SAFETY: plain socket(2) call; the fd is owned right away.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_INET6,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_IPV6,
-            )
-        };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("opening the raw IPv6-in-IPv6 socket");
-        }
-        // SAFETY: `raw` is a fresh, valid fd nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let hops = hop_limit as libc::c_int;
-        setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &hops)?;
+        let sock =
+            RawSocket::new(libc::IPPROTO_IPV6).context("opening the raw IPv6-in-IPv6 socket")?;
+        sock.set_int(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            hop_limit.into(),
+        )?;
         // Send-only: a filter that accepts nothing keeps every received tunnel packet from
         // queueing on this socket.
         let reject = [libc::sock_filter {
@@ -51,65 +40,26 @@ impl TunnelSender {
             len: 1,
             filter: reject.as_ptr() as *mut libc::sock_filter,
         };
-        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
-        Ok(Self { fd })
+        // SAFETY: `prog` points to `reject`, both alive for the call.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                &prog as *const _ as *const u8,
+                size_of::<libc::sock_fprog>(),
+            )
+        };
+        crate::sock::setsockopt_bytes(
+            sock.raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            bytes,
+        )?;
+        Ok(Self { sock })
     }
 
     /// Sends `inner` tunnelled from `src` to `dst`.
     pub fn send(&self, src: Ipv6Addr, dst: Ipv6Addr, inner: &[u8]) -> std::io::Result<()> {
-        // SAFETY: zeroed sockaddr_in6/msghdr are valid initial values; every pointer below
-        // refers to locals that outlive the sendmsg call.
-        unsafe {
-            let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
-            sa.sin6_family = libc::AF_INET6 as u16;
-            sa.sin6_addr.s6_addr = dst.octets();
-            let mut iov = libc::iovec {
-                iov_base: inner.as_ptr() as *mut libc::c_void,
-                iov_len: inner.len(),
-            };
-            let mut pktinfo: libc::in6_pktinfo = std::mem::zeroed();
-            pktinfo.ipi6_addr.s6_addr = src.octets();
-            let space = libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize;
-            // u64s: control messages must be aligned for cmsghdr.
-            let mut cbuf = vec![0u64; space.div_ceil(8)];
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_name = &mut sa as *mut _ as *mut libc::c_void;
-            msg.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-            msg.msg_controllen = space;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
-            (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in6_pktinfo, pktinfo);
-            if libc::sendmsg(self.fd.as_raw_fd(), &msg, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
+        self.sock.send_to(inner, dst, Some(src), 0).map(|_| ())
     }
-}
-
-fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> anyhow::Result<()> {
-    // SAFETY: `value` points to a T of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            value as *const T as *const libc::c_void,
-            size_of::<T>() as u32,
-        )
-    };
-    if r != 0 {
-        bail!(
-            "setsockopt({level}, {name}): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
 }
 
 /// Statistics of the slow path.
