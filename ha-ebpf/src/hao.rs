@@ -18,6 +18,8 @@ pub const HAO_SWAPPED: u8 = 0x1E;
 /// Longest Destination Options header searched (a BU's is 24 bytes). A power of two.
 pub const MAX_DSTOPTS_LEN: usize = 64;
 const _: () = assert!(MAX_DSTOPTS_LEN.is_power_of_two());
+/// Most options scanned in one header (a BU's has two: PadN and the HAO).
+pub const MAX_OPTIONS: usize = 8;
 
 /// What a Destination Options header holds, as far as the home agent is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,9 +52,9 @@ pub fn scan_dstopts(h: &[u8; MAX_DSTOPTS_LEN], len: usize) -> DstOpts {
         return DstOpts::Unparsed;
     }
     let mut pos = 2usize;
-    // Every option takes at least one byte, so MAX_DSTOPTS_LEN iterations always suffice;
-    // the constant bound keeps the verifier's loop analysis trivial.
-    for _ in 0..MAX_DSTOPTS_LEN {
+    // A small constant bound keeps the verifier's work small — older verifiers (6.1) walk
+    // every iteration. A header with more options than this is left to the kernel.
+    for _ in 0..MAX_OPTIONS {
         if pos >= len {
             return DstOpts::None;
         }
