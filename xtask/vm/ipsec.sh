@@ -17,7 +17,7 @@ ip netns exec ha $HAGENT run -c /etc/hagent/mip6d.conf --socket /tmp/ha.sock > /
 PID=$!
 # Under TCG, loading and verifying the programs takes a while.
 i=0
-while [ ! -S /tmp/ha.sock ] && [ $i -lt 180 ]; do
+while [ ! -S /tmp/ha.sock ] && [ $i -lt 600 ]; do
 	sleep 0.5
 	i=$((i + 1))
 done
