@@ -1,0 +1,88 @@
+//! The command line as an operator meets it: `hagent config check` on the seed talk's own
+//! mip6d.conf (typo and all), and a client without a daemon.
+
+use std::process::Command;
+
+use tests::{TempDir, hagent_bin};
+
+const SEED_HA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/seed-ha-mip6d.conf");
+
+#[test]
+fn config_check_reports_the_seeds_typo_with_its_position() -> anyhow::Result<()> {
+    let out = Command::new(hagent_bin()?)
+        .args(["config", "check", SEED_HA])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("seed-ha-mip6d.conf:12:20: invalid IPv6 address \"2001:db8:bee5::coo1:babe\" in HomeAgentAddress"),
+        "{err}"
+    );
+    assert!(
+        err.contains("did you mean 2001:db8:bee5::c001:babe"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration() -> anyhow::Result<()> {
+    let dir = TempDir::new("cli")?;
+    let path = dir.join("mip6d.conf");
+    std::fs::write(&path, tests::topology::seed_ha_mip6d_conf())?;
+    let out = Command::new(hagent_bin()?)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("role = \"home_agent\""), "{stdout}");
+    assert!(stdout.contains("default_acl = \"deny\""), "{stdout}");
+    assert!(
+        stdout.contains("hoa = \"2001:db8:bee5::dead:face\""),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "\"BindAclPolicy\" is not a UMIP keyword; read as UMIP's \"BindingAclPolicy\""
+        ),
+        "{stderr}"
+    );
+    // The effective configuration is itself a valid hagent configuration.
+    let toml = dir.join("effective.toml");
+    std::fs::write(&toml, stdout.as_bytes())?;
+    let again = Command::new(hagent_bin()?)
+        .args(["config", "check"])
+        .arg(&toml)
+        .output()?;
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn unknown_directive_is_an_error() -> anyhow::Result<()> {
+    let dir = TempDir::new("cli")?;
+    let path = dir.join("mip6d.conf");
+    std::fs::write(
+        &path,
+        "NodeConfig HA;\nInterface \"eth0\";\nHaMaxBindingLyfe 600;\n",
+    )?;
+    let out = Command::new(hagent_bin()?)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mip6d.conf:3:1:") && err.contains("HaMaxBindingLyfe"),
+        "{err}"
+    );
+    Ok(())
+}
