@@ -454,3 +454,80 @@ pub fn roaming_mn_config(xdp_mode: &str) -> String {
         seed::HA
     )
 }
+
+/// A namespace for BPF_PROG_TEST_RUN (tests and benchmarks): `ha0` (02:00:00:00:00:01, the
+/// HA's interface and the ingress of every run, 2001:db8:bee5::c001:babe/64) paired with
+/// `peer0` (02:00:00:00:00:02); two routers on the home link as `nud permanent` neighbours
+/// (2001:db8:bee5::1 = 02:..:aa, ::2 = 02:..:bb); routes to the foreign, CN and MNP-CoA
+/// prefixes via the first, and one care-of prefix (2001:db8:f00e::/64) behind a locked
+/// 1300-byte MTU (the FIB helper honours a route MTU only when it is locked). Returns the
+/// namespace and `ha0`'s ifindex.
+pub fn forwarding_namespace(label: &str) -> anyhow::Result<(Netns, u32)> {
+    let ns = Netns::new(label)?;
+    ns.ip(&[
+        "link",
+        "add",
+        "ha0",
+        "address",
+        "02:00:00:00:00:01",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "peer0",
+        "address",
+        "02:00:00:00:00:02",
+    ])?;
+    ns.ip(&["link", "set", "ha0", "up"])?;
+    ns.ip(&["link", "set", "peer0", "up"])?;
+    ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    addr(&ns, "ha0", "2001:db8:bee5::c001:babe/64")?;
+    for (gw, mac) in [
+        ("2001:db8:bee5::1", "02:00:00:00:00:aa"),
+        ("2001:db8:bee5::2", "02:00:00:00:00:bb"),
+    ] {
+        ns.ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            gw,
+            "lladdr",
+            mac,
+            "nud",
+            "permanent",
+            "dev",
+            "ha0",
+        ])?;
+    }
+    for prefix in [
+        "2001:db8:f00d::/64",
+        "2001:db8:cafe::/64",
+        "2001:db8:f00f::/64",
+    ] {
+        ns.ip(&[
+            "-6",
+            "route",
+            "add",
+            prefix,
+            "via",
+            "2001:db8:bee5::1",
+            "dev",
+            "ha0",
+        ])?;
+    }
+    ns.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:f00e::/64",
+        "via",
+        "2001:db8:bee5::1",
+        "dev",
+        "ha0",
+        "mtu",
+        "lock",
+        "1300",
+    ])?;
+    let ifindex = ns.ifindex("ha0")?;
+    Ok((ns, ifindex))
+}

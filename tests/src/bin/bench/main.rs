@@ -16,7 +16,6 @@ use aya::programs::{TestRun, TestRunOptions};
 use ha_common::{abi::BindingEntry, programs};
 use hagent::dataplane::{Dataplane, DataplaneOptions, Role};
 use tests::{
-    Netns,
     packet::{Mac, addr, eth, ipv6, pattern, udp},
     step,
 };
@@ -224,58 +223,7 @@ fn main() -> anyhow::Result<()> {
 
 fn dataplane() -> anyhow::Result<()> {
     step("building a private namespace with routes and permanent neighbours");
-    let ns = Netns::new("bench")?;
-    ns.ip(&[
-        "link",
-        "add",
-        "ha0",
-        "address",
-        "02:00:00:00:00:01",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "peer0",
-        "address",
-        "02:00:00:00:00:02",
-    ])?;
-    ns.ip(&["link", "set", "ha0", "up"])?;
-    ns.ip(&["link", "set", "peer0", "up"])?;
-    ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-    ns.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:bee5::c001:babe/64",
-        "dev",
-        "ha0",
-        "nodad",
-    ])?;
-    ns.ip(&[
-        "-6",
-        "neigh",
-        "replace",
-        "2001:db8:bee5::1",
-        "lladdr",
-        "02:00:00:00:00:aa",
-        "nud",
-        "permanent",
-        "dev",
-        "ha0",
-    ])?;
-    for p in ["2001:db8:f00d::/64", "2001:db8:cafe::/64"] {
-        ns.ip(&[
-            "-6",
-            "route",
-            "add",
-            p,
-            "via",
-            "2001:db8:bee5::1",
-            "dev",
-            "ha0",
-        ])?;
-    }
-    let ifindex = ns.ifindex("ha0")?;
+    let (ns, ifindex) = tests::topology::forwarding_namespace("bench")?;
     let rows = ns.run_in(move || -> anyhow::Result<Vec<(String, [f64; 4])>> {
         let cases = frames();
         let mut table: Vec<(String, [f64; 4])> = cases
