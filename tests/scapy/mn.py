@@ -5,6 +5,8 @@ end-to-end tests to talk to hagent. Prints one JSON object per command on stdout
   bu        send a Binding Update (with Home Address option), wait for the BA
   tunnel    listen for IPv6-in-IPv6 packets to the CoA
   reverse   send reverse-tunnelled echo requests to a CN, wait for the tunnelled replies
+  ha        play a home agent: answer the first Binding Update with a BA (status 0, type 2
+            routing header), print what the BU said
 """
 import argparse
 import json
@@ -127,15 +129,41 @@ def cmd_reverse(a):
     print(json.dumps({"sent": a.count, "replies": len(sniffer.results or [])}))
 
 
+def cmd_ha(a):
+    from scapy.all import sniff
+    def is_bu(p):
+        return IPv6 in p and MIP6MH_BU in p and p[IPv6].dst == a.ha
+    got = sniff(iface=a.iface, lfilter=is_bu, count=1, timeout=a.timeout)
+    if not got:
+        print(json.dumps({"timeout": True}))
+        return
+    p = got[0]
+    bu = p[MIP6MH_BU]
+    hao = None
+    if IPv6ExtHdrDestOpt in p:
+        for o in p[IPv6ExtHdrDestOpt].options:
+            if isinstance(o, HAO):
+                hao = o.hoa
+    coa = p[IPv6].src
+    ba = (Ether(dst=p[Ether].src) / IPv6(src=a.ha, dst=coa)
+          / IPv6ExtHdrRouting(type=2, segleft=1, addresses=[hao])
+          / MIP6MH_BA(status=0, seq=bu.seq, mhtime=bu.mhtime))
+    sendp(ba, iface=a.iface)
+    print(json.dumps({"coa": coa, "hoa": hao, "seq": bu.seq, "lifetime": bu.mhtime,
+                      "flags": str(bu.flags), "checksum_ok": mh_checksum_ok(hao or coa, a.ha, raw(bu))}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("bu", "tunnel", "reverse"):
+    for name in ("bu", "tunnel", "reverse", "ha"):
         p = sub.add_parser(name)
         p.add_argument("--iface", default="eth0")
         p.add_argument("--router-mac", default=None)
-        p.add_argument("--coa", required=True)
+        p.add_argument("--coa", required=(name != "ha"))
         p.add_argument("--timeout", type=float, default=3.0)
+        if name == "ha":
+            p.add_argument("--ha", required=True)
         if name in ("bu", "reverse"):
             p.add_argument("--ha", required=True)
             p.add_argument("--hoa", required=True)
@@ -151,7 +179,7 @@ def main():
             p.add_argument("--cn", required=True)
             p.add_argument("--count", type=int, default=3)
     a = ap.parse_args()
-    {"bu": cmd_bu, "tunnel": cmd_tunnel, "reverse": cmd_reverse}[a.cmd](a)
+    {"bu": cmd_bu, "tunnel": cmd_tunnel, "reverse": cmd_reverse, "ha": cmd_ha}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+//! Our mobile node against a home agent nobody on this project wrote: scapy plays the HA on the
+//! MN's foreign link, decodes our BU (Home Address option, flags, sequence, checksum) and
+//! answers with its own BA carrying a type 2 routing header — which our MN must accept on a
+//! kernel without CONFIG_IPV6_MIP6.
+
+use std::time::Duration;
+
+use tests::{
+    Netns, TempDir, require_root,
+    topology::{Hagent, addr, veth},
+    wait_for,
+};
+
+const SCAPY_MN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scapy/mn.py");
+const HA: &str = "2001:db8:bee5::c001:babe";
+const HOA: &str = "2001:db8:bee5::dead:face";
+const COA: &str = "2001:db8:f00d::dead:face";
+
+#[test]
+fn our_mobile_node_registers_with_a_scapy_home_agent() -> anyhow::Result<()> {
+    if !require_root("our_mobile_node_registers_with_a_scapy_home_agent") {
+        return Ok(());
+    }
+    let mn = Netns::new("mn")?;
+    let ha = Netns::new("scapy-ha")?;
+    veth(&mn, "fa0", &ha, "eth0")?;
+    // The scapy side is the MN's router and, for this test, the HA itself.
+    addr(&ha, "eth0", "2001:db8:f00d::1/64")?;
+    addr(&ha, "eth0", &format!("{HA}/128"))?;
+    addr(&mn, "fa0", &format!("{COA}/64"))?;
+    mn.ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "2001:db8:f00d::1",
+        "dev",
+        "fa0",
+        "mtu",
+        "1460",
+    ])?;
+    let dir = TempDir::new("scapy-ha")?;
+    let mut scapy = ha.spawn(
+        "/usr/bin/python3",
+        &[
+            SCAPY_MN,
+            "ha",
+            "--ha",
+            HA,
+            "--iface",
+            "eth0",
+            "--timeout",
+            "20",
+        ],
+        &dir.join("scapy.log"),
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    let config = format!(
+        "role = \"mobile_node\"\n[mobile_node]\nhome_address = \"{HOA}\"\nhome_agent = \"{HA}\"\nhome_interface = \"home0\"\n[dataplane]\ninterfaces = [\"fa0\"]\nmax_bindings = 16\nmax_prefixes = 16\n"
+    );
+    let daemon = Hagent::start(&mn, &config)?;
+    let bu = wait_for("scapy to see the BU", Duration::from_secs(20), || {
+        let _ = scapy.check_running();
+        Ok(scapy
+            .log()
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .map(str::to_string))
+    })?;
+    let bu: serde_json::Value = serde_json::from_str(&bu)?;
+    assert_eq!(bu["coa"], COA, "{bu}");
+    assert_eq!(bu["hoa"], HOA, "Home Address option: {bu}");
+    assert_eq!(bu["checksum_ok"], true, "MH checksum over the HoA: {bu}");
+    let flags = bu["flags"].as_str().unwrap_or("");
+    assert!(
+        flags.contains('A') && flags.contains('H'),
+        "A and H flags: {bu}"
+    );
+    tests::roaming::wait_mn_state(&daemon, "registered", Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", daemon.log()))?;
+    let s = daemon.stats()?;
+    assert_eq!(s["mobile_node"]["sequence"], bu["seq"], "{s}");
+    assert!(
+        s["counters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "mn_rh2_rewritten" && c["packets"] == 1),
+        "{s}"
+    );
+    Ok(())
+}
