@@ -311,15 +311,28 @@ impl Daemon {
         Ok(())
     }
 
+    /// Mobile node: the name of its home link — `mobile_node.home_interface`, else the
+    /// first data-plane interface.
+    fn mn_home_interface(&self) -> &str {
+        self.config
+            .mobile_node
+            .as_ref()
+            .and_then(|c| c.home_interface.as_deref())
+            .unwrap_or(&self.config.dataplane.interfaces[0])
+    }
+
+    /// Mobile node: the served interface that is its home link.
+    fn mn_home_link(&self) -> Option<&Served> {
+        let name = self.mn_home_interface();
+        self.served.iter().find(|s| s.name == name)
+    }
+
     /// Movement detection (RFC 6275 §11.5): where the addresses and links say we are.
     fn detect_location(&self) -> Location {
         let Some(c) = self.config.mobile_node.as_ref() else {
             return Location::Detached;
         };
-        let home_if = c
-            .home_interface
-            .clone()
-            .unwrap_or_else(|| self.config.dataplane.interfaces[0].clone());
+        let home_if = self.mn_home_interface();
         let current = self.mn.as_ref().map(|m| m.location);
         let mut candidates = Vec::new();
         for s in &self.served {
@@ -416,32 +429,14 @@ impl Daemon {
                 tracing::info!(%coa, sequence, lifetime_s = u32::from(lifetime_units) * 4, "binding update sent");
             }
             MnAction::SolicitHomeAgent => {
-                let c = self
-                    .config
-                    .mobile_node
-                    .as_ref()
-                    .expect("mobile node config");
-                let name = c
-                    .home_interface
-                    .clone()
-                    .unwrap_or_else(|| self.served[0].name.clone());
-                if let Some(s) = self.served.iter().find(|s| s.name == name)
+                if let Some(s) = self.mn_home_link()
                     && let Some(sig) = self.signalling.as_ref()
                 {
                     sig.ndisc.solicit_unspecified(s.ifindex, ha)?;
                 }
             }
             MnAction::AdvertiseHome => {
-                let c = self
-                    .config
-                    .mobile_node
-                    .as_ref()
-                    .expect("mobile node config");
-                let name = c
-                    .home_interface
-                    .clone()
-                    .unwrap_or_else(|| self.served[0].name.clone());
-                if let Some(s) = self.served.iter().find(|s| s.name == name)
+                if let Some(s) = self.mn_home_link()
                     && let Some(sig) = self.signalling.as_ref()
                 {
                     sig.ndisc.advertise(s.ifindex, hoa, hoa, s.mac)?;
