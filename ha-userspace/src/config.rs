@@ -2,6 +2,8 @@
 //! and UMIP's `mip6d.conf` ([`umip`], everything else), both turned into the same [`Config`].
 //! Unknown keys and directives are errors: a typo must never be silently ignored.
 
+#[cfg(test)]
+mod mutate;
 pub mod setkey;
 pub mod umip;
 

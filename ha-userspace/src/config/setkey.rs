@@ -3943,22 +3943,7 @@ add 2001:db8:bee5::coo1:babe 2001:db8:bee5::dead:face esp 1003
 
     // --- robustness ---
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use crate::config::mutate::{XorShift, mutate};
 
     #[test]
     fn no_input_panics() {
@@ -3978,39 +3963,7 @@ add 2001:db8:bee5::coo1:babe 2001:db8:bee5::dead:face esp 1003
             .collect();
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         for i in 0..6000 {
-            let mut chars: Vec<char> = seeds[i % seeds.len()].chars().collect();
-            for _ in 0..1 + rng.below(6) {
-                let len = chars.len();
-                match rng.below(7) {
-                    0 if len > 0 => {
-                        chars.remove(rng.below(len));
-                    }
-                    1 => {
-                        let c = alphabet[rng.below(alphabet.len())];
-                        chars.insert(rng.below(len + 1), c);
-                    }
-                    2 if len > 0 => chars.truncate(rng.below(len)),
-                    3 if len > 1 => chars.swap(rng.below(len), rng.below(len)),
-                    4 if len > 0 => {
-                        let start = rng.below(len);
-                        let n = rng.below(40).min(len - start);
-                        let piece: Vec<char> = chars[start..start + n].to_vec();
-                        let at = rng.below(len + 1);
-                        chars.splice(at..at, piece);
-                    }
-                    5 if len > 0 => {
-                        let start = rng.below(len);
-                        let n = rng.below(20).min(len - start);
-                        chars.drain(start..start + n);
-                    }
-                    _ => {
-                        let c =
-                            char::from_u32((rng.next() % 0x11_0000) as u32).unwrap_or('\u{fffd}');
-                        chars.insert(rng.below(len + 1), c);
-                    }
-                }
-            }
-            let text: String = chars.into_iter().collect();
+            let text = mutate(&seeds[i % seeds.len()], &alphabet, &mut rng);
             match parse_str(&text, origin()) {
                 Ok(f) => {
                     for w in &f.warnings {
