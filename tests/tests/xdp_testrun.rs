@@ -14,6 +14,7 @@ use tests::{
     Netns,
     packet::{Mac, addr, checksum, eth, icmpv6, ipv6, pattern, udp},
     require_root,
+    topology::seed,
 };
 
 const HA_MAC: Mac = [0x02, 0, 0, 0, 0, 0x01];
@@ -26,16 +27,16 @@ const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 
 fn ha() -> Ipv6Addr {
-    addr("2001:db8:bee5::c001:babe")
+    addr(seed::HA)
 }
 fn hoa() -> Ipv6Addr {
-    addr("2001:db8:bee5::dead:face")
+    addr(seed::HOA)
 }
 fn coa() -> Ipv6Addr {
-    addr("2001:db8:f00d::dead:face")
+    addr(seed::COA)
 }
 fn cn() -> Ipv6Addr {
-    addr("2001:db8:cafe::c0de:f001")
+    addr(seed::CN)
 }
 
 /// The namespace every test runs its program in (a non-owning handle: the test owns it).

@@ -18,6 +18,7 @@ use hagent::dataplane::{Dataplane, DataplaneOptions, Role};
 use tests::{
     packet::{Mac, addr, eth, ipv6, pattern, udp},
     step,
+    topology::seed,
 };
 
 const HA_MAC: Mac = [0x02, 0, 0, 0, 0, 0x01];
@@ -26,16 +27,16 @@ const REPEAT: u32 = 200_000;
 const ROUNDS: usize = 5;
 
 fn ha() -> Ipv6Addr {
-    addr("2001:db8:bee5::c001:babe")
+    addr(seed::HA)
 }
 fn hoa() -> Ipv6Addr {
-    addr("2001:db8:bee5::dead:face")
+    addr(seed::HOA)
 }
 fn coa() -> Ipv6Addr {
-    addr("2001:db8:f00d::dead:face")
+    addr(seed::COA)
 }
 fn cn() -> Ipv6Addr {
-    addr("2001:db8:cafe::c0de:f001")
+    addr(seed::CN)
 }
 
 struct Case {
