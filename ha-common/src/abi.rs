@@ -12,6 +12,13 @@ pub const BINDING_F_IPSEC_PAYLOAD: u32 = 1 << 0;
 /// The binding belongs to a mobile router (NEMO, RFC 3963).
 pub const BINDING_F_MOBILE_ROUTER: u32 = 1 << 1;
 
+/// `SO_MARK` of the daemon's Mobility Header socket when a BU (mobile node) or BA (home agent)
+/// must leave with a Home Address option or a type 2 routing header. Such signalling is sent
+/// through the kernel's stack — not built whole on a raw socket — so that xfrm can protect it
+/// with ESP (RFC 3776); the TC egress program then adds the header a kernel without
+/// `CONFIG_IPV6_MIP6` cannot (ASCII "mip6").
+pub const SIGNALLING_MARK: u32 = 0x6d69_7036;
+
 /// A binding cache entry as the data plane sees it (value of the HoA hash map and of the
 /// mobile-network-prefix LPM trie).
 ///

@@ -102,9 +102,21 @@ counters! {
     /// delivered to the kernel.
     MnDecap = 31 => "mn_decap",
     /// Mobile node role: a packet to our CoA with a type 2 routing header for our HoA (the
-    /// HA's Binding Acknowledgement): destination and routing header swapped, as the kernel's
-    /// mip6 code would, and handed to the kernel.
+    /// HA's Binding Acknowledgement): the routing header removed and the destination set to
+    /// the HoA — what the kernel's mip6 code would hand on — then passed to the kernel.
     MnRh2Rewritten = 32 => "mn_rh2_rewritten",
+    /// Mobile node role, TC egress: a marked Mobility Header packet from our HoA (a BU the
+    /// kernel may have ESP-protected) got its Home Address option and the CoA as source.
+    TcSignalHao = 33 => "tc_signal_hao",
+    /// Home agent role, TC egress: a marked Mobility Header packet to a bound HoA (a BA the
+    /// kernel may have ESP-protected) got its type 2 routing header and the CoA as
+    /// destination.
+    TcSignalRh2 = 34 => "tc_signal_rh2",
+    /// TC egress: a marked signalling packet for an address without a binding, left as is.
+    TcSignalUnbound = 35 => "tc_signal_unbound",
+    /// A plain IPv6-in-IPv6 packet for a binding whose payload must be ESP-protected
+    /// (`TunnelPayload`): dropped, as the kernel's IPsec policy would.
+    DropDecapUnprotected = 36 => "drop_decap_unprotected",
 }
 
 impl Counter {

@@ -605,12 +605,11 @@ fn mobile_node_accepts_the_bas_type_2_routing_header() -> anyhow::Result<()> {
             input.extend(ipv6(0, 0, 43, 64, ha(), coa(), &rh2));
             let (action, out) = run(dp, fx.ifindex, &input).unwrap();
             assert_eq!(action, XDP_PASS);
-            // Destination now the HoA; the header holds the CoA with segments left 0.
-            let mut swapped = vec![135u8, 2, 2, 0, 0, 0, 0, 0];
-            swapped.extend_from_slice(&coa().octets());
-            swapped.extend_from_slice(&mh);
+            // The routing header is gone and the destination is the HoA: what the kernel's
+            // mip6 code hands on (kernels with CONFIG_IPV6_MIP6 drop a type 2 header they
+            // did not process themselves, kernels without it one with segments left).
             let mut expected = eth(HA_MAC, PEER_MAC);
-            expected.extend(ipv6(0, 0, 43, 64, ha(), hoa(), &swapped));
+            expected.extend(ipv6(0, 0, 135, 64, ha(), hoa(), &mh));
             assert_eq!(out, expected);
             assert_eq!(counter(dp, "mn_rh2_rewritten"), 1);
         },

@@ -9,18 +9,24 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC},
+    bindings::{
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV6,
+        bpf_adj_room_mode::{BPF_ADJ_ROOM_MAC, BPF_ADJ_ROOM_NET},
+    },
     helpers::{bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
 };
 use ha_common::{
-    abi::{BINDING_F_IPSEC_PAYLOAD, ROLE_MOBILE_NODE},
+    abi::{BINDING_F_IPSEC_PAYLOAD, BindingEntry, ROLE_MOBILE_NODE, SIGNALLING_MARK},
+    mh,
     stats::Counter,
 };
 use ha_ebpf::{
     classify::never_tunnel,
     headers::outer_ipv6,
-    parse::{ETH_HLEN, ETH_P_IPV6, IPPROTO_ICMPV6, IPV6_HLEN, Ipv6},
+    parse::{
+        ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPV6_HLEN, Ipv6,
+    },
 };
 
 use super::{
@@ -46,6 +52,10 @@ pub fn egress(ctx: &TcContext) -> i32 {
     let Ok(ip) = Ipv6::from_bytes(&h) else {
         return TC_OK;
     };
+    // SAFETY: ctx.skb.skb is the kernel's __sk_buff for this run.
+    if unsafe { (*ctx.skb.skb).mark } == SIGNALLING_MARK {
+        return signalling(ctx, &ip, &h, len);
+    }
     let icmp_type = if ip.next_header == IPPROTO_ICMPV6 {
         ctx.load::<u8>(ETH_HLEN + IPV6_HLEN).unwrap_or(0)
     } else {
@@ -123,6 +133,29 @@ pub fn egress(ctx: &TcContext) -> i32 {
         return TC_SHOT;
     }
     count_binding(b.binding_id, role() == ROLE_MOBILE_NODE, inner_len);
+    transmit(
+        ctx,
+        ifindex,
+        egress,
+        macs,
+        Counter::TcEncap,
+        Counter::TcEncapNeigh,
+        len,
+    )
+}
+
+/// Sends the rewritten packet on: with the MACs of a resolved next hop (redirecting when it is
+/// another interface), or through the neighbour subsystem when the next hop is unresolved.
+#[inline(always)]
+fn transmit(
+    ctx: &TcContext,
+    ifindex: u32,
+    egress: u32,
+    macs: Option<([u8; 6], [u8; 6])>,
+    resolved: Counter,
+    via_neigh: Counter,
+    len: usize,
+) -> i32 {
     match macs {
         Some((dmac, smac)) => {
             let mut eth = [0u8; 12];
@@ -132,7 +165,7 @@ pub fn egress(ctx: &TcContext) -> i32 {
                 count(Counter::TcDrop, len);
                 return TC_SHOT;
             }
-            count(Counter::TcEncap, len);
+            count(resolved, len);
             if egress == ifindex {
                 TC_OK
             } else {
@@ -141,11 +174,108 @@ pub fn egress(ctx: &TcContext) -> i32 {
             }
         }
         None => {
-            // Let the neighbour subsystem resolve the next hop of the outer destination.
-            count(Counter::TcEncapNeigh, len);
+            // Let the neighbour subsystem resolve the next hop of the new destination.
+            count(via_neigh, len);
             // SAFETY: plain helper call; a null params pointer makes the kernel look the next
             // hop up itself.
             unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32 }
         }
     }
+}
+
+/// A marked Mobility Header packet (see [`SIGNALLING_MARK`]), after xfrm: the mobile node's BU
+/// from its HoA gets a Home Address option and its CoA as source (RFC 6275 §6.3, §11.7.1);
+/// the home agent's BA to a bound HoA gets a type 2 routing header and the CoA as destination
+/// (§6.4, §10.3.1), and is routed towards the CoA. The header goes right after the IPv6
+/// header, before ESP, as RFC 3776 §3 orders them.
+#[inline(always)]
+fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) -> i32 {
+    let mn = role() == ROLE_MOBILE_NODE;
+    let hoa = if mn { &ip.src } else { &ip.dst };
+    let Some(b) = lookup_binding(hoa) else {
+        count(Counter::TcSignalUnbound, len);
+        return TC_OK;
+    };
+    // SAFETY: ctx.skb.skb is the kernel's __sk_buff for this run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // The HA's BA changes destination: find the CoA's next hop before touching anything.
+    let (egress, macs) = if mn {
+        (ifindex, None)
+    } else {
+        match resolve(
+            ctx.skb.skb as *mut c_void,
+            ifindex,
+            &b.local,
+            &b.remote,
+            0,
+            FIB_OUTPUT,
+        ) {
+            Route::Forward(nh) => (nh.ifindex, Some((nh.dmac, nh.smac))),
+            Route::Pass(Counter::PassNoNeigh | Counter::PassFibOther) => (0, None),
+            Route::Pass(reason) | Route::Drop(reason) => {
+                count(reason, len);
+                count(Counter::TcDrop, len);
+                return TC_SHOT;
+            }
+            // Not asked for (no length given).
+            Route::TooBig(_) => {
+                count(Counter::TcDrop, len);
+                return TC_SHOT;
+            }
+        }
+    };
+    let Some(new_header) = signalling_headers(ip, header, &b, mn) else {
+        count(Counter::TcDrop, len);
+        return TC_SHOT;
+    };
+    if ctx
+        .adjust_room(mh::HAO_DEST_OPTS_LEN as i32, BPF_ADJ_ROOM_NET, 0)
+        .is_err()
+        || ctx.store(ETH_HLEN, &new_header, 0).is_err()
+    {
+        count(Counter::TcDrop, len);
+        return TC_SHOT;
+    }
+    if mn {
+        // Same destination (the HA), same next hop: only the source changed.
+        count(Counter::TcSignalHao, len);
+        return TC_OK;
+    }
+    transmit(
+        ctx,
+        ifindex,
+        egress,
+        macs,
+        Counter::TcSignalRh2,
+        Counter::TcSignalRh2,
+        len,
+    )
+}
+
+// One room size serves both headers.
+const _: () = assert!(mh::HAO_DEST_OPTS_LEN == mh::RH2_LEN);
+
+/// The IPv6 header and the extension header that follows it, for [`signalling`].
+#[inline(always)]
+fn signalling_headers(
+    ip: &Ipv6,
+    header: &[u8; IPV6_HLEN],
+    b: &BindingEntry,
+    mn: bool,
+) -> Option<[u8; IPV6_HLEN + mh::HAO_DEST_OPTS_LEN]> {
+    let mut out = [0u8; IPV6_HLEN + mh::HAO_DEST_OPTS_LEN];
+    out[..IPV6_HLEN].copy_from_slice(header);
+    let payload_len = ip.payload_len.checked_add(mh::HAO_DEST_OPTS_LEN as u16)?;
+    out[4..6].copy_from_slice(&payload_len.to_be_bytes());
+    let ext = &mut out[IPV6_HLEN..];
+    if mn {
+        mh::build_hao_dest_opts(ext, ip.next_header, &ip.src).ok()?;
+        out[6] = IPPROTO_DSTOPTS;
+        out[8..24].copy_from_slice(&b.local);
+    } else {
+        mh::build_rh2(ext, ip.next_header, &ip.dst).ok()?;
+        out[6] = IPPROTO_ROUTING;
+        out[24..40].copy_from_slice(&b.remote);
+    }
+    Some(out)
 }

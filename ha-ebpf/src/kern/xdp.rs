@@ -473,9 +473,11 @@ fn signalling(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
 }
 
 /// Mobile node: a packet to our CoA with a type 2 routing header carrying our HoA (the HA's
-/// BA, RFC 6275 §6.4). A kernel without `CONFIG_IPV6_MIP6` rejects routing type 2 while
-/// segments are left; like the kernel's mip6 code, swap the IPv6 destination with the header's
-/// address and set Segments Left to 0, which every kernel accepts (RFC 8200 §4.4).
+/// BA, RFC 6275 §6.4), possibly with ESP after it. A kernel without `CONFIG_IPV6_MIP6` rejects
+/// routing type 2 while segments are left, and one with it drops a type 2 header it did not
+/// process itself (needs xfrm `route2` states). So do what the kernel's mip6 code does and hand
+/// on the result: remove the header and make the HoA the destination. ESP does not cover the
+/// IPv6 header, and the MH checksum is over the HoA already (§6.1.1), so both stay valid.
 #[inline(always)]
 fn routing_header_2(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
     let Ok(rh) = load::<24>(ctx, INNER) else {
@@ -490,14 +492,22 @@ fn routing_header_2(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
     if lookup_binding(&hoa).is_none() {
         return pass(Counter::PassLocal, len);
     }
-    if store(ctx, INNER + 3, &[0]).is_err()
-        || store(ctx, INNER + 8, &ip.dst).is_err()
-        || store(ctx, L3 + 24, &hoa).is_err()
-    {
+    let Ok(mut head) = load::<{ ETH_HLEN + IPV6_HLEN }>(ctx, 0) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    let payload_len = ip.payload_len.saturating_sub(RH2_LEN as u16);
+    head[L3 + 4..L3 + 6].copy_from_slice(&payload_len.to_be_bytes());
+    head[L3 + 6] = rh[0];
+    head[L3 + 24..L3 + 40].copy_from_slice(&hoa);
+    // Ethernet + IPv6 header move up over the routing header, which the head then drops.
+    if store(ctx, RH2_LEN, &head).is_err() || adjust_head(ctx, RH2_LEN as i32).is_err() {
         return drop(Counter::DropHelperFailed, len);
     }
     pass(Counter::MnRh2Rewritten, len)
 }
+
+/// Length of a type 2 routing header.
+const RH2_LEN: usize = 24;
 
 /// A tunnel packet for us: check it (RFC 6275 §10.4.5), then forward the inner packet.
 #[inline(always)]
@@ -514,6 +524,11 @@ fn decap(ctx: &XdpContext, outer: &Ipv6, len: usize) -> u32 {
     };
     if b.remote != outer.src {
         return drop(Counter::DropDecapWrongCareOf, len);
+    }
+    // Payload of this binding must come inside ESP (TunnelPayload): a plain IPv6-in-IPv6
+    // packet would bypass the kernel's IPsec policy check.
+    if b.flags & BINDING_F_IPSEC_PAYLOAD != 0 {
+        return drop(Counter::DropDecapUnprotected, len);
     }
     let inner_len = inner.total_len();
     count_binding(b.binding_id, true, inner_len);
