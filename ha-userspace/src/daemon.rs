@@ -24,9 +24,9 @@ use crate::{
     control::{Command, ControlSocket, Request},
     dataplane::{self, Dataplane, DataplaneOptions},
     homelink::{HomeLink, KernelBinding},
-    ipsec::Ipsec,
+    ipsec::{self, Ipsec, Side},
     mobile_node::{Action as MnAction, Location, MnSettings, MobileNode},
-    mobility::{self, MhSocket, PacketSender, Rejected, SignallingStats},
+    mobility::{self, MhSender, MhSocket, PacketSender, Rejected, SignallingStats},
     ndisc::Ndisc,
     punt::{self, PuntStats, TunnelSender},
     registrar, system,
@@ -75,6 +75,14 @@ pub struct Daemon {
     hoa_on_lo: Option<(u32, Ipv6Addr)>,
     /// IPsec policies we installed (removed at shutdown).
     ipsec: Option<Ipsec>,
+    /// Per binding: the tunnel-mode IPsec policies that follow its CoA.
+    ipsec_tunnels: HashMap<Ipv6Addr, IpsecTunnel>,
+}
+
+/// The tunnel-mode IPsec policies of one binding and the CoA they point at now.
+struct IpsecTunnel {
+    policies: Vec<ipsec::Policy>,
+    coa: Ipv6Addr,
 }
 
 /// The kernel's side of a new binding is installed (or failed): what to finish.
@@ -98,6 +106,8 @@ pub struct Accepted {
 /// What home registration needs besides the cache.
 struct Signalling {
     sender: PacketSender,
+    /// Signalling that must pass xfrm (`UseMnHaIPsec`).
+    mh_sender: MhSender,
     ndisc: Ndisc,
     stats: SignallingStats,
     /// HoAs whose DAD or kernel installation is running: further BUs for them wait for its
@@ -193,7 +203,7 @@ impl Daemon {
         if stale > 0 {
             tracing::info!(routes = stale, "removed routes left by an earlier hagent");
         }
-        let ipsec = if config.ipsec.use_mn_ha_ipsec && config.role == Role::HomeAgent {
+        let ipsec = if config.ipsec.use_mn_ha_ipsec {
             Some(Self::start_ipsec(&config).await?)
         } else {
             None
@@ -209,6 +219,7 @@ impl Daemon {
             mn: None,
             hoa_on_lo: None,
             ipsec,
+            ipsec_tunnels: HashMap::new(),
         })
     }
 
@@ -216,9 +227,13 @@ impl Daemon {
     /// all. A failure removes what was installed: no half-configured node.
     async fn start_ipsec(config: &Config) -> anyhow::Result<Ipsec> {
         let mut ipsec = Ipsec::new()?;
-        let mut policies = crate::ipsec::nd_bypass_policies();
+        let side = match config.role {
+            Role::HomeAgent => Side::HomeAgent,
+            Role::MobileNode => Side::MobileNode,
+        };
+        let mut policies = ipsec::nd_bypass_policies();
         for set in &config.ipsec.sets {
-            policies.extend(crate::ipsec::home_agent_policies(set)?);
+            policies.extend(ipsec::transport_policies(set, side)?);
         }
         let mut result = Ok(());
         for p in &policies {
@@ -269,6 +284,7 @@ impl Daemon {
         let mh = MhSocket::new()?;
         self.signalling = Some(Signalling {
             sender: PacketSender::new()?,
+            mh_sender: MhSender::new()?,
             ndisc: Ndisc::start()?,
             stats: SignallingStats::default(),
             pending: HashSet::new(),
@@ -415,15 +431,24 @@ impl Daemon {
                 sequence,
                 lifetime_units,
             } => {
-                let p = mobility::bu_packet(hoa, coa, ha, sequence, lifetime_units)?;
+                let protected = self.ipsec_signalling(&hoa);
                 let sig = self.signalling.as_mut().expect("signalling");
-                if let Err(e) = sig.sender.send(&p, ha, 0) {
+                // With IPsec the BU goes through xfrm (ESP transport from the HoA, RFC 3776
+                // §3.1) and the TC program adds the Home Address option and the CoA.
+                let sent = if protected {
+                    mobility::bu_message(hoa, ha, sequence, lifetime_units)
+                        .and_then(|m| sig.mh_sender.send(&m, hoa, ha, coa != hoa))
+                } else {
+                    mobility::bu_packet(hoa, coa, ha, sequence, lifetime_units)
+                        .and_then(|p| Ok(sig.sender.send(&p, ha, 0)?))
+                };
+                if let Err(e) = sent {
                     // Typically: the link is up but its default route is not there yet.
                     // Try again shortly rather than after a whole back-off period.
                     if let Some(mn) = self.mn.as_mut() {
                         mn.send_failed(Instant::now());
                     }
-                    return Err(e.into());
+                    return Err(e);
                 }
                 sig.stats.bu_sent += 1;
                 tracing::info!(%coa, sequence, lifetime_s = u32::from(lifetime_units) * 4, "binding update sent");
@@ -578,13 +603,119 @@ impl Daemon {
         )
     }
 
+    /// Whether signalling for `hoa` must be ESP-protected (an `IPsecPolicySet` lists it).
+    fn ipsec_signalling(&self, hoa: &Ipv6Addr) -> bool {
+        self.ipsec.is_some()
+            && self
+                .config
+                .ipsec
+                .sets
+                .iter()
+                .any(|s| s.home_addresses.iter().any(|(a, _)| a == hoa))
+    }
+
+    /// Whether `hoa`'s payload goes through the kernel's xfrm (`TunnelPayload`) rather than
+    /// the XDP fast path.
+    fn ipsec_payload(&self, hoa: &Ipv6Addr) -> bool {
+        self.ipsec.is_some()
+            && self
+                .config
+                .ipsec
+                .sets
+                .iter()
+                .any(|s| ipsec::protects_payload(s, *hoa))
+    }
+
+    /// Points `hoa`'s tunnel-mode IPsec policies (and SAs) at `coa`: installs them (at-home
+    /// endpoints) and migrates them for a new binding, migrates them for a new CoA, and with
+    /// `None` migrates them back home and removes them. Nothing to do without tunnel types.
+    async fn ipsec_follow(&mut self, hoa: Ipv6Addr, coa: Option<Ipv6Addr>) -> anyhow::Result<()> {
+        let Some(x) = self.ipsec.as_mut() else {
+            return Ok(());
+        };
+        let side = match self.config.role {
+            Role::HomeAgent => Side::HomeAgent,
+            Role::MobileNode => Side::MobileNode,
+        };
+        match (self.ipsec_tunnels.remove(&hoa), coa) {
+            (None, None) => Ok(()),
+            (None, Some(coa)) => {
+                let mut policies = Vec::new();
+                for set in &self.config.ipsec.sets {
+                    policies.extend(ipsec::tunnel_policies(set, hoa, side)?);
+                }
+                if policies.is_empty() {
+                    return Ok(());
+                }
+                let mut installed = Vec::new();
+                let mut result = Ok(());
+                for p in &policies {
+                    match x.install(p).await {
+                        Ok(()) => installed.push(p.clone()),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                if result.is_ok() {
+                    result = x.migrate(&mut installed, hoa, coa).await;
+                }
+                match result {
+                    Ok(()) => {
+                        tracing::info!(%hoa, %coa, policies = installed.len(), "IPsec tunnel policies point at the CoA");
+                        self.ipsec_tunnels.insert(
+                            hoa,
+                            IpsecTunnel {
+                                policies: installed,
+                                coa,
+                            },
+                        );
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let _ = x.migrate(&mut installed, coa, hoa).await;
+                        let _ = x.remove(&installed).await;
+                        Err(e)
+                    }
+                }
+            }
+            (Some(mut t), Some(coa)) => {
+                let result = x.migrate(&mut t.policies, t.coa, coa).await;
+                if result.is_ok() {
+                    tracing::info!(%hoa, from = %t.coa, to = %coa, "IPsec tunnel migrated");
+                    t.coa = coa;
+                }
+                self.ipsec_tunnels.insert(hoa, t);
+                result
+            }
+            (Some(mut t), None) => {
+                // Back to the at-home endpoints, so the SAs are where the next registration
+                // expects them; then the policies go.
+                let migrated = x.migrate(&mut t.policies, t.coa, hoa).await;
+                let removed = x.remove(&t.policies).await;
+                tracing::info!(%hoa, "IPsec tunnel policies removed");
+                migrated.and(removed)
+            }
+        }
+    }
+
     /// Adds or updates a binding everywhere: cache, data plane, kernel.
     pub async fn upsert_binding(&mut self, spec: BindingSpec) -> anyhow::Result<Change> {
-        let (change, kernel) = self.upsert_maps(spec.clone())?;
+        // IPsec first: once the map says "leave it to xfrm", the policies must be there.
+        self.ipsec_follow(spec.hoa, Some(spec.coa)).await?;
+        let (change, kernel) = match self.upsert_maps(spec.clone()) {
+            Ok(x) => x,
+            Err(e) => {
+                self.drop_orphan_ipsec(spec.hoa).await;
+                return Err(e);
+            }
+        };
         if let Some(kb) = kernel
             && let Err(e) = self.homelink.install(&kb).await
         {
             self.rollback(&spec, &change);
+            self.drop_orphan_ipsec(spec.hoa).await;
             if let Change::Created { .. } = change {
                 let _ = self.homelink.remove(&kb).await;
             }
@@ -664,10 +795,15 @@ impl Daemon {
             Role::HomeAgent => (spec.ha_address, spec.coa),
             Role::MobileNode => (spec.coa, spec.ha_address),
         };
+        let ipsec = if self.ipsec_payload(&spec.hoa) {
+            ha_common::abi::BINDING_F_IPSEC_PAYLOAD
+        } else {
+            0
+        };
         BindingEntry {
             local: local.octets(),
             remote: remote.octets(),
-            flags: spec.flags,
+            flags: spec.flags | ipsec,
             binding_id: id,
         }
     }
@@ -690,6 +826,9 @@ impl Daemon {
             return Ok(None);
         };
         self.dataplane.remove_binding(*hoa)?;
+        if let Err(e) = self.ipsec_follow(*hoa, None).await {
+            tracing::error!(%hoa, error = %format!("{e:#}"), "removing the binding's IPsec tunnel policies failed");
+        }
         for &(p, l) in &b.spec.prefixes {
             self.dataplane.remove_prefix(p, l)?;
         }
@@ -956,6 +1095,11 @@ impl Daemon {
             refresh_units,
             flags: if mobile_router { mh::BA_FLAG_R } else { 0 },
         };
+        // IPsec first: once the map says "leave it to xfrm", the policies must be there.
+        if let Err(e) = self.ipsec_follow(bu.hoa, Some(bu.coa)).await {
+            self.refused(&bu, e);
+            return;
+        }
         match self.upsert_maps(spec.clone()) {
             Ok((change, None)) => self.accepted(&bu, &change, ba),
             Ok((change, Some(kb))) => {
@@ -974,7 +1118,19 @@ impl Daemon {
                     })));
                 });
             }
-            Err(e) => self.refused(&bu, e),
+            Err(e) => {
+                self.drop_orphan_ipsec(bu.hoa).await;
+                self.refused(&bu, e)
+            }
+        }
+    }
+
+    /// After a failed new binding: its IPsec tunnel policies go too.
+    async fn drop_orphan_ipsec(&mut self, hoa: Ipv6Addr) {
+        if self.cache.get(&hoa).is_none()
+            && let Err(e) = self.ipsec_follow(hoa, None).await
+        {
+            tracing::error!(%hoa, error = %format!("{e:#}"), "removing IPsec tunnel policies failed");
         }
     }
 
@@ -994,6 +1150,7 @@ impl Daemon {
             Ok(()) => self.accepted(&bu, &change, ba),
             Err(e) => {
                 self.rollback(&spec, &change);
+                self.drop_orphan_ipsec(bu.hoa).await;
                 if let Change::Created { .. } = change {
                     let _ = self.homelink.remove(&kb).await;
                 }
@@ -1070,17 +1227,34 @@ impl Daemon {
         refresh_units: Option<u16>,
         flags: u8,
     ) {
-        let Some(sig) = self.signalling.as_mut() else {
-            return;
-        };
         let fields = mh::BaFields {
             status,
             flags,
             sequence,
             lifetime_units,
         };
-        let result = mobility::ba_packet(bu.ha_address, bu.hoa, bu.coa, &fields, refresh_units)
-            .and_then(|p| Ok(sig.sender.send(&p, bu.coa, 0)?));
+        // With IPsec, the BA goes through xfrm (ESP transport, RFC 3776 §3.2) and the TC
+        // program adds the RH2 — which needs the binding's route to the HoA. Without a
+        // binding (a refusal to a MN away from home), only the unprotected path remains.
+        let away = bu.coa != bu.hoa;
+        let bound = self
+            .cache
+            .get(&bu.hoa)
+            .is_some_and(|b| b.spec.coa == bu.coa);
+        let protected = self.ipsec_signalling(&bu.hoa) && (!away || bound);
+        if self.ipsec_signalling(&bu.hoa) && !protected {
+            tracing::warn!(hoa = %bu.hoa, coa = %bu.coa, status, "no binding to route an ESP-protected BA through: sent without IPsec (the mobile node's policy will drop it)");
+        }
+        let Some(sig) = self.signalling.as_mut() else {
+            return;
+        };
+        let result = if protected {
+            mobility::ba_message(bu.ha_address, bu.hoa, &fields, refresh_units)
+                .and_then(|m| sig.mh_sender.send(&m, bu.ha_address, bu.hoa, away))
+        } else {
+            mobility::ba_packet(bu.ha_address, bu.hoa, bu.coa, &fields, refresh_units)
+                .and_then(|p| Ok(sig.sender.send(&p, bu.coa, 0)?))
+        };
         match result {
             Ok(()) => sig.stats.ba_sent += 1,
             Err(e) => {

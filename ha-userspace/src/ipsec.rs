@@ -8,6 +8,14 @@
 //! then enforces them: an unprotected BU for such a HoA is dropped before it reaches the
 //! daemon's socket, so it gets no binding and no BA.
 //!
+//! Tunnel-mode policies (`TunnelPayload`, `TunnelMh`, `TunnelHomeTesting`) exist per binding,
+//! as UMIP does it: installed with templates between the HA and the HoA (the endpoints the
+//! manually keyed tunnel SAs are written with), moved to the CoA with `XFRM_MSG_MIGRATE` — the
+//! kernel rewrites the policies' templates and re-creates the matching SAs with the new
+//! endpoint in one request, so no packet leaves unprotected in between — moved again at every
+//! CoA change, and moved back to the HoA and removed at deregistration (the at-home state).
+//! The mobile node installs the mirror image of all of this.
+//!
 //! Everything installed is recorded and removed at shutdown, and nothing else is touched:
 //! other tools' SAs and policies on the box stay as they are.
 //!
@@ -17,9 +25,12 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use anyhow::{Context as _, bail};
+use futures::StreamExt as _;
+use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_xfrm::{
-    Address, Id, UserTemplate, XFRM_MODE_TRANSPORT, XFRM_POLICY_ALLOW, XFRM_POLICY_IN,
-    XFRM_POLICY_OUT, XFRM_SHARE_ANY,
+    Address, Id, MigrateMessage, UserMigrate, UserPolicyId, UserTemplate, XFRM_MODE_TRANSPORT,
+    XFRM_MODE_TUNNEL, XFRM_POLICY_ALLOW, XFRM_POLICY_FWD, XFRM_POLICY_IN, XFRM_POLICY_OUT,
+    XFRM_SHARE_ANY, XfrmAttrs, XfrmMessage,
 };
 
 use crate::config::umip::{IpsecPolicySet, IpsecPolicyType, IpsecProto};
@@ -28,10 +39,18 @@ use crate::config::umip::{IpsecPolicySet, IpsecPolicyType, IpsecProto};
 pub const PRIO_BYPASS_ND: u32 = 1;
 pub const PRIO_HOME_SIG: u32 = 2;
 pub const PRIO_HOME_DATA: u32 = 5;
+/// UMIP's MIP6_PRIO_RO_SIG_RR: tunnelled MH (`TunnelMh`, `TunnelHomeTesting`).
+pub const PRIO_TUNNEL_MH: u32 = 10;
+/// UMIP's MIP6_PRIO_NO_RO_DATA: tunnelled payload (`TunnelPayload`).
+pub const PRIO_TUNNEL_PAYLOAD: u32 = 13;
 
 const IPPROTO_ESP: u8 = 50;
 const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_MH: u8 = 135;
+const MH_HOTI: u8 = 1;
+const MH_HOT: u8 = 3;
+const MH_BU: u8 = 5;
+const MH_BA: u8 = 6;
 
 /// One policy, as installed (and as compared against `ip xfrm policy`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,31 +66,40 @@ pub struct Policy {
     /// `XFRM_POLICY_IN` or `XFRM_POLICY_OUT`.
     pub dir: u8,
     pub priority: u32,
-    /// ESP transport template with this reqid; None = allow without IPsec (bypass).
+    /// ESP template with this reqid; None = allow without IPsec (bypass).
     pub esp_reqid: Option<u32>,
+    /// Tunnel mode between these outer addresses (source, destination); None = transport.
+    pub tunnel: Option<(Ipv6Addr, Ipv6Addr)>,
+}
+
+/// Which end of the MN–HA security associations this node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    HomeAgent,
+    MobileNode,
 }
 
 /// Upper-layer selector: protocol, and the MH/ICMPv6 type inbound (MN → HA) and outbound.
 type Selector = (u8, Option<u8>, Option<u8>);
 
-/// The policies an `IPsecPolicySet` stands for on the home agent.
+/// The transport-mode policies an `IPsecPolicySet` stands for on the home agent.
 pub fn home_agent_policies(set: &IpsecPolicySet) -> anyhow::Result<Vec<Policy>> {
+    transport_policies(set, Side::HomeAgent)
+}
+
+/// The transport-mode policies an `IPsecPolicySet` stands for, installed at start-up: one
+/// inbound and one outbound per HoA and signalling type. The mobile node's are the mirror
+/// image of the home agent's.
+pub fn transport_policies(set: &IpsecPolicySet, side: Side) -> anyhow::Result<Vec<Policy>> {
     let mut out = Vec::new();
-    for &(hoa, len) in &set.home_addresses {
+    for &(hoa, _len) in &set.home_addresses {
         // UMIP binds the policies to the HoA itself (a /128), whatever length the set gives.
-        let _ = len;
         for p in &set.policies {
-            if p.protocols.iter().any(|proto| *proto != IpsecProto::Esp) {
-                bail!(
-                    "{}:{}: only UseESP is supported (UseAH/UseIPComp are not)",
-                    p.loc.file.display(),
-                    p.loc.line
-                );
-            }
+            check_protocols(p)?;
             let (selectors, prio): (Vec<Selector>, u32) = match p.kind {
-                // (proto, type in, type out)
+                // (proto, type MN → HA, type HA → MN)
                 IpsecPolicyType::HomeRegBinding => {
-                    (vec![(IPPROTO_MH, Some(5), Some(6))], PRIO_HOME_SIG)
+                    (vec![(IPPROTO_MH, Some(MH_BU), Some(MH_BA))], PRIO_HOME_SIG)
                 }
                 IpsecPolicyType::Mh => (vec![(IPPROTO_MH, None, None)], PRIO_HOME_SIG),
                 IpsecPolicyType::MobPfxDisc => {
@@ -79,42 +107,149 @@ pub fn home_agent_policies(set: &IpsecPolicySet) -> anyhow::Result<Vec<Policy>> 
                 }
                 IpsecPolicyType::Icmp => (vec![(IPPROTO_ICMPV6, None, None)], PRIO_HOME_DATA),
                 IpsecPolicyType::Any => (vec![(0, None, None)], PRIO_HOME_DATA),
-                // Tunnel-mode policies follow the CoA: installed per binding (not yet).
+                // Tunnel-mode policies follow the CoA: see `tunnel_policies`.
                 _ => continue,
             };
-            let to_ha = p.reqid_to_ha;
-            let to_mn = if p.reqid_to_mn != 0 {
-                p.reqid_to_mn
-            } else {
-                p.reqid_to_ha
-            };
-            for (proto, type_in, type_out) in selectors {
-                out.push(Policy {
+            let (to_ha, to_mn) = reqids(p);
+            for (proto, type_to_ha, type_to_mn) in selectors {
+                let to_ha_policy = Policy {
                     src: hoa,
                     src_len: 128,
                     dst: set.home_agent,
                     dst_len: 128,
                     proto,
-                    mh_or_icmp_type: type_in,
-                    dir: XFRM_POLICY_IN,
+                    mh_or_icmp_type: type_to_ha,
+                    dir: match side {
+                        Side::HomeAgent => XFRM_POLICY_IN,
+                        Side::MobileNode => XFRM_POLICY_OUT,
+                    },
                     priority: prio,
                     esp_reqid: Some(to_ha),
+                    tunnel: None,
+                };
+                let to_mn_policy = Policy {
+                    src: set.home_agent,
+                    dst: hoa,
+                    mh_or_icmp_type: type_to_mn,
+                    dir: match side {
+                        Side::HomeAgent => XFRM_POLICY_OUT,
+                        Side::MobileNode => XFRM_POLICY_IN,
+                    },
+                    esp_reqid: Some(to_mn),
+                    ..to_ha_policy.clone()
+                };
+                out.push(to_ha_policy);
+                out.push(to_mn_policy);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The tunnel-mode policies of `set` for one binding of `hoa`, with their templates between
+/// the HA and the HoA — the "at home" endpoints the tunnel SAs are written with; [`Ipsec::migrate`]
+/// moves them to the CoA. Empty when the set has no tunnel type or does not list `hoa`.
+pub fn tunnel_policies(
+    set: &IpsecPolicySet,
+    hoa: Ipv6Addr,
+    side: Side,
+) -> anyhow::Result<Vec<Policy>> {
+    let mut out = Vec::new();
+    if !set.home_addresses.iter().any(|&(a, _)| a == hoa) {
+        return Ok(out);
+    }
+    let any = Ipv6Addr::UNSPECIFIED;
+    let ha = set.home_agent;
+    for p in &set.policies {
+        let (proto, type_to_ha, type_to_mn, prio) = match p.kind {
+            IpsecPolicyType::TunnelPayload => (0, None, None, PRIO_TUNNEL_PAYLOAD),
+            IpsecPolicyType::TunnelMh => (IPPROTO_MH, None, None, PRIO_TUNNEL_MH),
+            // HoTI goes MN → HA → CN, HoT comes back (RFC 6275 §5.2.5, RFC 3776 §4.2).
+            IpsecPolicyType::TunnelHomeTesting => {
+                (IPPROTO_MH, Some(MH_HOTI), Some(MH_HOT), PRIO_TUNNEL_MH)
+            }
+            _ => continue,
+        };
+        check_protocols(p)?;
+        let (to_ha, to_mn) = reqids(p);
+        // Traffic from the HoA to anywhere, tunnelled MN → HA.
+        let from_hoa = Policy {
+            src: hoa,
+            src_len: 128,
+            dst: any,
+            dst_len: 0,
+            proto,
+            mh_or_icmp_type: type_to_ha,
+            dir: XFRM_POLICY_OUT,
+            priority: prio,
+            esp_reqid: Some(to_ha),
+            tunnel: Some((hoa, ha)),
+        };
+        // Traffic from anywhere to the HoA, tunnelled HA → MN.
+        let to_hoa = Policy {
+            src: any,
+            src_len: 0,
+            dst: hoa,
+            dst_len: 128,
+            mh_or_icmp_type: type_to_mn,
+            esp_reqid: Some(to_mn),
+            tunnel: Some((ha, hoa)),
+            ..from_hoa.clone()
+        };
+        match side {
+            Side::HomeAgent => {
+                // Decapsulated traffic from the HoA is forwarded (and some is for the HA).
+                out.push(Policy {
+                    dir: XFRM_POLICY_IN,
+                    ..from_hoa.clone()
                 });
                 out.push(Policy {
-                    src: set.home_agent,
-                    src_len: 128,
-                    dst: hoa,
-                    dst_len: 128,
-                    proto,
-                    mh_or_icmp_type: type_out,
-                    dir: XFRM_POLICY_OUT,
-                    priority: prio,
-                    esp_reqid: Some(to_mn),
+                    dir: XFRM_POLICY_FWD,
+                    ..from_hoa
+                });
+                out.push(to_hoa);
+            }
+            Side::MobileNode => {
+                out.push(from_hoa);
+                out.push(Policy {
+                    dir: XFRM_POLICY_IN,
+                    ..to_hoa
                 });
             }
         }
     }
     Ok(out)
+}
+
+/// Whether `set` asks for the HoA's payload to be ESP-protected (so the data plane must leave
+/// it to the kernel's xfrm).
+pub fn protects_payload(set: &IpsecPolicySet, hoa: Ipv6Addr) -> bool {
+    set.home_addresses.iter().any(|&(a, _)| a == hoa)
+        && set
+            .policies
+            .iter()
+            .any(|p| p.kind == IpsecPolicyType::TunnelPayload)
+}
+
+fn check_protocols(p: &crate::config::umip::IpsecPolicy) -> anyhow::Result<()> {
+    if p.protocols.iter().any(|proto| *proto != IpsecProto::Esp) {
+        bail!(
+            "{}:{}: only UseESP is supported (UseAH/UseIPComp are not)",
+            p.loc.file.display(),
+            p.loc.line
+        );
+    }
+    Ok(())
+}
+
+/// (reqid MN → HA, reqid HA → MN): one reqid written stands for both.
+fn reqids(p: &crate::config::umip::IpsecPolicy) -> (u32, u32) {
+    let to_mn = if p.reqid_to_mn != 0 {
+        p.reqid_to_mn
+    } else {
+        p.reqid_to_ha
+    };
+    (p.reqid_to_ha, to_mn)
 }
 
 /// Neighbor Discovery must never wait for IPsec (UMIP installs these too).
@@ -133,6 +268,7 @@ pub fn nd_bypass_policies() -> Vec<Policy> {
                 dir,
                 priority: PRIO_BYPASS_ND,
                 esp_reqid: None,
+                tunnel: None,
             });
         }
     }
@@ -143,8 +279,19 @@ pub fn nd_bypass_policies() -> Vec<Policy> {
 pub struct Ipsec {
     handle: xfrmnetlink::Handle,
     installed: Vec<Policy>,
-    /// SAs installed: (src, dst, proto, spi).
-    sas: Vec<(Ipv6Addr, Ipv6Addr, u8, u32)>,
+    /// SAs installed, with their current endpoints (a migration moves them).
+    sas: Vec<SaRecord>,
+}
+
+/// An SA this instance installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SaRecord {
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    proto: u8,
+    spi: u32,
+    reqid: u32,
+    mode: u8,
 }
 
 impl Ipsec {
@@ -179,16 +326,24 @@ impl Ipsec {
             req = req.selector_protocol_type(t);
         }
         if let Some(reqid) = p.esp_reqid {
+            let (saddr, daddr, mode) = match p.tunnel {
+                Some((s, d)) => (
+                    Address::from_ipv6(&s),
+                    Address::from_ipv6(&d),
+                    XFRM_MODE_TUNNEL,
+                ),
+                None => (Address::default(), Address::default(), XFRM_MODE_TRANSPORT),
+            };
             req = req.add_template(UserTemplate {
                 id: Id {
-                    daddr: Address::default(),
+                    daddr,
                     spi: 0,
                     proto: IPPROTO_ESP,
                 },
                 family: libc::AF_INET6 as u16,
-                saddr: Address::default(),
+                saddr,
                 reqid,
-                mode: XFRM_MODE_TRANSPORT,
+                mode,
                 share: XFRM_SHARE_ANY,
                 optional: 0,
                 aalgos: u32::MAX,
@@ -213,7 +368,7 @@ impl Ipsec {
             P::Ah => 51,
         };
         let mode = match sa.mode {
-            SaMode::Tunnel => 1, // XFRM_MODE_TUNNEL
+            SaMode::Tunnel => XFRM_MODE_TUNNEL,
             SaMode::Transport | SaMode::Any => XFRM_MODE_TRANSPORT,
         };
         let mut req = self
@@ -244,44 +399,154 @@ impl Ipsec {
         req.execute()
             .await
             .map_err(|x| anyhow::anyhow!("installing the {what}: {x}"))?;
-        self.sas.push((sa.src, sa.dst, proto, sa.spi));
+        self.sas.push(SaRecord {
+            src: sa.src,
+            dst: sa.dst,
+            proto,
+            spi: sa.spi,
+            reqid: sa.reqid,
+            mode,
+        });
         Ok(())
+    }
+
+    /// Moves the tunnel endpoint `from` of `policies` (installed by [`install`](Self::install))
+    /// and of the tunnel SAs with their reqids to `to`, with one `XFRM_MSG_MIGRATE` per policy
+    /// (RFC 3776 §4.3: the SAs follow the care-of address). The kernel swaps templates and SAs
+    /// under its own locks, so packets are protected before and after, never in between.
+    /// `policies` are updated to the new endpoints.
+    pub async fn migrate(
+        &mut self,
+        policies: &mut [Policy],
+        from: Ipv6Addr,
+        to: Ipv6Addr,
+    ) -> anyhow::Result<()> {
+        if from == to {
+            return Ok(());
+        }
+        for p in policies.iter_mut() {
+            let (Some((ts, td)), Some(reqid)) = (p.tunnel, p.esp_reqid) else {
+                continue;
+            };
+            let moved = |a: Ipv6Addr| if a == from { to } else { a };
+            let (ns, nd) = (moved(ts), moved(td));
+            if (ns, nd) == (ts, td) {
+                continue;
+            }
+            let mut id = UserPolicyId::default();
+            id.selector.source_prefix(&IpAddr::V6(p.src), p.src_len);
+            id.selector
+                .destination_prefix(&IpAddr::V6(p.dst), p.dst_len);
+            id.selector.family = libc::AF_INET6 as u16;
+            id.selector.proto = p.proto;
+            if let Some(t) = p.mh_or_icmp_type {
+                id.selector.sport = u16::from(t);
+                id.selector.sport_mask = u16::MAX;
+            }
+            id.direction = p.dir;
+            let family = libc::AF_INET6 as u16;
+            let m = UserMigrate {
+                old_daddr: Address::from_ipv6(&td),
+                old_saddr: Address::from_ipv6(&ts),
+                new_daddr: Address::from_ipv6(&nd),
+                new_saddr: Address::from_ipv6(&ns),
+                proto: IPPROTO_ESP,
+                mode: XFRM_MODE_TUNNEL,
+                reserved: 0,
+                reqid,
+                old_family: family,
+                new_family: family,
+            };
+            let msg = MigrateMessage {
+                user_policy_id: id,
+                nlas: vec![XfrmAttrs::Migrate(m)],
+            };
+            let mut req = NetlinkMessage::from(XfrmMessage::Migrate(msg));
+            req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+            let mut responses = self
+                .handle
+                .request(req)
+                .map_err(|e| anyhow::anyhow!("XFRM_MSG_MIGRATE: {e}"))?;
+            while let Some(r) = responses.next().await {
+                if let NetlinkPayload::Error(e) = r.payload
+                    && e.code.is_some()
+                {
+                    bail!(
+                        "migrating the tunnel of {p:?} from {from} to {to}: {}{}",
+                        std::io::Error::from_raw_os_error(-e.raw_code()),
+                        if e.raw_code() == -libc::ENOPROTOOPT {
+                            " (the kernel was built without CONFIG_XFRM_MIGRATE)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            p.tunnel = Some((ns, nd));
+            if let Some(i) = self.installed.iter().position(|q| same_selector(q, p)) {
+                self.installed[i].tunnel = p.tunnel;
+            }
+            for sa in &mut self.sas {
+                if sa.mode == XFRM_MODE_TUNNEL && sa.reqid == reqid && (sa.src, sa.dst) == (ts, td)
+                {
+                    (sa.src, sa.dst) = (ns, nd);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `policies` (installed by [`install`](Self::install)) and forgets them.
+    pub async fn remove(&mut self, policies: &[Policy]) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for p in policies {
+            if let Err(e) = self.delete_policy(p).await {
+                first_error.get_or_insert(e);
+            }
+            self.installed.retain(|q| !same_selector(q, p));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn delete_policy(&self, p: &Policy) -> anyhow::Result<()> {
+        let mut req = self
+            .handle
+            .policy()
+            .delete(IpAddr::V6(p.src), p.src_len, IpAddr::V6(p.dst), p.dst_len)
+            .direction(p.dir);
+        if p.proto != 0 {
+            req = req.selector_protocol(p.proto);
+        }
+        if let Some(t) = p.mh_or_icmp_type {
+            req = req.selector_protocol_type(t);
+        }
+        req.execute()
+            .await
+            .with_context(|| format!("removing {p:?}"))
     }
 
     /// Removes everything this instance installed (and only that).
     pub async fn remove_all(&mut self) -> anyhow::Result<()> {
         let mut first_error = None;
-        while let Some((src, dst, proto, spi)) = self.sas.pop() {
+        while let Some(sa) = self.sas.pop() {
             if let Err(e) = self
                 .handle
                 .state()
-                .delete(IpAddr::V6(src), IpAddr::V6(dst))
-                .protocol(proto)
-                .spi(spi)
+                .delete(IpAddr::V6(sa.src), IpAddr::V6(sa.dst))
+                .protocol(sa.proto)
+                .spi(sa.spi)
                 .execute()
                 .await
             {
-                first_error.get_or_insert(
-                    anyhow::Error::from(e)
-                        .context(format!("removing SA {src} → {dst} SPI {spi:#x}")),
-                );
+                first_error.get_or_insert(anyhow::Error::from(e).context(format!(
+                    "removing SA {} → {} SPI {:#x}",
+                    sa.src, sa.dst, sa.spi
+                )));
             }
         }
         while let Some(p) = self.installed.pop() {
-            let mut req = self
-                .handle
-                .policy()
-                .delete(IpAddr::V6(p.src), p.src_len, IpAddr::V6(p.dst), p.dst_len)
-                .direction(p.dir);
-            if p.proto != 0 {
-                req = req.selector_protocol(p.proto);
-            }
-            if let Some(t) = p.mh_or_icmp_type {
-                req = req.selector_protocol_type(t);
-            }
-            if let Err(e) = req.execute().await {
-                first_error
-                    .get_or_insert(anyhow::Error::from(e).context(format!("removing {p:?}")));
+            if let Err(e) = self.delete_policy(&p).await {
+                first_error.get_or_insert(e);
             }
         }
         match first_error {
@@ -328,6 +593,27 @@ impl Ipsec {
     }
 }
 
+/// Same policy in the kernel's eyes: selector and direction.
+fn same_selector(a: &Policy, b: &Policy) -> bool {
+    (
+        a.src,
+        a.src_len,
+        a.dst,
+        a.dst_len,
+        a.proto,
+        a.mh_or_icmp_type,
+        a.dir,
+    ) == (
+        b.src,
+        b.src_len,
+        b.dst,
+        b.dst_len,
+        b.proto,
+        b.mh_or_icmp_type,
+        b.dir,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,12 +639,87 @@ mod tests {
                 mh_or_icmp_type: None,
                 dir: XFRM_POLICY_IN,
                 priority: 2,
-                esp_reqid: Some(10)
+                esp_reqid: Some(10),
+                tunnel: None,
             }
         );
         assert_eq!(
             (p[1].src, p[1].dst, p[1].dir, p[1].esp_reqid),
             (ha, hoa, XFRM_POLICY_OUT, Some(10))
         );
+    }
+
+    fn seed_set() -> IpsecPolicySet {
+        let conf = "NodeConfig MN;\nInterface \"eth0\";\nMnHomeLink \"eth0\" {\n  HomeAgentAddress 2001:db8:bee5::c001:babe;\n  HomeAddress 2001:db8:bee5::dead:face/64;\n}\nUseMnHaIPsec enabled;\nIPsecPolicySet {\n  HomeAgentAddress 2001:db8:bee5::c001:babe;\n  HomeAddress 2001:db8:bee5::dead:face/64;\n  IPsecPolicy HomeRegBinding UseESP 10;\n  IPsecPolicy TunnelPayload UseESP 11 12;\n}\n";
+        umip::parse_str(conf, Path::new("t.conf"))
+            .unwrap()
+            .ipsec_policy_sets[0]
+            .clone()
+    }
+
+    #[test]
+    fn the_mobile_node_mirrors_the_home_agent_rfc3776_3() {
+        let set = seed_set();
+        let ha = home_agent_policies(&set).unwrap();
+        let mn = transport_policies(&set, Side::MobileNode).unwrap();
+        assert_eq!(ha.len(), 2);
+        assert_eq!(mn.len(), 2);
+        for (h, m) in ha.iter().zip(&mn) {
+            // Same selector and SA, opposite direction.
+            assert_eq!(
+                (h.src, h.dst, h.proto, h.mh_or_icmp_type),
+                (m.src, m.dst, m.proto, m.mh_or_icmp_type)
+            );
+            assert_eq!(h.esp_reqid, m.esp_reqid);
+            assert_ne!(h.dir, m.dir);
+        }
+        // BU (type 5) from the HoA leaves the MN, BA (type 6) comes in.
+        assert_eq!(
+            (mn[0].mh_or_icmp_type, mn[0].dir),
+            (Some(5), XFRM_POLICY_OUT)
+        );
+        assert_eq!(
+            (mn[1].mh_or_icmp_type, mn[1].dir),
+            (Some(6), XFRM_POLICY_IN)
+        );
+    }
+
+    #[test]
+    fn tunnel_payload_policies_use_both_reqids_and_start_at_home_rfc3776_4_3() {
+        let set = seed_set();
+        let hoa: Ipv6Addr = "2001:db8:bee5::dead:face".parse().unwrap();
+        let ha: Ipv6Addr = "2001:db8:bee5::c001:babe".parse().unwrap();
+        let h = tunnel_policies(&set, hoa, Side::HomeAgent).unwrap();
+        let dirs: Vec<_> = h.iter().map(|p| (p.dir, p.esp_reqid, p.tunnel)).collect();
+        assert_eq!(
+            dirs,
+            vec![
+                (XFRM_POLICY_IN, Some(11), Some((hoa, ha))),
+                (XFRM_POLICY_FWD, Some(11), Some((hoa, ha))),
+                (XFRM_POLICY_OUT, Some(12), Some((ha, hoa))),
+            ]
+        );
+        assert!(
+            h.iter()
+                .all(|p| p.priority == PRIO_TUNNEL_PAYLOAD && p.proto == 0)
+        );
+        let m = tunnel_policies(&set, hoa, Side::MobileNode).unwrap();
+        let dirs: Vec<_> = m.iter().map(|p| (p.dir, p.esp_reqid, p.tunnel)).collect();
+        assert_eq!(
+            dirs,
+            vec![
+                (XFRM_POLICY_OUT, Some(11), Some((hoa, ha))),
+                (XFRM_POLICY_IN, Some(12), Some((ha, hoa))),
+            ]
+        );
+        assert!(protects_payload(&set, hoa));
+        // Another HoA: nothing.
+        let other: Ipv6Addr = "2001:db8:bee5::1".parse().unwrap();
+        assert!(
+            tunnel_policies(&set, other, Side::HomeAgent)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!protects_payload(&set, other));
     }
 }

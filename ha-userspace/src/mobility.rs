@@ -172,6 +172,82 @@ impl PacketSender {
     }
 }
 
+/// The IPsec path for signalling (RFC 3776): a raw IPPROTO_MH socket, so the message goes
+/// through the kernel's stack and its xfrm policies can protect it with ESP — a packet
+/// written whole on an IPPROTO_RAW socket never matches a Mobility Header policy. With
+/// `marked`, the packet carries [`SIGNALLING_MARK`](ha_common::abi::SIGNALLING_MARK) and the
+/// TC egress program adds the Home Address option (BU) or the type 2 routing header (BA) after
+/// ESP was applied. The kernel computes the MH checksum (raw MH sockets always do).
+pub struct MhSender {
+    sock: RawSocket,
+    marked: std::cell::Cell<bool>,
+}
+
+impl MhSender {
+    pub fn new() -> anyhow::Result<Self> {
+        let sock = RawSocket::new(IPPROTO_MH as i32)
+            .context("opening the Mobility Header socket for IPsec signalling")?;
+        // Send-only: every raw MH socket gets a copy of every received MH; drop ours at the
+        // socket (a classic BPF filter returning 0) instead of letting the queue fill.
+        let drop_all = [libc::sock_filter {
+            code: 0x06, // BPF_RET | BPF_K
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }];
+        let prog = libc::sock_fprog {
+            len: 1,
+            filter: drop_all.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `prog` points at `drop_all`, both alive for the call; the kernel copies them.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                &prog as *const libc::sock_fprog as *const u8,
+                size_of::<libc::sock_fprog>(),
+            )
+        };
+        crate::sock::setsockopt_bytes(
+            sock.raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            bytes,
+        )?;
+        Ok(Self {
+            sock,
+            marked: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Sends one Mobility Header message from `src` to `dst`.
+    pub fn send(
+        &self,
+        message: &[u8],
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        marked: bool,
+    ) -> anyhow::Result<()> {
+        if self.marked.get() != marked {
+            let mark = if marked {
+                ha_common::abi::SIGNALLING_MARK
+            } else {
+                0
+            };
+            self.sock
+                .set_int(libc::SOL_SOCKET, libc::SO_MARK, mark as i32)?;
+            self.marked.set(marked);
+        }
+        let mut m = message.to_vec();
+        // The kernel fills in the checksum.
+        if let Some(c) = m.get_mut(4..6) {
+            c.fill(0);
+        }
+        self.sock
+            .send_to(&m, dst, Some(src), 0)
+            .with_context(|| format!("sending a Mobility Header message {src} → {dst}"))?;
+        Ok(())
+    }
+}
+
 /// IPv6 header for a packet with `payload_len` bytes after it.
 pub fn ipv6_header(
     next_header: u8,
@@ -199,6 +275,28 @@ pub fn ba_packet(
     ba: &BaFields,
     refresh_units: Option<u16>,
 ) -> anyhow::Result<Vec<u8>> {
+    let mhbuf = ba_message(ha, hoa, ba, refresh_units)?;
+    let n = mhbuf.len();
+    let mut p = Vec::with_capacity(40 + 24 + n);
+    if coa == hoa {
+        p.extend_from_slice(&ipv6_header(IPPROTO_MH, 64, ha, hoa, n));
+    } else {
+        p.extend_from_slice(&ipv6_header(IPPROTO_ROUTING, 64, ha, coa, 24 + n));
+        let mut rh2 = [0u8; 24];
+        mh::build_rh2(&mut rh2, IPPROTO_MH, &hoa.octets()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        p.extend_from_slice(&rh2);
+    }
+    p.extend_from_slice(&mhbuf);
+    Ok(p)
+}
+
+/// The Binding Acknowledgement message alone, its checksum over `ha` → `hoa`.
+pub fn ba_message(
+    ha: Ipv6Addr,
+    hoa: Ipv6Addr,
+    ba: &BaFields,
+    refresh_units: Option<u16>,
+) -> anyhow::Result<Vec<u8>> {
     let mut mhbuf = [0u8; 64];
     // The checksum's pseudo-header destination is the final one: the HoA (§6.1.1).
     let n = mh::build_binding_ack(
@@ -210,25 +308,12 @@ pub fn ba_packet(
         &[],
     )
     .map_err(|e| anyhow::anyhow!("building a BA: {e}"))?;
-    let mut p = Vec::with_capacity(40 + 24 + n);
-    if coa == hoa {
-        p.extend_from_slice(&ipv6_header(IPPROTO_MH, 64, ha, hoa, n));
-    } else {
-        p.extend_from_slice(&ipv6_header(IPPROTO_ROUTING, 64, ha, coa, 24 + n));
-        let mut rh2 = [0u8; 24];
-        mh::build_rh2(&mut rh2, IPPROTO_MH, &hoa.octets()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        p.extend_from_slice(&rh2);
-    }
-    p.extend_from_slice(&mhbuf[..n]);
-    Ok(p)
+    Ok(mhbuf[..n].to_vec())
 }
 
-/// A mobile node's Binding Update to its home agent: from the CoA with a Home Address option
-/// (§11.7.1), or — when `coa == hoa`, a deregistration from home — from the HoA without one
-/// (§11.5.4). The MH checksum's pseudo-header source is the HoA either way (§6.1.1).
-pub fn bu_packet(
+/// The Binding Update message alone, its checksum over `hoa` → `ha` (§6.1.1).
+pub fn bu_message(
     hoa: Ipv6Addr,
-    coa: Ipv6Addr,
     ha: Ipv6Addr,
     sequence: u16,
     lifetime_units: u16,
@@ -241,6 +326,21 @@ pub fn bu_packet(
     };
     let n = mh::build_binding_update(&mut mhbuf, &hoa.octets(), &ha.octets(), &fields, &[])
         .map_err(|e| anyhow::anyhow!("building a BU: {e}"))?;
+    Ok(mhbuf[..n].to_vec())
+}
+
+/// A mobile node's Binding Update to its home agent: from the CoA with a Home Address option
+/// (§11.7.1), or — when `coa == hoa`, a deregistration from home — from the HoA without one
+/// (§11.5.4). The MH checksum's pseudo-header source is the HoA either way (§6.1.1).
+pub fn bu_packet(
+    hoa: Ipv6Addr,
+    coa: Ipv6Addr,
+    ha: Ipv6Addr,
+    sequence: u16,
+    lifetime_units: u16,
+) -> anyhow::Result<Vec<u8>> {
+    let mhbuf = bu_message(hoa, ha, sequence, lifetime_units)?;
+    let n = mhbuf.len();
     let mut p = Vec::with_capacity(40 + 24 + n);
     if coa == hoa {
         p.extend_from_slice(&ipv6_header(IPPROTO_MH, 64, hoa, ha, n));
@@ -251,7 +351,7 @@ pub fn bu_packet(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         p.extend_from_slice(&d);
     }
-    p.extend_from_slice(&mhbuf[..n]);
+    p.extend_from_slice(&mhbuf);
     Ok(p)
 }
 

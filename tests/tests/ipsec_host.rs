@@ -164,3 +164,81 @@ fn no_esp_kernel_refuses_ipsec_clearly_and_cleanly() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Tunnel-mode policies per binding (`TunnelPayload`): installed with their at-home templates
+/// (HA ↔ HoA), moved to the CoA and on to a second CoA with XFRM_MSG_MIGRATE, moved back and
+/// removed — each step read back with `ip xfrm policy`. (The SAs that migrate along need ESP:
+/// the VM tier's `ipsec-registration` test covers them.)
+#[test]
+fn tunnel_policies_follow_the_care_of_address_by_migration() -> anyhow::Result<()> {
+    if !require_root("tunnel_policies_follow_the_care_of_address_by_migration") {
+        return Ok(());
+    }
+    use tests::topology::seed;
+    let ns = Netns::new("xfrm-mig")?;
+    let conf = tests::topology::seed_ha_mip6d_conf();
+    let u = umip::parse_str(&conf, Path::new("mip6d.conf")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hoa: std::net::Ipv6Addr = seed::HOA.parse()?;
+    let coa_a: std::net::Ipv6Addr = seed::COA.parse()?;
+    let coa_b: std::net::Ipv6Addr = "2001:db8:f00e::dead:face".parse()?;
+    let policies = ipsec::tunnel_policies(&u.ipsec_policy_sets[0], hoa, ipsec::Side::HomeAgent)?;
+    // The seed's set has TunnelPayload: in + fwd from the HoA, out to it.
+    assert_eq!(policies.len(), 3, "{policies:#?}");
+    let snapshots = ns.run_in(move || -> anyhow::Result<Vec<String>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let mut x = ipsec::Ipsec::new()?;
+            let mut p = policies.clone();
+            for q in &p {
+                x.install(q).await?;
+            }
+            let mut shots = vec![ip_xfrm_policy()?];
+            x.migrate(&mut p, hoa, coa_a).await?;
+            shots.push(ip_xfrm_policy()?);
+            x.migrate(&mut p, coa_a, coa_b).await?;
+            shots.push(ip_xfrm_policy()?);
+            x.migrate(&mut p, coa_b, hoa).await?;
+            x.remove(&p).await?;
+            shots.push(ip_xfrm_policy()?);
+            x.remove_all().await?;
+            Ok(shots)
+        })
+    })??;
+    let ha = seed::HA;
+    for (shot, at) in snapshots[..3]
+        .iter()
+        .zip([seed::HOA, seed::COA, "2001:db8:f00e::dead:face"])
+    {
+        let blocks = policy_blocks(shot);
+        assert_eq!(blocks.len(), 3, "{blocks:#?}");
+        let has = |sel: &str, dir: &str, tmpl: &str| {
+            blocks.iter().any(|b| {
+                b.starts_with(sel)
+                    && b.contains(&format!("dir {dir} priority 13 "))
+                    && b.contains(&format!("tmpl src {tmpl} proto esp reqid 11 mode tunnel"))
+            })
+        };
+        let to_hoa = format!("src ::/0 dst {}/128", seed::HOA);
+        let from_hoa = format!("src {}/128 dst ::/0", seed::HOA);
+        assert!(
+            has(&to_hoa, "out", &format!("{ha} dst {at}")),
+            "out → {at}: {blocks:#?}"
+        );
+        assert!(
+            has(&from_hoa, "in", &format!("{at} dst {ha}")),
+            "in ← {at}: {blocks:#?}"
+        );
+        assert!(
+            has(&from_hoa, "fwd", &format!("{at} dst {ha}")),
+            "fwd ← {at}: {blocks:#?}"
+        );
+    }
+    assert!(
+        snapshots[3].trim().is_empty(),
+        "all removed: {}",
+        snapshots[3]
+    );
+    Ok(())
+}
