@@ -52,6 +52,9 @@ pub enum Role {
     MobileNode,
 }
 
+/// Map sizes of a mobile node configured from mip6d.conf.
+const MOBILE_NODE_MAX_BINDINGS: u32 = 16;
+
 fn default_max_bindings() -> u32 {
     1 << 20
 }
@@ -368,8 +371,16 @@ impl Config {
             dataplane: DataplaneConfig {
                 interfaces,
                 xdp_mode: XdpMode::Native,
-                max_bindings: default_max_bindings(),
-                max_prefixes: default_max_prefixes(),
+                // A mobile node holds one binding per home address, not a million: its maps
+                // stay small (the home agent's default preallocates ~100 MB).
+                max_bindings: match role {
+                    Role::MobileNode => MOBILE_NODE_MAX_BINDINGS,
+                    Role::HomeAgent => default_max_bindings(),
+                },
+                max_prefixes: match role {
+                    Role::MobileNode => MOBILE_NODE_MAX_BINDINGS,
+                    Role::HomeAgent => default_max_prefixes(),
+                },
                 nexthop_cache: true,
                 outer_hop_limit: default_hop_limit(),
                 icmp_rate: default_icmp_rate(),

@@ -114,6 +114,13 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A client printing into `| head` or `| grep -q` ends quietly when the reader goes,
+        // like any Unix tool, instead of panicking on EPIPE. (Not the daemon: a client that
+        // hangs up on the control socket must not kill it.)
+        // SAFETY: resetting a signal disposition before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Command::Run {
             config,
@@ -241,6 +248,12 @@ fn print_stats(data: &serde_json::Value) {
                 c["packets"].as_u64().unwrap_or(0),
                 c["bytes"].as_u64().unwrap_or(0)
             );
+        }
+    }
+    if let Some(sig) = data["signalling"].as_object() {
+        println!("{:<24} {:>14}", "signalling", "messages");
+        for (name, n) in sig {
+            println!("{:<24} {:>14}", name, n.as_u64().unwrap_or(0));
         }
     }
 }
