@@ -71,7 +71,7 @@ const QEMU_ARGS: &[&str] = &[
     "-smp",
     "1",
     "-m",
-    "512",
+    "1024",
     "-nographic",
     "-no-reboot",
 ];
@@ -867,6 +867,7 @@ fn show(cmd: &Command) -> String {
 
 const DATAPLANE_SH: &str = include_str!("../vm/dataplane.sh");
 const IPSEC_SH: &str = include_str!("../vm/ipsec.sh");
+const MN_IPSEC_SH: &str = include_str!("../vm/mn-ipsec.sh");
 
 /// The VM tier of `cargo xtask test`: ESP in the guest kernel, hagent's data plane on 6.1, and
 /// the IPsec start-up path on a kernel with ESP. `hagent` is the release binary; `mip6d_conf`
@@ -901,10 +902,25 @@ pub fn suite(hagent: &Path, mip6d_conf: &Path, all: bool) -> anyhow::Result<()> 
             script: IPSEC_SH.into(),
             timeout: Duration::from_secs(180),
         },
+        VmTest {
+            name: "ipsec-registration".into(),
+            binaries: vec![hagent.to_path_buf()],
+            files: vec![],
+            modules: modules(&["veth", "sch_ingress", "cls_bpf", "xfrm_user", "esp6"]),
+            script: MN_IPSEC_SH.into(),
+            timeout: Duration::from_secs(240),
+        },
     ];
     let mut failed = vec![];
     // `all: false` runs the ESP test alone (the tier's own check, no hagent build needed).
-    for t in tests.iter().filter(|t| all || t.name == "esp") {
+    // VMTEST_ONLY=name,name runs just those (while working on one).
+    let only = std::env::var("VMTEST_ONLY").unwrap_or_default();
+    let selected = |t: &&VmTest| only.is_empty() || only.split(',').any(|n| n == t.name);
+    for t in tests
+        .iter()
+        .filter(|t| all || t.name == "esp")
+        .filter(selected)
+    {
         let out = run(&assets, t, &work)?;
         eprintln!(
             "vmtest {}: {} in {:.1} s on {}",

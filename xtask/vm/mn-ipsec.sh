@@ -1,0 +1,229 @@
+# RFC 3776 end to end on a kernel with ESP: our home agent and our mobile node, both from
+# mip6d.conf files with `UseMnHaIPsec enabled` and the SAs from one setkey.conf.
+#  1. an unprotected BU (a mobile node without IPsec) is refused: the HA's kernel drops it by
+#     policy, no binding appears;
+#  2. the protected MN registers: BU and BA inside ESP (SA counters), the HoA/RH2 headers
+#     added by the TC programs after ESP;
+#  3. TunnelPayload: CN → HoA reaches the CoA inside ESP (tunnel SA migrated to the CoA) and the
+#     replies return through the reverse ESP tunnel — before and after a handover to a second
+#     foreign link;
+#  4. shutdown leaves the SPD and SAD as they were.
+# Runs under `sh -e`.
+HAGENT=/usr/local/bin/hagent
+HA=2001:db8:bee5::c001:babe
+HOA=2001:db8:bee5::dead:face
+COA_A=2001:db8:f00d::dead:face
+COA_B=2001:db8:f00e::dead:face
+CN=2001:db8:cafe::c0de:f001
+
+for ns in ha mn cn home; do
+	ip netns add $ns
+	ip -n $ns link set lo up
+done
+ip link add eth0 netns ha type veth peer name eth0 netns home
+ip link add fa netns ha type veth peer name ethA netns mn
+ip link add fb netns ha type veth peer name ethB netns mn
+ip link add cn0 netns ha type veth peer name eth0 netns cn
+# The MN's home interface: never up in this test (the MN starts away).
+ip -n mn link add home0 type veth peer name home1
+for l in eth0 fa fb cn0; do ip -n ha link set $l up; done
+ip -n home link set eth0 up
+ip -n cn link set eth0 up
+ip netns exec ha sysctl -qw net.ipv6.conf.all.forwarding=1
+ip -n ha addr add $HA/64 dev eth0 nodad
+ip -n ha addr add 2001:db8:f00d::1/64 dev fa nodad
+ip -n ha addr add 2001:db8:f00e::1/64 dev fb nodad
+ip -n ha addr add 2001:db8:cafe::1/64 dev cn0 nodad
+ip -n cn addr add $CN/64 dev eth0 nodad
+ip -n cn route add default via 2001:db8:cafe::1
+
+POLICY_SET="IPsecPolicySet {
+  HomeAgentAddress $HA;
+  HomeAddress $HOA/64;
+  IPsecPolicy HomeRegBinding UseESP 10;
+  IPsecPolicy TunnelPayload UseESP 11;
+}"
+mkdir -p /etc/hagent
+cat > /etc/hagent/ha.conf <<CONF
+NodeConfig HA;
+Interface "eth0";
+Interface "fa";
+Interface "fb";
+Interface "cn0";
+BindingAclPolicy $HOA allow;
+DefaultBindingAclPolicy deny;
+UseMnHaIPsec enabled;
+KeyMngMobCapability disabled;
+$POLICY_SET
+CONF
+cat > /etc/hagent/mn.conf <<CONF
+NodeConfig MN;
+Interface "home0";
+Interface "ethA";
+Interface "ethB";
+MnHomeLink "home0" {
+  HomeAgentAddress $HA;
+  HomeAddress $HOA/64;
+}
+UseMnHaIPsec enabled;
+KeyMngMobCapability disabled;
+$POLICY_SET
+CONF
+sed 's/UseMnHaIPsec enabled/UseMnHaIPsec disabled/' /etc/hagent/mn.conf > /etc/hagent/mn-plain.conf
+# Manually keyed SAs, as an operator writes them for setkey (transport for the BU/BA, tunnel
+# for the payload, both written between the HA and the HoA). Root-only, like any key file.
+ENC=0x00112233445566778899aabbccddeeff
+AUTH=0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
+cat > /etc/hagent/sa.conf <<CONF
+# MN > HA: Binding Update
+add $HOA $HA esp 1000 -u 10 -m transport -E aes-cbc $ENC -A hmac-sha256 $AUTH;
+# HA > MN: Binding Acknowledgement
+add $HA $HOA esp 1001 -u 10 -m transport -E aes-cbc $ENC -A hmac-sha256 $AUTH;
+# MN > HA: payload
+add $HOA $HA esp 1002 -u 11 -m tunnel -E aes-cbc $ENC -A hmac-sha256 $AUTH;
+# HA > MN: payload
+add $HA $HOA esp 1003 -u 11 -m tunnel -E aes-cbc $ENC -A hmac-sha256 $AUTH;
+CONF
+chmod 600 /etc/hagent/sa.conf
+
+# wait_socket SOCKET PID LOG: until the daemon answers (it may also die: then say why).
+wait_socket() {
+	i=0
+	# Under TCG, loading and verifying the programs takes a while.
+	while [ ! -S "$1" ] && [ $i -lt 240 ] && kill -0 "$2" 2>/dev/null; do
+		sleep 0.5
+		i=$((i + 1))
+	done
+	[ -S "$1" ] || { echo "no control socket $1"; cat "$3"; return 1; }
+}
+# wait_binding COA: until the HA's binding for the HoA points at COA (60 s).
+wait_binding() {
+	i=0
+	while [ $i -lt 120 ]; do
+		if $HAGENT bindings --json --socket /tmp/ha.sock | grep -q "\"coa\": *\"$1\""; then
+			return 0
+		fi
+		sleep 0.5
+		i=$((i + 1))
+	done
+	echo "the HA has no binding for $HOA at $1"
+	$HAGENT bindings --socket /tmp/ha.sock
+	return 1
+}
+# sa_packets NS SPI DST: packets through the SA with this SPI and destination.
+sa_packets() {
+	ip -n "$1" -s xfrm state | awk -v spi="$(printf '0x%08x' "$2")" -v dst="$3" '
+		/^src / { cur = ($4 == dst) }
+		/proto esp spi/ { hit = cur && index($4, spi) == 1 }
+		hit && /^[ \t]*[0-9]+\(bytes\), [0-9]+\(packets\)/ { n = $2; sub(/\(packets\)/, "", n); print n + 0; exit }'
+}
+counter() {
+	$HAGENT stats --socket "$1" | awk -v c="$2" '$1 == c { print $2 + 0; found = 1 } END { if (!found) print 0 }'
+}
+xfrm_stat() {
+	ip netns exec "$1" cat /proc/net/xfrm_stat | awk -v c="$2" '$1 == c { print $2 }'
+}
+
+# Another tool's SA and policy: must survive hagent.
+ip -n ha xfrm state add src 2001:db8:9::1 dst 2001:db8:9::2 proto esp spi 0x999 mode transport \
+	enc 'cbc(aes)' $ENC auth-trunc 'hmac(sha256)' $AUTH 128
+ip -n ha xfrm policy add src 2001:db8:9::1/128 dst 2001:db8:9::2/128 dir out priority 100
+
+ip netns exec ha $HAGENT run -c /etc/hagent/ha.conf --setkey /etc/hagent/sa.conf \
+	--socket /tmp/ha.sock > /tmp/ha.log 2>&1 &
+HA_PID=$!
+wait_socket /tmp/ha.sock $HA_PID /tmp/ha.log
+
+echo "== 1. an unprotected BU is refused"
+ip -n mn link set ethA up
+ip -n mn addr add $COA_A/64 dev ethA nodad
+ip -n mn route add default via 2001:db8:f00d::1 dev ethA
+MISMATCH0=$(xfrm_stat ha XfrmInTmplMismatch)
+ip netns exec mn $HAGENT run -c /etc/hagent/mn-plain.conf --socket /tmp/mn-plain.sock > /tmp/mn-plain.log 2>&1 &
+PLAIN_PID=$!
+wait_socket /tmp/mn-plain.sock $PLAIN_PID /tmp/mn-plain.log
+# The MN sends its BU at once and again after 1.5 s and 2.5 s.
+i=0
+while [ "$(counter /tmp/mn-plain.sock bu_sent)" -lt 3 ] && [ $i -lt 40 ]; do
+	sleep 0.5
+	i=$((i + 1))
+done
+sleep 1
+kill -TERM $PLAIN_PID
+wait $PLAIN_PID || true
+MISMATCH1=$(xfrm_stat ha XfrmInTmplMismatch)
+BU_RX=$(counter /tmp/ha.sock bu_received)
+echo "unprotected BUs sent: 3+, HA XfrmInTmplMismatch $MISMATCH0 -> $MISMATCH1, BUs reaching the HA daemon: ${BU_RX:-0}"
+$HAGENT bindings --socket /tmp/ha.sock
+! $HAGENT bindings --json --socket /tmp/ha.sock | grep -q "$HOA"
+[ "$MISMATCH1" -gt "$MISMATCH0" ]
+[ "${BU_RX:-0}" -eq 0 ]
+
+echo "== 2. the protected MN registers through ESP"
+ip netns exec mn $HAGENT run -c /etc/hagent/mn.conf --setkey /etc/hagent/sa.conf \
+	--socket /tmp/mn.sock > /tmp/mn.log 2>&1 &
+MN_PID=$!
+wait_socket /tmp/mn.sock $MN_PID /tmp/mn.log
+wait_binding $COA_A || { cat /tmp/ha.log /tmp/mn.log; exit 1; }
+$HAGENT bindings --socket /tmp/ha.sock
+echo "SA counters after the registration (HA):"
+ip -n ha -s xfrm state
+BU_ESP=$(sa_packets ha 1000 $HA)
+BA_ESP=$(sa_packets ha 1001 $HOA)
+BA_ESP_MN=$(sa_packets mn 1001 $HOA)
+echo "BUs decrypted by the HA: $BU_ESP, BAs encrypted by the HA: $BA_ESP, BAs decrypted by the MN: $BA_ESP_MN"
+echo "HA signal_hao_rewritten $(counter /tmp/ha.sock signal_hao_rewritten), tc_signal_rh2 $(counter /tmp/ha.sock tc_signal_rh2); MN tc_signal_hao $(counter /tmp/mn.sock tc_signal_hao), mn_rh2_rewritten $(counter /tmp/mn.sock mn_rh2_rewritten)"
+[ "$BU_ESP" -ge 1 ]
+[ "$BA_ESP" -ge 1 ]
+[ "$BA_ESP_MN" -ge 1 ]
+[ "$(counter /tmp/ha.sock tc_signal_rh2)" -ge 1 ]
+[ "$(counter /tmp/mn.sock tc_signal_hao)" -ge 1 ]
+
+echo "== 3. TunnelPayload: CN <-> HoA inside ESP, across a handover"
+# payload COA: five pings CN → HoA; the HA → CoA tunnel SA and the reverse one must carry them.
+payload() {
+	OUT0=$(sa_packets ha 1003 "$1")
+	IN0=$(sa_packets ha 1002 $HA)
+	ip netns exec cn ping -c 5 -i 0.2 -W 2 $HOA
+	OUT1=$(sa_packets ha 1003 "$1")
+	IN1=$(sa_packets ha 1002 $HA)
+	echo "HA -> $1 tunnel SA: ${OUT0:-none} -> ${OUT1:-none} packets; reverse SA: ${IN0:-0} -> ${IN1:-0}"
+	[ "${OUT1:-0}" -ge $((${OUT0:-0} + 5)) ]
+	[ "${IN1:-0}" -ge $((${IN0:-0} + 5)) ]
+}
+payload $COA_A
+ip -n ha xfrm policy | grep -A3 "dst $HOA/128" | grep -q "tmpl src $HA dst $COA_A"
+echo "moving the MN to the foreign link B"
+ip -n mn addr flush dev ethA
+ip -n mn link set ethA down
+ip -n mn link set ethB up
+ip -n mn addr add $COA_B/64 dev ethB nodad
+ip -n mn route add default via 2001:db8:f00e::1 dev ethB
+wait_binding $COA_B || { cat /tmp/ha.log /tmp/mn.log; exit 1; }
+payload $COA_B
+ip -n ha xfrm policy | grep -A3 "dst $HOA/128" | grep -q "tmpl src $HA dst $COA_B"
+# The old CoA's tunnel SA is gone (migrated, not copied).
+[ -z "$(sa_packets ha 1003 $COA_A)" ]
+echo "HA pass_ipsec_binding $(counter /tmp/ha.sock pass_ipsec_binding), encap_tx $(counter /tmp/ha.sock encap_tx), tc_encap $(counter /tmp/ha.sock tc_encap)"
+[ "$(counter /tmp/ha.sock pass_ipsec_binding)" -ge 10 ]
+[ "$(counter /tmp/ha.sock encap_tx)" -eq 0 ]
+[ "$(counter /tmp/ha.sock tc_encap)" -eq 0 ]
+echo "SA counters at the end (HA):"
+ip -n ha -s xfrm state
+echo "SA counters at the end (MN):"
+ip -n mn -s xfrm state
+
+echo "== 4. shutdown removes exactly what hagent installed"
+kill -TERM $MN_PID
+wait $MN_PID || true
+kill -TERM $HA_PID
+wait $HA_PID || true
+for ns in ha mn; do
+	echo "$ns after shutdown:"
+	ip -n $ns xfrm state
+	ip -n $ns xfrm policy
+	! ip -n $ns xfrm policy | grep -q "$HOA"
+	! ip -n $ns xfrm state | grep -q "$HOA\|$COA_A\|$COA_B"
+done
+ip -n ha xfrm state | grep -q "spi 0x00000999"
+ip -n ha xfrm policy | grep -q "2001:db8:9::1"
