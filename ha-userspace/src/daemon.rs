@@ -682,7 +682,7 @@ impl Daemon {
             }
             (Some(mut t), Some(coa)) => {
                 let result = x.migrate(&mut t.policies, t.coa, coa).await;
-                if result.is_ok() {
+                if result.is_ok() && t.coa != coa {
                     tracing::info!(%hoa, from = %t.coa, to = %coa, "IPsec tunnel migrated");
                     t.coa = coa;
                 }

@@ -111,7 +111,19 @@ pub fn transport_policies(set: &IpsecPolicySet, side: Side) -> anyhow::Result<Ve
                 _ => continue,
             };
             let (to_ha, to_mn) = reqids(p);
-            for (proto, type_to_ha, type_to_mn) in selectors {
+            for (proto, mut type_to_ha, mut type_to_mn) in selectors {
+                // Inbound, the kernel cannot be trusted with the MH type: 6.1's flow decoding
+                // reads it past the end of the Mobility Header unless one extension header
+                // precedes it (so a BA whose RH2 the data plane removed decodes as type 0 and
+                // misses a "type 6" policy). The inbound policy therefore covers every MH
+                // between the HoA and the HA — stricter, never weaker; outbound types come
+                // from the socket and are exact.
+                if proto == IPPROTO_MH {
+                    match side {
+                        Side::HomeAgent => type_to_ha = None,
+                        Side::MobileNode => type_to_mn = None,
+                    }
+                }
                 let to_ha_policy = Policy {
                     src: hoa,
                     src_len: 128,
@@ -665,22 +677,25 @@ mod tests {
         assert_eq!(ha.len(), 2);
         assert_eq!(mn.len(), 2);
         for (h, m) in ha.iter().zip(&mn) {
-            // Same selector and SA, opposite direction.
-            assert_eq!(
-                (h.src, h.dst, h.proto, h.mh_or_icmp_type),
-                (m.src, m.dst, m.proto, m.mh_or_icmp_type)
-            );
+            // Same addresses and SA, opposite direction.
+            assert_eq!((h.src, h.dst, h.proto), (m.src, m.dst, m.proto));
             assert_eq!(h.esp_reqid, m.esp_reqid);
             assert_ne!(h.dir, m.dir);
         }
-        // BU (type 5) from the HoA leaves the MN, BA (type 6) comes in.
+        // BU (type 5) from the HoA leaves the MN; inbound, every MH from the HA needs ESP
+        // (the kernel's inbound MH type decoding is unreliable).
+        let types = |v: &[Policy]| {
+            v.iter()
+                .map(|p| (p.mh_or_icmp_type, p.dir))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            (mn[0].mh_or_icmp_type, mn[0].dir),
-            (Some(5), XFRM_POLICY_OUT)
+            types(&mn),
+            vec![(Some(5), XFRM_POLICY_OUT), (None, XFRM_POLICY_IN)]
         );
         assert_eq!(
-            (mn[1].mh_or_icmp_type, mn[1].dir),
-            (Some(6), XFRM_POLICY_IN)
+            types(&ha),
+            vec![(None, XFRM_POLICY_IN), (Some(6), XFRM_POLICY_OUT)]
         );
     }
 

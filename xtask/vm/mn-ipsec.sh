@@ -7,7 +7,9 @@
 #  3. TunnelPayload: CN → HoA reaches the CoA inside ESP (tunnel SA migrated to the CoA) and the
 #     replies return through the reverse ESP tunnel — before and after a handover to a second
 #     foreign link;
-#  4. shutdown leaves the SPD and SAD as they were.
+#  4. back home, the MN deregisters through ESP, the tunnel SAs are migrated back to the HoA
+#     and the tunnel policies removed (the at-home state), and the HoA answers on the home link;
+#  5. shutdown leaves the SPD and SAD as they were.
 # Runs under `sh -e`.
 HAGENT=/usr/local/bin/hagent
 HA=2001:db8:bee5::c001:babe
@@ -20,14 +22,22 @@ for ns in ha mn cn home; do
 	ip netns add $ns
 	ip -n $ns link set lo up
 done
-ip link add eth0 netns ha type veth peer name eth0 netns home
+# The home link: a bridge joining the HA's eth0 and the MN's home0.
+ip -n home link add br0 type bridge
+ip link add eth0 netns ha type veth peer name p-ha netns home
+ip link add home0 netns mn type veth peer name p-mn netns home
 ip link add fa netns ha type veth peer name ethA netns mn
 ip link add fb netns ha type veth peer name ethB netns mn
 ip link add cn0 netns ha type veth peer name eth0 netns cn
-# The MN's home interface: never up in this test (the MN starts away).
-ip -n mn link add home0 type veth peer name home1
 for l in eth0 fa fb cn0; do ip -n ha link set $l up; done
-ip -n home link set eth0 up
+for l in p-ha p-mn; do
+	ip -n home link set $l master br0
+	ip -n home link set $l up
+done
+ip -n home link set br0 up
+# The MN starts away; its HoA stays configured on home0 while that link is down.
+ip netns exec mn sysctl -qw net.ipv6.conf.home0.keep_addr_on_down=1
+ip -n mn addr add $HOA/64 dev home0 nodad
 ip -n cn link set eth0 up
 ip netns exec ha sysctl -qw net.ipv6.conf.all.forwarding=1
 ip -n ha addr add $HA/64 dev eth0 nodad
@@ -46,6 +56,7 @@ POLICY_SET="IPsecPolicySet {
 mkdir -p /etc/hagent
 cat > /etc/hagent/ha.conf <<CONF
 NodeConfig HA;
+DebugLevel 3;
 Interface "eth0";
 Interface "fa";
 Interface "fb";
@@ -58,6 +69,7 @@ $POLICY_SET
 CONF
 cat > /etc/hagent/mn.conf <<CONF
 NodeConfig MN;
+DebugLevel 3;
 Interface "home0";
 Interface "ethA";
 Interface "ethB";
@@ -176,6 +188,8 @@ echo "HA signal_hao_rewritten $(counter /tmp/ha.sock signal_hao_rewritten), tc_s
 [ "$BU_ESP" -ge 1 ]
 [ "$BA_ESP" -ge 1 ]
 [ "$BA_ESP_MN" -ge 1 ]
+# ... and the MN's daemon took it (after the kernel's inbound policy check).
+grep -q "binding acknowledged" /tmp/mn.log
 [ "$(counter /tmp/ha.sock tc_signal_rh2)" -ge 1 ]
 [ "$(counter /tmp/mn.sock tc_signal_hao)" -ge 1 ]
 
@@ -213,7 +227,43 @@ ip -n ha -s xfrm state
 echo "SA counters at the end (MN):"
 ip -n mn -s xfrm state
 
-echo "== 4. shutdown removes exactly what hagent installed"
+echo "== 4. back home: deregistration through ESP restores the at-home state"
+BU0=$(sa_packets ha 1000 $HA)
+BA0=$(sa_packets ha 1001 $HOA)
+ip -n mn addr flush dev ethB
+ip -n mn link set ethB down
+ip -n mn link set home0 up
+ip -n mn route replace default via $HA dev home0
+i=0
+while $HAGENT bindings --json --socket /tmp/ha.sock | grep -q "$HOA" && [ $i -lt 120 ]; do
+	sleep 0.5
+	i=$((i + 1))
+done
+if $HAGENT bindings --json --socket /tmp/ha.sock | grep -q "$HOA"; then
+	echo "the binding is still there; MN's BU SA: $(sa_packets mn 1000 $HA) packets"
+	echo "MN xfrm_stat:"; ip netns exec mn cat /proc/net/xfrm_stat | grep -v " 0$" || true
+	echo "HA xfrm_stat:"; ip netns exec ha cat /proc/net/xfrm_stat | grep -v " 0$" || true
+	ip -n mn xfrm policy
+	ip netns exec mn cat /proc/net/snmp6 | grep -i "Ip6In\|Icmp6InParm" | grep -v " 0$" || true
+	tail -20 /tmp/mn.log
+	tail -20 /tmp/ha.log
+	$HAGENT stats --socket /tmp/mn.sock
+	exit 1
+fi
+BU1=$(sa_packets ha 1000 $HA)
+BA1=$(sa_packets ha 1001 $HOA)
+echo "deregistration: BU SA $BU0 -> $BU1, BA SA $BA0 -> $BA1; HA tunnel SA back at the HoA: $(sa_packets ha 1003 $HOA) packets"
+[ "$BU1" -gt "$BU0" ]
+[ "$BA1" -gt "$BA0" ]
+# Tunnel SAs back at their at-home endpoints, tunnel policies gone, transport ones kept.
+[ -n "$(sa_packets ha 1003 $HOA)" ]
+[ -n "$(sa_packets ha 1002 $HA)" ]
+! ip -n ha xfrm state | grep -q "$COA_B"
+! ip -n ha xfrm policy | grep -q "src ::/0 dst $HOA/128"
+ip -n ha xfrm policy | grep -q "src $HA/128 dst $HOA/128"
+ip netns exec cn ping -c 3 -i 0.2 -W 2 $HOA
+
+echo "== 5. shutdown removes exactly what hagent installed"
 kill -TERM $MN_PID
 wait $MN_PID || true
 kill -TERM $HA_PID
