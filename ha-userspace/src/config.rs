@@ -2,6 +2,7 @@
 //! and UMIP's `mip6d.conf` ([`umip`], everything else), both turned into the same [`Config`].
 //! Unknown keys and directives are errors: a typo must never be silently ignored.
 
+pub mod ipsec_toml;
 #[cfg(test)]
 mod mutate;
 pub mod setkey;
@@ -159,9 +160,19 @@ pub struct IpsecConfig {
     /// Number of `IPsecPolicySet`s read from mip6d.conf.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub policy_sets: usize,
-    /// The `IPsecPolicySet`s themselves (mip6d.conf only).
+    /// `[[ipsec.policy_set]]`: the `IPsecPolicySet`s in TOML form (a mip6d.conf's are shown
+    /// here by `hagent config check`).
+    #[serde(default, rename = "policy_set", skip_serializing_if = "Vec::is_empty")]
+    pub policy_sets_toml: Vec<ipsec_toml::PolicySetToml>,
+    /// The `IPsecPolicySet`s, from mip6d.conf or `policy_set`.
     #[serde(skip)]
     pub sets: Vec<umip::IpsecPolicySet>,
+    /// `[[ipsec.sa]]`: manually keyed SAs in TOML form. Never printed back (keys).
+    #[serde(default, rename = "sa", skip_serializing)]
+    pub sas_toml: Vec<ipsec_toml::SaToml>,
+    /// The SAs of `sa`, checked.
+    #[serde(skip)]
+    pub manual_sas: Vec<setkey::ManualSa>,
     /// Manually keyed SAs in setkey.conf syntax (`hagent run --setkey FILE`); keep the file
     /// readable by root only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -283,9 +294,40 @@ pub struct Config {
 impl Config {
     /// Parses a TOML configuration; errors name the line, column and offending text.
     pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Self> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        config
+            .resolve_ipsec(Path::new(origin))
+            .with_context(|| origin.to_string())?;
         config.validate().with_context(|| origin.to_string())?;
         Ok(config)
+    }
+
+    /// `[[ipsec.policy_set]]` and `[[ipsec.sa]]` in the terms mip6d.conf and setkey.conf use.
+    fn resolve_ipsec(&mut self, origin: &Path) -> anyhow::Result<()> {
+        let i = &mut self.ipsec;
+        for (n, s) in i.policy_sets_toml.iter().enumerate() {
+            i.sets.push(s.to_umip(n, origin)?);
+        }
+        i.policy_sets = i.sets.len();
+        for (n, sa) in i.sas_toml.iter().enumerate() {
+            let m = sa.to_manual_sa(n, origin)?;
+            self.warnings.extend(m.warnings());
+            i.manual_sas.push(m);
+        }
+        if !i.use_mn_ha_ipsec && (!i.sets.is_empty() || !i.manual_sas.is_empty()) {
+            self.warnings
+                .push("ipsec: policy_set/sa have no effect: use_mn_ha_ipsec is false".to_string());
+        }
+        if i.sas_toml
+            .iter()
+            .any(|s| s.encryption_key.is_some() || s.authentication_key.is_some())
+            && let Err(e) = ipsec_toml::check_root_only(origin)
+        {
+            self.warnings
+                .push(format!("ipsec.sa: {e} (or move the keys to key files)"));
+        }
+        Ok(())
     }
 
     /// Reads and parses the configuration file at `path`: TOML when it ends in `.toml`,
@@ -365,7 +407,14 @@ impl Config {
                 use_mn_ha_ipsec: u.use_mn_ha_ipsec,
                 key_mng_mob_capability: u.key_mng_mob_capability,
                 policy_sets: u.ipsec_policy_sets.len(),
+                policy_sets_toml: u
+                    .ipsec_policy_sets
+                    .iter()
+                    .map(ipsec_toml::PolicySetToml::from_umip)
+                    .collect(),
                 sets: u.ipsec_policy_sets.clone(),
+                sas_toml: Vec::new(),
+                manual_sas: Vec::new(),
                 sa_file: None,
             },
             dataplane: DataplaneConfig {

@@ -245,6 +245,14 @@ impl Daemon {
         if result.is_ok() {
             result = ipsec.probe_esp().await;
         }
+        if result.is_ok() {
+            for sa in &config.ipsec.manual_sas {
+                if let Err(e) = ipsec.install_sa(sa).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
         if result.is_ok()
             && let Some(path) = &config.ipsec.sa_file
         {

@@ -2,8 +2,8 @@
 # mip6d.conf files with `UseMnHaIPsec enabled` and the SAs from one setkey.conf.
 #  1. an unprotected BU (a mobile node without IPsec) is refused: the HA's kernel drops it by
 #     policy, no binding appears;
-#  2. the protected MN registers: BU and BA inside ESP (SA counters), the HoA/RH2 headers
-#     added by the TC programs after ESP;
+#  2. the protected MN (configured in TOML, keys in root-only key files) registers: BU and BA
+#     inside ESP (SA counters), the HoA/RH2 headers added by the TC programs after ESP;
 #  3. TunnelPayload: CN → HoA reaches the CoA inside ESP (tunnel SA migrated to the CoA) and the
 #     replies return through the reverse ESP tunnel — before and after a handover to a second
 #     foreign link;
@@ -97,6 +97,60 @@ add $HOA $HA esp 1002 -u 11 -m tunnel -E aes-cbc $ENC -A hmac-sha256 $AUTH;
 add $HA $HOA esp 1003 -u 11 -m tunnel -E aes-cbc $ENC -A hmac-sha256 $AUTH;
 CONF
 chmod 600 /etc/hagent/sa.conf
+# The protected MN uses the native TOML form instead: the same policy set and SAs, keys in
+# root-only key files.
+mkdir -p /etc/hagent/keys
+echo $ENC > /etc/hagent/keys/enc
+echo $AUTH > /etc/hagent/keys/auth
+chmod 600 /etc/hagent/keys/enc /etc/hagent/keys/auth
+sa_toml() { # SRC DST SPI REQID MODE
+	cat <<SA
+[[ipsec.sa]]
+src = "$1"
+dst = "$2"
+spi = $3
+reqid = $4
+mode = "$5"
+encryption = "aes-cbc"
+encryption_key_file = "/etc/hagent/keys/enc"
+authentication = "hmac-sha256"
+authentication_key_file = "/etc/hagent/keys/auth"
+SA
+}
+{
+	cat <<CONF
+role = "mobile_node"
+debug_level = 3
+
+[mobile_node]
+home_address = "$HOA"
+home_prefix_len = 64
+home_agent = "$HA"
+home_interface = "home0"
+
+[dataplane]
+interfaces = ["home0", "ethA", "ethB"]
+max_bindings = 16
+max_prefixes = 16
+
+[ipsec]
+use_mn_ha_ipsec = true
+
+[[ipsec.policy_set]]
+home_agent = "$HA"
+home_addresses = ["$HOA/64"]
+policies = [
+  { type = "HomeRegBinding", reqid = 10 },
+  { type = "TunnelPayload", reqid = 11 },
+]
+CONF
+	sa_toml $HOA $HA 1000 10 transport
+	sa_toml $HA $HOA 1001 10 transport
+	sa_toml $HOA $HA 1002 11 tunnel
+	sa_toml $HA $HOA 1003 11 tunnel
+} > /etc/hagent/mn.toml
+chmod 600 /etc/hagent/mn.toml
+$HAGENT config check /etc/hagent/mn.toml > /dev/null
 
 # wait_socket SOCKET PID LOG: until the daemon answers (it may also die: then say why).
 wait_socket() {
@@ -172,8 +226,7 @@ $HAGENT bindings --socket /tmp/ha.sock
 [ "${BU_RX:-0}" -eq 0 ]
 
 echo "== 2. the protected MN registers through ESP"
-ip netns exec mn $HAGENT run -c /etc/hagent/mn.conf --setkey /etc/hagent/sa.conf \
-	--socket /tmp/mn.sock > /tmp/mn.log 2>&1 &
+ip netns exec mn $HAGENT run -c /etc/hagent/mn.toml --socket /tmp/mn.sock > /tmp/mn.log 2>&1 &
 MN_PID=$!
 wait_socket /tmp/mn.sock $MN_PID /tmp/mn.log
 wait_binding $COA_A || { cat /tmp/ha.log /tmp/mn.log; exit 1; }
