@@ -303,6 +303,35 @@ impl Config {
         Ok(config)
     }
 
+    /// RFC 3776 §4.1: BU and BA must be protected. A set that only protects payload leaves
+    /// anyone free to move the binding — say so.
+    fn warn_unprotected_signalling(&mut self) {
+        if !self.ipsec.use_mn_ha_ipsec {
+            return;
+        }
+        use umip::IpsecPolicyType as T;
+        for set in &self.ipsec.sets {
+            if !set
+                .policies
+                .iter()
+                .any(|p| matches!(p.kind, T::HomeRegBinding | T::Mh | T::Any))
+            {
+                let hoas: Vec<String> = set
+                    .home_addresses
+                    .iter()
+                    .map(|(a, _)| a.to_string())
+                    .collect();
+                self.warnings.push(format!(
+                    "{}: the IPsecPolicySet for {} does not protect Binding Updates (no \
+                     HomeRegBinding, Mh or any policy): anyone can move these bindings \
+                     (RFC 3776 §4.1)",
+                    set.loc,
+                    hoas.join(", ")
+                ));
+            }
+        }
+    }
+
     /// `[[ipsec.policy_set]]` and `[[ipsec.sa]]` in the terms mip6d.conf and setkey.conf use.
     fn resolve_ipsec(&mut self, origin: &Path) -> anyhow::Result<()> {
         let i = &mut self.ipsec;
@@ -327,6 +356,7 @@ impl Config {
             self.warnings
                 .push(format!("ipsec.sa: {e} (or move the keys to key files)"));
         }
+        self.warn_unprotected_signalling();
         Ok(())
     }
 
@@ -382,7 +412,7 @@ impl Config {
             _ => None,
         };
         let pfx = |(a, l): &(Ipv6Addr, u8)| format!("{a}/{l}");
-        let config = Config {
+        let mut config = Config {
             role,
             home_agent: HomeAgentConfig {
                 addresses: vec![],
@@ -437,6 +467,7 @@ impl Config {
             debug_level: Some(u.debug_level),
             warnings: u.warnings.iter().map(|w| w.to_string()).collect(),
         };
+        config.warn_unprotected_signalling();
         config.validate()?;
         Ok(config)
     }
@@ -575,5 +606,26 @@ mod tests {
             Config::from_toml("[dataplane]\ninterfaces = []\n", "f").unwrap_err()
         );
         assert!(e.contains("at least one"), "{e}");
+    }
+
+    #[test]
+    fn a_policy_set_that_leaves_bus_unprotected_is_flagged_rfc3776_4_1() {
+        let conf = |policies: &str| {
+            format!(
+                "NodeConfig HA;\nInterface \"eth0\";\nUseMnHaIPsec enabled;\nIPsecPolicySet {{\n  HomeAgentAddress 2001:db8:bee5::c001:babe;\n  HomeAddress 2001:db8:bee5::dead:face/64;\n{policies}}}\n"
+            )
+        };
+        let warns = |text: &str| {
+            let u = umip::parse_str(text, Path::new("t.conf")).unwrap();
+            Config::from_umip(&u)
+                .unwrap()
+                .warnings
+                .iter()
+                .any(|w| w.contains("does not protect Binding Updates"))
+        };
+        assert!(warns(&conf("  IPsecPolicy TunnelPayload UseESP 11;\n")));
+        assert!(!warns(&conf(
+            "  IPsecPolicy HomeRegBinding UseESP 10;\n  IPsecPolicy TunnelPayload UseESP 11;\n"
+        )));
     }
 }
