@@ -35,6 +35,8 @@ pub mod maps {
     pub const ICMP_RATELIMIT: &str = "HA_ICMP_RL";
     /// Ring buffer of [`crate::abi::PuntRecord`]s for the daemon.
     pub const PUNT: &str = "HA_PUNT";
+    /// Home agent: HoA → CoA for an ESP-protected BA to a HoA without a binding (a refusal).
+    pub const SIGNAL_COA: &str = "HA_SIGNAL_COA";
 }
 
 /// Names of the read-only globals the loader sets before loading.

@@ -57,6 +57,17 @@ pub enum Event {
         ifindex: u32,
         unique: anyhow::Result<bool>,
     },
+    /// The temporary route for an ESP-protected refusal is in place (or failed).
+    RefusalRouted(Box<RefusalRouted>),
+}
+
+/// An ESP-protected BA refusing a mobile node that has no binding, waiting for its route.
+pub struct RefusalRouted {
+    bu: registrar::BindingUpdate,
+    fields: mh::BaFields,
+    refresh_units: Option<u16>,
+    kb: KernelBinding,
+    result: anyhow::Result<()>,
 }
 
 /// The daemon's state, owned by the event loop.
@@ -1249,9 +1260,9 @@ impl Daemon {
             .cache
             .get(&bu.hoa)
             .is_some_and(|b| b.spec.coa == bu.coa);
-        let protected = self.ipsec_signalling(&bu.hoa) && (!away || bound);
-        if self.ipsec_signalling(&bu.hoa) && !protected {
-            tracing::warn!(hoa = %bu.hoa, coa = %bu.coa, status, "no binding to route an ESP-protected BA through: sent without IPsec (the mobile node's policy will drop it)");
+        let protected = self.ipsec_signalling(&bu.hoa);
+        if protected && away && !bound {
+            return self.route_protected_refusal(bu.clone(), fields, refresh_units);
         }
         let Some(sig) = self.signalling.as_mut() else {
             return;
@@ -1270,6 +1281,82 @@ impl Daemon {
                 tracing::warn!(coa = %bu.coa, error = %format!("{e:#}"), "sending a BA failed");
             }
         }
+    }
+
+    /// An ESP-protected BA for a mobile node away from home without a binding (a refusal,
+    /// RFC 3776 §4.1): the kernel needs a route to the HoA for xfrm to protect it and the TC
+    /// program the CoA for the RH2. Both are put in place for the one message — a host route
+    /// and neighbour entry on the home link (no proxy: the HoA is not defended) and the CoA in
+    /// `HA_SIGNAL_COA` — by a task, and removed once the BA is out.
+    fn route_protected_refusal(
+        &mut self,
+        bu: registrar::BindingUpdate,
+        fields: mh::BaFields,
+        refresh_units: Option<u16>,
+    ) {
+        let kb = match self.home_link_for(&bu.hoa) {
+            Ok((s, _)) => KernelBinding {
+                hoa: bu.hoa,
+                ifindex: s.ifindex,
+                mac: s.mac,
+                mtu: ha_ebpf_tunnel_mtu(s.mtu),
+                prefixes: vec![],
+                proxy: false,
+            },
+            Err(e) => {
+                tracing::warn!(hoa = %bu.hoa, error = %format!("{e:#}"), "no home link to route a protected BA through");
+                return;
+            }
+        };
+        if let Err(e) = self.dataplane.set_signal_coa(bu.hoa, bu.coa) {
+            tracing::warn!(hoa = %bu.hoa, error = %format!("{e:#}"), "a protected BA cannot be routed");
+            return;
+        }
+        let Some(sig) = self.signalling.as_ref() else {
+            return;
+        };
+        let (homelink, events) = (self.homelink.clone(), sig.events.clone());
+        tokio::spawn(async move {
+            let result = homelink.install(&kb).await;
+            let _ = events.send(Event::RefusalRouted(Box::new(RefusalRouted {
+                bu,
+                fields,
+                refresh_units,
+                kb,
+                result,
+            })));
+        });
+    }
+
+    async fn on_refusal_routed(&mut self, r: RefusalRouted) {
+        let hoa = r.bu.hoa;
+        let sent = r.result.and_then(|()| {
+            let sig = self
+                .signalling
+                .as_mut()
+                .ok_or_else(|| anyhow!("no signalling"))?;
+            let m = mobility::ba_message(r.bu.ha_address, hoa, &r.fields, r.refresh_units)?;
+            sig.mh_sender.send(&m, r.bu.ha_address, hoa, true)?;
+            sig.stats.ba_sent += 1;
+            Ok(())
+        });
+        if let Err(e) = sent {
+            if let Some(sig) = self.signalling.as_mut() {
+                sig.stats.send_errors += 1;
+            }
+            tracing::warn!(%hoa, coa = %r.bu.coa, status = r.fields.status, error = %format!("{e:#}"), "sending a protected refusal failed");
+        }
+        // Undo — unless a registration of this HoA started meanwhile: its kernel state is the
+        // same entries.
+        let busy = self.cache.get(&hoa).is_some()
+            || self
+                .signalling
+                .as_ref()
+                .is_some_and(|s| s.pending.contains(&hoa));
+        if !busy && let Err(e) = self.homelink.remove(&r.kb).await {
+            tracing::warn!(%hoa, error = %format!("{e:#}"), "removing the route of a protected refusal failed");
+        }
+        let _ = self.dataplane.remove_signal_coa(hoa);
     }
 
     /// Sends a Binding Error, at most one per destination per second (RFC 6275 §9.3.3).
@@ -1414,6 +1501,7 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
                 Event::DadDone { bu, decision, ifindex, unique } => {
                     daemon.on_dad_done(bu, decision, ifindex, unique).await
                 }
+                Event::RefusalRouted(r) => daemon.on_refusal_routed(*r).await,
             },
             _ = routing_changed.notified() => {
                 if let Err(e) = daemon.dataplane.bump_nexthop_epoch() {

@@ -245,6 +245,19 @@ impl Dataplane {
         ignore_missing(m.remove(&hoa.octets()))
     }
 
+    /// Home agent: where the TC program sends an ESP-protected BA for `hoa` when it has no
+    /// binding (see `Daemon::send_ba`).
+    pub fn set_signal_coa(&mut self, hoa: Ipv6Addr, coa: Ipv6Addr) -> anyhow::Result<()> {
+        let mut m = HashMap::<_, [u8; 16], [u8; 16]>::try_from(self.map_mut(maps::SIGNAL_COA)?)?;
+        m.insert(hoa.octets(), coa.octets(), 0)
+            .with_context(|| format!("writing the signalling CoA for {hoa}"))
+    }
+
+    pub fn remove_signal_coa(&mut self, hoa: Ipv6Addr) -> anyhow::Result<()> {
+        let mut m = HashMap::<_, [u8; 16], [u8; 16]>::try_from(self.map_mut(maps::SIGNAL_COA)?)?;
+        ignore_missing(m.remove(&hoa.octets()))
+    }
+
     /// Creates or replaces the binding for a mobile network prefix.
     pub fn set_prefix(
         &mut self,

@@ -3,7 +3,9 @@
 #  1. an unprotected BU (a mobile node without IPsec) is refused: the HA's kernel drops it by
 #     policy, no binding appears;
 #  2. the protected MN (configured in TOML, keys in root-only key files) registers: BU and BA
-#     inside ESP (SA counters), the HoA/RH2 headers added by the TC programs after ESP;
+#     inside ESP (SA counters), the HoA/RH2 headers added by the TC programs after ESP; a
+#     second, protected MN whose HoA the HA's ACL refuses gets its status 129 inside ESP too,
+#     and the temporary route for that BA is gone afterwards;
 #  3. TunnelPayload: CN → HoA reaches the CoA inside ESP (tunnel SA migrated to the CoA) and the
 #     replies return through the reverse ESP tunnel — before and after a handover to a second
 #     foreign link;
@@ -17,8 +19,11 @@ HOA=2001:db8:bee5::dead:face
 COA_A=2001:db8:f00d::dead:face
 COA_B=2001:db8:f00e::dead:face
 CN=2001:db8:cafe::c0de:f001
+# A second mobile node, refused by the HA's ACL, on a link of its own.
+HOA2=2001:db8:bee5::bad:face
+COA2=2001:db8:f00c::bad:face
 
-for ns in ha mn cn home; do
+for ns in ha mn mn2 cn home; do
 	ip netns add $ns
 	ip -n $ns link set lo up
 done
@@ -29,7 +34,8 @@ ip link add home0 netns mn type veth peer name p-mn netns home
 ip link add fa netns ha type veth peer name ethA netns mn
 ip link add fb netns ha type veth peer name ethB netns mn
 ip link add cn0 netns ha type veth peer name eth0 netns cn
-for l in eth0 fa fb cn0; do ip -n ha link set $l up; done
+ip link add fc netns ha type veth peer name ethA netns mn2
+for l in eth0 fa fb fc cn0; do ip -n ha link set $l up; done
 for l in p-ha p-mn; do
 	ip -n home link set $l master br0
 	ip -n home link set $l up
@@ -44,6 +50,7 @@ ip -n ha addr add $HA/64 dev eth0 nodad
 ip -n ha addr add 2001:db8:f00d::1/64 dev fa nodad
 ip -n ha addr add 2001:db8:f00e::1/64 dev fb nodad
 ip -n ha addr add 2001:db8:cafe::1/64 dev cn0 nodad
+ip -n ha addr add 2001:db8:f00c::1/64 dev fc nodad
 ip -n cn addr add $CN/64 dev eth0 nodad
 ip -n cn route add default via 2001:db8:cafe::1
 
@@ -53,6 +60,11 @@ POLICY_SET="IPsecPolicySet {
   IPsecPolicy HomeRegBinding UseESP 10;
   IPsecPolicy TunnelPayload UseESP 11;
 }"
+POLICY_SET2="IPsecPolicySet {
+  HomeAgentAddress $HA;
+  HomeAddress $HOA2/64;
+  IPsecPolicy HomeRegBinding UseESP 20;
+}"
 mkdir -p /etc/hagent
 cat > /etc/hagent/ha.conf <<CONF
 NodeConfig HA;
@@ -60,12 +72,26 @@ DebugLevel 3;
 Interface "eth0";
 Interface "fa";
 Interface "fb";
+Interface "fc";
 Interface "cn0";
 BindingAclPolicy $HOA allow;
 DefaultBindingAclPolicy deny;
 UseMnHaIPsec enabled;
 KeyMngMobCapability disabled;
 $POLICY_SET
+$POLICY_SET2
+CONF
+cat > /etc/hagent/mn2.conf <<CONF
+NodeConfig MN;
+DebugLevel 3;
+Interface "ethA";
+MnHomeLink "ethA" {
+  HomeAgentAddress $HA;
+  HomeAddress $HOA2/64;
+}
+UseMnHaIPsec enabled;
+KeyMngMobCapability disabled;
+$POLICY_SET2
 CONF
 cat > /etc/hagent/mn.conf <<CONF
 NodeConfig MN;
@@ -96,7 +122,12 @@ add $HOA $HA esp 1002 -u 11 -m tunnel -E aes-cbc $ENC -A hmac-sha256 $AUTH;
 # HA > MN: payload
 add $HA $HOA esp 1003 -u 11 -m tunnel -E aes-cbc $ENC -A hmac-sha256 $AUTH;
 CONF
-chmod 600 /etc/hagent/sa.conf
+cat > /etc/hagent/sa2.conf <<CONF
+add $HOA2 $HA esp 2000 -u 20 -m transport -E aes-cbc $ENC -A hmac-sha256 $AUTH;
+add $HA $HOA2 esp 2001 -u 20 -m transport -E aes-cbc $ENC -A hmac-sha256 $AUTH;
+CONF
+cat /etc/hagent/sa2.conf >> /etc/hagent/sa.conf
+chmod 600 /etc/hagent/sa.conf /etc/hagent/sa2.conf
 # The protected MN uses the native TOML form instead: the same policy set and SAs, keys in
 # root-only key files.
 mkdir -p /etc/hagent/keys
@@ -246,6 +277,40 @@ grep -q "binding acknowledged" /tmp/mn.log
 [ "$(counter /tmp/ha.sock tc_signal_rh2)" -ge 1 ]
 [ "$(counter /tmp/mn.sock tc_signal_hao)" -ge 1 ]
 
+echo "   ... and a protected MN the ACL refuses hears so inside ESP"
+ip -n mn2 link set ethA up
+ip -n mn2 addr add $COA2/64 dev ethA nodad
+ip -n mn2 route add default via 2001:db8:f00c::1 dev ethA
+ip netns exec mn2 $HAGENT run -c /etc/hagent/mn2.conf --setkey /etc/hagent/sa2.conf \
+	--socket /tmp/mn2.sock > /tmp/mn2.log 2>&1 &
+MN2_PID=$!
+wait_socket /tmp/mn2.sock $MN2_PID /tmp/mn2.log
+i=0
+while ! grep -q "refused the binding update" /tmp/mn2.log && [ $i -lt 60 ]; do
+	sleep 0.5
+	i=$((i + 1))
+done
+if ! grep -q "refused the binding update" /tmp/mn2.log; then
+	echo "MN2 heard no refusal; HA SA 2001: $(sa_packets ha 2001 $HOA2)"
+	$HAGENT stats --socket /tmp/ha.sock | awk '$2 != 0'
+	$HAGENT stats --socket /tmp/mn2.sock | awk '$2 != 0'
+	ip netns exec mn2 cat /proc/net/xfrm_stat | grep -v "	0$" || true
+	ip netns exec ha cat /proc/net/xfrm_stat | grep -v "	0$" || true
+	ip -n ha -6 route; ip -n ha -6 neigh
+	tail -20 /tmp/ha.log
+fi
+kill -TERM $MN2_PID
+wait $MN2_PID || true
+grep "refused the binding update" /tmp/mn2.log
+grep -q "status=129" /tmp/mn2.log
+REFUSAL_ESP=$(sa_packets ha 2001 $HOA2)
+echo "refusals encrypted by the HA: $REFUSAL_ESP; HA tc_signal_rh2 $(counter /tmp/ha.sock tc_signal_rh2)"
+[ "$REFUSAL_ESP" -ge 1 ]
+! $HAGENT bindings --json --socket /tmp/ha.sock | grep -q "$HOA2"
+# The temporary route and neighbour entry for the refusal are gone.
+[ -z "$(ip -n ha -6 route show $HOA2)" ]
+! ip -n ha -6 neigh show | grep -q "$HOA2"
+
 echo "== 3. TunnelPayload: CN <-> HoA inside ESP, across a handover"
 # payload COA: five pings CN → HoA; the HA → CoA tunnel SA and the reverse one must carry them.
 payload() {
@@ -326,7 +391,7 @@ for ns in ha mn; do
 	ip -n $ns xfrm state
 	ip -n $ns xfrm policy
 	! ip -n $ns xfrm policy | grep -q "$HOA"
-	! ip -n $ns xfrm state | grep -q "$HOA\|$COA_A\|$COA_B"
+	! ip -n $ns xfrm state | grep -q "$HOA\|$HOA2\|$COA_A\|$COA_B"
 done
 ip -n ha xfrm state | grep -q "spi 0x00000999"
 ip -n ha xfrm policy | grep -q "2001:db8:9::1"

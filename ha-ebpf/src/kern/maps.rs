@@ -45,6 +45,11 @@ pub static HA_ICMP_RL: PerCpuArray<RateLimit> = PerCpuArray::with_max_entries(1,
 #[map(name = "HA_PUNT")]
 pub static HA_PUNT: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
+/// Home agent: where an ESP-protected BA goes when its HoA has no binding (a refusal): HoA →
+/// CoA, written by the daemon right before it sends one. LRU: stale entries age out.
+#[map(name = "HA_SIGNAL_COA")]
+pub static HA_SIGNAL_COA: LruHashMap<[u8; 16], [u8; 16]> = LruHashMap::with_max_entries(256, 0);
+
 // Read-only globals (.rodata), set by the loader before the verifier sees the program, so the
 // branches on them are resolved at load time.
 #[unsafe(no_mangle)]

@@ -24,6 +24,8 @@ pub enum Route {
     Forward(NextHop),
     /// The packet (of the `tot_len` asked about) exceeds the path MTU, given here.
     TooBig(u32),
+    /// The route goes out of this interface, but the next hop's MAC is not known yet.
+    NoNeigh(u32),
     /// Leave it to the kernel, counting why.
     Pass(Counter),
     /// Drop it, counting why.
@@ -105,7 +107,7 @@ pub fn resolve(
             Route::Forward(nh)
         }
         FIB_FRAG_NEEDED => Route::TooBig(mtu),
-        FIB_NO_NEIGH => Route::Pass(Counter::PassNoNeigh),
+        FIB_NO_NEIGH => Route::NoNeigh(p.ifindex),
         FIB_BLACKHOLE | FIB_UNREACHABLE | FIB_PROHIBIT => Route::Drop(Counter::DropFibUnreachable),
         _ => Route::Pass(Counter::PassFibOther),
     }

@@ -30,7 +30,7 @@ use ha_ebpf::{
 };
 
 use super::{
-    maps::{count, count_binding, lookup_binding, outer_hop_limit, role},
+    maps::{HA_SIGNAL_COA, count, count_binding, lookup_binding, outer_hop_limit, role},
     nexthop::{FIB_OUTPUT, Route, resolve},
 };
 
@@ -95,10 +95,12 @@ pub fn egress(ctx: &TcContext) -> i32 {
     );
     let (egress, macs) = match route {
         Route::Forward(nh) => (nh.ifindex, Some((nh.dmac, nh.smac))),
-        // Unresolved neighbour, or a host that does not forward (a mobile node: the FIB
-        // helper refuses lookups on interfaces with forwarding off): let the kernel route the
-        // encapsulated packet out of this interface and resolve its next hop.
-        Route::Pass(Counter::PassNoNeigh | Counter::PassFibOther) => (0, None),
+        // Unresolved neighbour: let the kernel resolve it on the egress interface.
+        Route::NoNeigh(egress) => (egress, None),
+        // A host that does not forward (a mobile node: the FIB helper refuses lookups on
+        // interfaces with forwarding off): let the kernel route the encapsulated packet out
+        // of this interface and resolve its next hop.
+        Route::Pass(Counter::PassFibOther) => (ifindex, None),
         Route::Pass(reason) | Route::Drop(reason) => {
             // Count the FIB's reason too, so `hagent stats` says why.
             count(reason, len);
@@ -174,11 +176,12 @@ fn transmit(
             }
         }
         None => {
-            // Let the neighbour subsystem resolve the next hop of the new destination.
+            // Let the neighbour subsystem resolve the next hop of the new destination, on
+            // the interface the FIB chose.
             count(via_neigh, len);
             // SAFETY: plain helper call; a null params pointer makes the kernel look the next
             // hop up itself.
-            unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+            unsafe { bpf_redirect_neigh(egress, core::ptr::null_mut(), 0, 0) as i32 }
         }
     }
 }
@@ -192,9 +195,22 @@ fn transmit(
 fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) -> i32 {
     let mn = role() == ROLE_MOBILE_NODE;
     let hoa = if mn { &ip.src } else { &ip.dst };
-    let Some(b) = lookup_binding(hoa) else {
-        count(Counter::TcSignalUnbound, len);
-        return TC_OK;
+    let b = match lookup_binding(hoa) {
+        Some(b) => b,
+        // A refusal to a mobile node without a binding: the daemon said where it is.
+        // SAFETY: the value is copied out at once.
+        None => match (mn, unsafe { HA_SIGNAL_COA.get(hoa) }) {
+            (false, Some(coa)) => BindingEntry {
+                local: ip.src,
+                remote: *coa,
+                flags: 0,
+                binding_id: u32::MAX,
+            },
+            _ => {
+                count(Counter::TcSignalUnbound, len);
+                return TC_OK;
+            }
+        },
     };
     // SAFETY: ctx.skb.skb is the kernel's __sk_buff for this run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
@@ -211,7 +227,9 @@ fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) 
             FIB_OUTPUT,
         ) {
             Route::Forward(nh) => (nh.ifindex, Some((nh.dmac, nh.smac))),
-            Route::Pass(Counter::PassNoNeigh | Counter::PassFibOther) => (0, None),
+            // The CoA is usually out of another interface: resolve its next hop there.
+            Route::NoNeigh(egress) => (egress, None),
+            Route::Pass(Counter::PassFibOther) => (ifindex, None),
             Route::Pass(reason) | Route::Drop(reason) => {
                 count(reason, len);
                 count(Counter::TcDrop, len);

@@ -209,6 +209,7 @@ fn encap(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
     ) {
         Route::Forward(nh) => nh,
         Route::TooBig(path_mtu) => return too_big(ctx, ip, b, path_mtu, len),
+        Route::NoNeigh(_) => return pass(Counter::PassNoNeigh, len),
         Route::Pass(c) => return pass(c, len),
         Route::Drop(c) => return drop(c, len),
     };
