@@ -230,6 +230,28 @@ impl Default for HomeAgentConfig {
     }
 }
 
+/// A TOML syntax or schema error as `file:line:col: message` with the offending line — unless
+/// that line may hold key material (`…key…`), which is never echoed.
+fn toml_error(text: &str, origin: &str, e: &toml::de::Error) -> anyhow::Error {
+    let Some(span) = e.span() else {
+        return anyhow::anyhow!("{origin}: {}", e.message());
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let col = text[line_start..start].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let shown = if line.to_ascii_lowercase().contains("key") {
+        "(line not shown: it may hold key material)"
+    } else {
+        line
+    };
+    anyhow::anyhow!(
+        "{origin}:{line_no}:{col}: {} (line {line_no})\n  | {shown}",
+        e.message().trim_end()
+    )
+}
+
 /// Parses `prefix/len`.
 pub fn parse_prefix(s: &str) -> anyhow::Result<(Ipv6Addr, u8)> {
     let (a, l) = s
@@ -294,8 +316,7 @@ pub struct Config {
 impl Config {
     /// Parses a TOML configuration; errors name the line, column and offending text.
     pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Self> {
-        let mut config: Config =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| toml_error(text, origin, &e))?;
         config
             .resolve_ipsec(Path::new(origin))
             .with_context(|| origin.to_string())?;
@@ -348,13 +369,14 @@ impl Config {
             self.warnings
                 .push("ipsec: policy_set/sa have no effect: use_mn_ha_ipsec is false".to_string());
         }
+        // Keys inline: the configuration file itself is a key file.
         if i.sas_toml
             .iter()
             .any(|s| s.encryption_key.is_some() || s.authentication_key.is_some())
+            && origin.is_file()
             && let Err(e) = ipsec_toml::check_root_only(origin)
         {
-            self.warnings
-                .push(format!("ipsec.sa: {e} (or move the keys to key files)"));
+            bail!("ipsec.sa: {e} (or move the keys to key files)");
         }
         self.warn_unprotected_signalling();
         Ok(())
@@ -627,5 +649,17 @@ mod tests {
         assert!(!warns(&conf(
             "  IPsecPolicy HomeRegBinding UseESP 10;\n  IPsecPolicy TunnelPayload UseESP 11;\n"
         )));
+    }
+
+    #[test]
+    fn toml_errors_never_echo_a_key() {
+        let text = "[dataplane]\ninterfaces = [\"eth0\"]\n\n[ipsec]\nuse_mn_ha_ipsec = true\n\n[[ipsec.sa]]\nsrc = \"2001:db8::1\"\ndst = \"2001:db8::2\"\nspi = 4096\nencryption = \"aes-gcm-16\"\nencrytion_key = \"0x00112233445566778899aabbccddeeff00112233\"\n";
+        let e = format!("{:#}", Config::from_toml(text, "f.toml").unwrap_err());
+        assert!(e.contains("f.toml:12:"), "{e}");
+        assert!(
+            e.contains("encrytion_key"),
+            "the message names the field: {e}"
+        );
+        assert!(!e.contains("00112233"), "{e}");
     }
 }
