@@ -59,6 +59,8 @@ pub enum Event {
     },
     /// The temporary route for an ESP-protected refusal is in place (or failed).
     RefusalRouted(Box<RefusalRouted>),
+    /// Time to forget the CoA of a refusal sent without a route of ours (`HA_SIGNAL_COA`).
+    SignalCoaDone { hoa: Ipv6Addr, coa: Ipv6Addr },
 }
 
 /// An ESP-protected BA refusing a mobile node that has no binding, waiting for its route.
@@ -88,12 +90,16 @@ pub struct Daemon {
     ipsec: Option<Ipsec>,
     /// Per binding: the tunnel-mode IPsec policies that follow its CoA.
     ipsec_tunnels: HashMap<Ipv6Addr, IpsecTunnel>,
+    /// What `HA_SIGNAL_COA` holds: the CoA of the protected refusal in flight per HoA.
+    signal_coas: HashMap<Ipv6Addr, Ipv6Addr>,
 }
 
 /// The tunnel-mode IPsec policies of one binding and the CoA they point at now.
 struct IpsecTunnel {
     policies: Vec<ipsec::Policy>,
     coa: Ipv6Addr,
+    /// The mobile network prefixes the policies cover besides the HoA.
+    prefixes: Vec<(Ipv6Addr, u8)>,
 }
 
 /// The kernel's side of a new binding is installed (or failed): what to finish.
@@ -231,6 +237,7 @@ impl Daemon {
             hoa_on_lo: None,
             ipsec,
             ipsec_tunnels: HashMap::new(),
+            signal_coas: HashMap::new(),
         })
     }
 
@@ -645,23 +652,30 @@ impl Daemon {
                 .any(|s| ipsec::protects_payload(s, *hoa))
     }
 
-    /// Points `hoa`'s tunnel-mode IPsec policies (and SAs) at `coa`: installs them (at-home
-    /// endpoints) and migrates them for a new binding, migrates them for a new CoA, and with
+    /// Points `hoa`'s tunnel-mode IPsec policies (and SAs) at `to` = (CoA, mobile network
+    /// prefixes): installs them (at-home endpoints) and migrates them for a new binding,
+    /// migrates them for a new CoA (re-installs them when the prefixes changed), and with
     /// `None` migrates them back home and removes them. Nothing to do without tunnel types.
-    async fn ipsec_follow(&mut self, hoa: Ipv6Addr, coa: Option<Ipv6Addr>) -> anyhow::Result<()> {
-        let Some(x) = self.ipsec.as_mut() else {
+    async fn ipsec_follow(
+        &mut self,
+        hoa: Ipv6Addr,
+        to: Option<(Ipv6Addr, &[(Ipv6Addr, u8)])>,
+    ) -> anyhow::Result<()> {
+        if self.ipsec.is_none() {
             return Ok(());
-        };
+        }
         let side = match self.config.role {
             Role::HomeAgent => Side::HomeAgent,
             Role::MobileNode => Side::MobileNode,
         };
-        match (self.ipsec_tunnels.remove(&hoa), coa) {
+        let current = self.ipsec_tunnels.remove(&hoa);
+        let x = self.ipsec.as_mut().expect("checked");
+        match (current, to) {
             (None, None) => Ok(()),
-            (None, Some(coa)) => {
+            (None, Some((coa, prefixes))) => {
                 let mut policies = Vec::new();
                 for set in &self.config.ipsec.sets {
-                    policies.extend(ipsec::tunnel_policies(set, hoa, side)?);
+                    policies.extend(ipsec::tunnel_policies(set, hoa, prefixes, side)?);
                 }
                 if policies.is_empty() {
                     return Ok(());
@@ -688,22 +702,37 @@ impl Daemon {
                             IpsecTunnel {
                                 policies: installed,
                                 coa,
+                                prefixes: prefixes.to_vec(),
                             },
                         );
                         Ok(())
                     }
                     Err(e) => {
+                        // Whatever moved goes back home, then everything installed goes.
                         let _ = x.migrate(&mut installed, coa, hoa).await;
                         let _ = x.remove(&installed).await;
                         Err(e)
                     }
                 }
             }
-            (Some(mut t), Some(coa)) => {
+            (Some(t), Some((coa, prefixes))) if t.prefixes != prefixes => {
+                // Other selectors: take the old set down, put the new one up.
+                self.ipsec_tunnels.insert(hoa, t);
+                Box::pin(self.ipsec_follow(hoa, None)).await?;
+                Box::pin(self.ipsec_follow(hoa, Some((coa, prefixes)))).await
+            }
+            (Some(mut t), Some((coa, _))) => {
                 let result = x.migrate(&mut t.policies, t.coa, coa).await;
-                if result.is_ok() && t.coa != coa {
-                    tracing::info!(%hoa, from = %t.coa, to = %coa, "IPsec tunnel migrated");
-                    t.coa = coa;
+                match &result {
+                    Ok(()) if t.coa != coa => {
+                        tracing::info!(%hoa, from = %t.coa, to = %coa, "IPsec tunnel migrated");
+                        t.coa = coa;
+                    }
+                    Ok(()) => {}
+                    // Some policies may have moved: move them back, so all point at t.coa.
+                    Err(_) => {
+                        let _ = x.migrate(&mut t.policies, coa, t.coa).await;
+                    }
                 }
                 self.ipsec_tunnels.insert(hoa, t);
                 result
@@ -719,14 +748,31 @@ impl Daemon {
         }
     }
 
+    /// After a failed change of `hoa`'s binding (cache and maps already rolled back): make
+    /// its IPsec tunnel agree with the cache again — the previous CoA, or none.
+    async fn restore_ipsec(&mut self, hoa: Ipv6Addr) {
+        let target = self
+            .cache
+            .get(&hoa)
+            .map(|b| (b.spec.coa, b.spec.prefixes.clone()));
+        let result = match &target {
+            Some((coa, prefixes)) => self.ipsec_follow(hoa, Some((*coa, prefixes))).await,
+            None => self.ipsec_follow(hoa, None).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(%hoa, error = %format!("{e:#}"), "restoring the IPsec tunnel policies failed");
+        }
+    }
+
     /// Adds or updates a binding everywhere: cache, data plane, kernel.
     pub async fn upsert_binding(&mut self, spec: BindingSpec) -> anyhow::Result<Change> {
         // IPsec first: once the map says "leave it to xfrm", the policies must be there.
-        self.ipsec_follow(spec.hoa, Some(spec.coa)).await?;
+        self.ipsec_follow(spec.hoa, Some((spec.coa, &spec.prefixes)))
+            .await?;
         let (change, kernel) = match self.upsert_maps(spec.clone()) {
             Ok(x) => x,
             Err(e) => {
-                self.drop_orphan_ipsec(spec.hoa).await;
+                self.restore_ipsec(spec.hoa).await;
                 return Err(e);
             }
         };
@@ -734,7 +780,7 @@ impl Daemon {
             && let Err(e) = self.homelink.install(&kb).await
         {
             self.rollback(&spec, &change);
-            self.drop_orphan_ipsec(spec.hoa).await;
+            self.restore_ipsec(spec.hoa).await;
             if let Change::Created { .. } = change {
                 let _ = self.homelink.remove(&kb).await;
             }
@@ -1115,7 +1161,10 @@ impl Daemon {
             flags: if mobile_router { mh::BA_FLAG_R } else { 0 },
         };
         // IPsec first: once the map says "leave it to xfrm", the policies must be there.
-        if let Err(e) = self.ipsec_follow(bu.hoa, Some(bu.coa)).await {
+        if let Err(e) = self
+            .ipsec_follow(bu.hoa, Some((bu.coa, &spec.prefixes)))
+            .await
+        {
             self.refused(&bu, e);
             return;
         }
@@ -1138,18 +1187,9 @@ impl Daemon {
                 });
             }
             Err(e) => {
-                self.drop_orphan_ipsec(bu.hoa).await;
+                self.restore_ipsec(bu.hoa).await;
                 self.refused(&bu, e)
             }
-        }
-    }
-
-    /// After a failed new binding: its IPsec tunnel policies go too.
-    async fn drop_orphan_ipsec(&mut self, hoa: Ipv6Addr) {
-        if self.cache.get(&hoa).is_none()
-            && let Err(e) = self.ipsec_follow(hoa, None).await
-        {
-            tracing::error!(%hoa, error = %format!("{e:#}"), "removing IPsec tunnel policies failed");
         }
     }
 
@@ -1169,7 +1209,7 @@ impl Daemon {
             Ok(()) => self.accepted(&bu, &change, ba),
             Err(e) => {
                 self.rollback(&spec, &change);
-                self.drop_orphan_ipsec(bu.hoa).await;
+                self.restore_ipsec(bu.hoa).await;
                 if let Change::Created { .. } = change {
                     let _ = self.homelink.remove(&kb).await;
                 }
@@ -1253,8 +1293,8 @@ impl Daemon {
             lifetime_units,
         };
         // With IPsec, the BA goes through xfrm (ESP transport, RFC 3776 §3.2) and the TC
-        // program adds the RH2 — which needs the binding's route to the HoA. Without a
-        // binding (a refusal to a MN away from home), only the unprotected path remains.
+        // program adds the RH2 — which needs a route to the HoA: the binding's, or one made
+        // for this message (`route_protected_refusal`).
         let away = bu.coa != bu.hoa;
         let bound = self
             .cache
@@ -1263,6 +1303,15 @@ impl Daemon {
         let protected = self.ipsec_signalling(&bu.hoa);
         if protected && away && !bound {
             return self.route_protected_refusal(bu.clone(), fields, refresh_units);
+        }
+        if protected && away {
+            // Tell the TC program this message's CoA, so a stale refusal entry cannot win;
+            // the binding's permanent neighbour entry makes the send synchronous, so it is
+            // forgotten right after.
+            if let Err(e) = self.dataplane.set_signal_coa(bu.hoa, bu.coa) {
+                tracing::warn!(hoa = %bu.hoa, error = %format!("{e:#}"), "writing the BA's CoA failed");
+            }
+            self.signal_coas.insert(bu.hoa, bu.coa);
         }
         let Some(sig) = self.signalling.as_mut() else {
             return;
@@ -1280,6 +1329,9 @@ impl Daemon {
                 sig.stats.send_errors += 1;
                 tracing::warn!(coa = %bu.coa, error = %format!("{e:#}"), "sending a BA failed");
             }
+        }
+        if protected && away {
+            self.forget_signal_coa(bu.hoa, bu.coa);
         }
     }
 
@@ -1312,10 +1364,37 @@ impl Daemon {
             tracing::warn!(hoa = %bu.hoa, error = %format!("{e:#}"), "a protected BA cannot be routed");
             return;
         }
+        self.signal_coas.insert(bu.hoa, bu.coa);
         let Some(sig) = self.signalling.as_ref() else {
             return;
         };
-        let (homelink, events) = (self.homelink.clone(), sig.events.clone());
+        let events = sig.events.clone();
+        // Routed already: the binding's own route and neighbour entry (a refusal to another
+        // CoA), or another node on the home link that holds the HoA (DAD failed — a neighbour
+        // entry of ours would hijack it). The kernel may still be resolving that neighbour,
+        // so the CoA is forgotten a little later rather than right after the send.
+        if self.cache.get(&bu.hoa).is_some() || fields.status == registrar::status::DAD_FAILED {
+            let (hoa, coa) = (bu.hoa, bu.coa);
+            let sent =
+                mobility::ba_message(bu.ha_address, hoa, &fields, refresh_units).and_then(|m| {
+                    let sig = self
+                        .signalling
+                        .as_mut()
+                        .ok_or_else(|| anyhow!("no signalling"))?;
+                    sig.mh_sender.send(&m, bu.ha_address, hoa, true)?;
+                    sig.stats.ba_sent += 1;
+                    Ok(())
+                });
+            if let Err(e) = sent {
+                tracing::warn!(%hoa, %coa, status = fields.status, error = %format!("{e:#}"), "sending a protected refusal failed");
+            }
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let _ = events.send(Event::SignalCoaDone { hoa, coa });
+            });
+            return;
+        }
+        let homelink = self.homelink.clone();
         tokio::spawn(async move {
             let result = homelink.install(&kb).await;
             let _ = events.send(Event::RefusalRouted(Box::new(RefusalRouted {
@@ -1356,7 +1435,16 @@ impl Daemon {
         if !busy && let Err(e) = self.homelink.remove(&r.kb).await {
             tracing::warn!(%hoa, error = %format!("{e:#}"), "removing the route of a protected refusal failed");
         }
-        let _ = self.dataplane.remove_signal_coa(hoa);
+        self.forget_signal_coa(hoa, r.bu.coa);
+    }
+
+    /// Removes `hoa`'s `HA_SIGNAL_COA` entry if it still holds `coa` (another refusal may have
+    /// replaced it).
+    fn forget_signal_coa(&mut self, hoa: Ipv6Addr, coa: Ipv6Addr) {
+        if self.signal_coas.get(&hoa) == Some(&coa) {
+            self.signal_coas.remove(&hoa);
+            let _ = self.dataplane.remove_signal_coa(hoa);
+        }
     }
 
     /// Sends a Binding Error, at most one per destination per second (RFC 6275 §9.3.3).
@@ -1502,6 +1590,7 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
                     daemon.on_dad_done(bu, decision, ifindex, unique).await
                 }
                 Event::RefusalRouted(r) => daemon.on_refusal_routed(*r).await,
+                Event::SignalCoaDone { hoa, coa } => daemon.forget_signal_coa(hoa, coa),
             },
             _ = routing_changed.notified() => {
                 if let Err(e) = daemon.dataplane.bump_nexthop_epoch() {

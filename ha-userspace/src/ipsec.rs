@@ -47,8 +47,6 @@ pub const PRIO_TUNNEL_PAYLOAD: u32 = 13;
 const IPPROTO_ESP: u8 = 50;
 const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_MH: u8 = 135;
-const MH_HOTI: u8 = 1;
-const MH_HOT: u8 = 3;
 const MH_BU: u8 = 5;
 const MH_BA: u8 = 6;
 
@@ -158,12 +156,20 @@ pub fn transport_policies(set: &IpsecPolicySet, side: Side) -> anyhow::Result<Ve
     Ok(out)
 }
 
-/// The tunnel-mode policies of `set` for one binding of `hoa`, with their templates between
-/// the HA and the HoA — the "at home" endpoints the tunnel SAs are written with; [`Ipsec::migrate`]
-/// moves them to the CoA. Empty when the set has no tunnel type or does not list `hoa`.
+/// The tunnel-mode policies of `set` for one binding of `hoa` and its mobile network
+/// `prefixes` (NEMO: UMIP's selectors are any ↔ HoA and any ↔ each MNP), with their templates
+/// between the HA and the HoA — the "at home" endpoints the tunnel SAs are written with;
+/// [`Ipsec::migrate`] moves them to the CoA. Empty when the set has no tunnel type or does not
+/// list `hoa`.
+///
+/// No MH type selectors here, even for `TunnelHomeTesting` (HoTI/HoT): these policies are
+/// looked up from forwarded and received packets, whose MH type the kernel cannot decode
+/// reliably (see `transport_policies`), so a typed policy would silently never match and let
+/// HoT leave unprotected. `TunnelHomeTesting` therefore tunnels all MH, like `TunnelMh`.
 pub fn tunnel_policies(
     set: &IpsecPolicySet,
     hoa: Ipv6Addr,
+    prefixes: &[(Ipv6Addr, u8)],
     side: Side,
 ) -> anyhow::Result<Vec<Policy>> {
     let mut out = Vec::new();
@@ -172,61 +178,62 @@ pub fn tunnel_policies(
     }
     let any = Ipv6Addr::UNSPECIFIED;
     let ha = set.home_agent;
+    let mut mobile = vec![(hoa, 128u8)];
+    mobile.extend_from_slice(prefixes);
     for p in &set.policies {
-        let (proto, type_to_ha, type_to_mn, prio) = match p.kind {
-            IpsecPolicyType::TunnelPayload => (0, None, None, PRIO_TUNNEL_PAYLOAD),
-            IpsecPolicyType::TunnelMh => (IPPROTO_MH, None, None, PRIO_TUNNEL_MH),
-            // HoTI goes MN → HA → CN, HoT comes back (RFC 6275 §5.2.5, RFC 3776 §4.2).
-            IpsecPolicyType::TunnelHomeTesting => {
-                (IPPROTO_MH, Some(MH_HOTI), Some(MH_HOT), PRIO_TUNNEL_MH)
+        let (proto, prio) = match p.kind {
+            IpsecPolicyType::TunnelPayload => (0, PRIO_TUNNEL_PAYLOAD),
+            IpsecPolicyType::TunnelMh | IpsecPolicyType::TunnelHomeTesting => {
+                (IPPROTO_MH, PRIO_TUNNEL_MH)
             }
             _ => continue,
         };
         check_protocols(p)?;
         let (to_ha, to_mn) = reqids(p);
-        // Traffic from the HoA to anywhere, tunnelled MN → HA.
-        let from_hoa = Policy {
-            src: hoa,
-            src_len: 128,
-            dst: any,
-            dst_len: 0,
-            proto,
-            mh_or_icmp_type: type_to_ha,
-            dir: XFRM_POLICY_OUT,
-            priority: prio,
-            esp_reqid: Some(to_ha),
-            tunnel: Some((hoa, ha)),
-        };
-        // Traffic from anywhere to the HoA, tunnelled HA → MN.
-        let to_hoa = Policy {
-            src: any,
-            src_len: 0,
-            dst: hoa,
-            dst_len: 128,
-            mh_or_icmp_type: type_to_mn,
-            esp_reqid: Some(to_mn),
-            tunnel: Some((ha, hoa)),
-            ..from_hoa.clone()
-        };
-        match side {
-            Side::HomeAgent => {
-                // Decapsulated traffic from the HoA is forwarded (and some is for the HA).
-                out.push(Policy {
-                    dir: XFRM_POLICY_IN,
-                    ..from_hoa.clone()
-                });
-                out.push(Policy {
-                    dir: XFRM_POLICY_FWD,
-                    ..from_hoa
-                });
-                out.push(to_hoa);
-            }
-            Side::MobileNode => {
-                out.push(from_hoa);
-                out.push(Policy {
-                    dir: XFRM_POLICY_IN,
-                    ..to_hoa
-                });
+        for &(addr, len) in &mobile {
+            // Traffic from the HoA (or prefix) to anywhere, tunnelled MN → HA.
+            let from_mobile = Policy {
+                src: addr,
+                src_len: len,
+                dst: any,
+                dst_len: 0,
+                proto,
+                mh_or_icmp_type: None,
+                dir: XFRM_POLICY_OUT,
+                priority: prio,
+                esp_reqid: Some(to_ha),
+                tunnel: Some((hoa, ha)),
+            };
+            // Traffic from anywhere to the HoA (or prefix), tunnelled HA → MN.
+            let to_mobile = Policy {
+                src: any,
+                src_len: 0,
+                dst: addr,
+                dst_len: len,
+                esp_reqid: Some(to_mn),
+                tunnel: Some((ha, hoa)),
+                ..from_mobile.clone()
+            };
+            match side {
+                Side::HomeAgent => {
+                    // Decapsulated traffic from the MN is forwarded (and some is for the HA).
+                    out.push(Policy {
+                        dir: XFRM_POLICY_IN,
+                        ..from_mobile.clone()
+                    });
+                    out.push(Policy {
+                        dir: XFRM_POLICY_FWD,
+                        ..from_mobile
+                    });
+                    out.push(to_mobile);
+                }
+                Side::MobileNode => {
+                    out.push(from_mobile);
+                    out.push(Policy {
+                        dir: XFRM_POLICY_IN,
+                        ..to_mobile
+                    });
+                }
             }
         }
     }
@@ -508,12 +515,19 @@ impl Ipsec {
         Ok(())
     }
 
-    /// Removes `policies` (installed by [`install`](Self::install)) and forgets them.
+    /// Removes `policies` (installed by [`install`](Self::install)) and forgets them — those
+    /// whose removal failed stay recorded, so shutdown tries again.
     pub async fn remove(&mut self, policies: &[Policy]) -> anyhow::Result<()> {
         let mut first_error = None;
         for p in policies {
-            if let Err(e) = self.delete_policy(p).await {
-                first_error.get_or_insert(e);
+            match self.delete_policy(p).await {
+                Ok(()) => {}
+                // Already gone: nothing left to remember.
+                Err(e) if is_enoent(&e) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
             }
             self.installed.retain(|q| !same_selector(q, p));
         }
@@ -603,6 +617,14 @@ impl Ipsec {
             ),
         }
     }
+}
+
+/// Whether an xfrm request failed with ENOENT.
+fn is_enoent(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<xfrmnetlink::Error>(),
+        Some(xfrmnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENOENT
+    )
 }
 
 /// Same policy in the kernel's eyes: selector and direction.
@@ -704,7 +726,7 @@ mod tests {
         let set = seed_set();
         let hoa: Ipv6Addr = "2001:db8:bee5::dead:face".parse().unwrap();
         let ha: Ipv6Addr = "2001:db8:bee5::c001:babe".parse().unwrap();
-        let h = tunnel_policies(&set, hoa, Side::HomeAgent).unwrap();
+        let h = tunnel_policies(&set, hoa, &[], Side::HomeAgent).unwrap();
         let dirs: Vec<_> = h.iter().map(|p| (p.dir, p.esp_reqid, p.tunnel)).collect();
         assert_eq!(
             dirs,
@@ -718,7 +740,7 @@ mod tests {
             h.iter()
                 .all(|p| p.priority == PRIO_TUNNEL_PAYLOAD && p.proto == 0)
         );
-        let m = tunnel_policies(&set, hoa, Side::MobileNode).unwrap();
+        let m = tunnel_policies(&set, hoa, &[], Side::MobileNode).unwrap();
         let dirs: Vec<_> = m.iter().map(|p| (p.dir, p.esp_reqid, p.tunnel)).collect();
         assert_eq!(
             dirs,
@@ -731,10 +753,23 @@ mod tests {
         // Another HoA: nothing.
         let other: Ipv6Addr = "2001:db8:bee5::1".parse().unwrap();
         assert!(
-            tunnel_policies(&set, other, Side::HomeAgent)
+            tunnel_policies(&set, other, &[], Side::HomeAgent)
                 .unwrap()
                 .is_empty()
         );
         assert!(!protects_payload(&set, other));
+        // A mobile router's prefix gets the same three policies, same templates.
+        let mnp: Ipv6Addr = "2001:db8:100::".parse().unwrap();
+        let h = tunnel_policies(&set, hoa, &[(mnp, 48)], Side::HomeAgent).unwrap();
+        assert_eq!(h.len(), 6);
+        assert!(
+            h[3..]
+                .iter()
+                .all(|p| p.tunnel.is_some_and(|(s, d)| s == hoa || d == hoa))
+        );
+        assert_eq!(
+            (h[5].dst, h[5].dst_len, h[5].dir),
+            (mnp, 48, XFRM_POLICY_OUT)
+        );
     }
 }

@@ -181,7 +181,8 @@ fn tunnel_policies_follow_the_care_of_address_by_migration() -> anyhow::Result<(
     let hoa: std::net::Ipv6Addr = seed::HOA.parse()?;
     let coa_a: std::net::Ipv6Addr = seed::COA.parse()?;
     let coa_b: std::net::Ipv6Addr = "2001:db8:f00e::dead:face".parse()?;
-    let policies = ipsec::tunnel_policies(&u.ipsec_policy_sets[0], hoa, ipsec::Side::HomeAgent)?;
+    let policies =
+        ipsec::tunnel_policies(&u.ipsec_policy_sets[0], hoa, &[], ipsec::Side::HomeAgent)?;
     // The seed's set has TunnelPayload: in + fwd from the HoA, out to it.
     assert_eq!(policies.len(), 3, "{policies:#?}");
     let snapshots = ns.run_in(move || -> anyhow::Result<Vec<String>> {

@@ -195,22 +195,27 @@ fn transmit(
 fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) -> i32 {
     let mn = role() == ROLE_MOBILE_NODE;
     let hoa = if mn { &ip.src } else { &ip.dst };
-    let b = match lookup_binding(hoa) {
-        Some(b) => b,
-        // A refusal to a mobile node without a binding: the daemon said where it is.
-        // SAFETY: the value is copied out at once.
-        None => match (mn, unsafe { HA_SIGNAL_COA.get(hoa) }) {
-            (false, Some(coa)) => BindingEntry {
-                local: ip.src,
-                remote: *coa,
-                flags: 0,
-                binding_id: u32::MAX,
-            },
-            _ => {
-                count(Counter::TcSignalUnbound, len);
-                return TC_OK;
-            }
+    // Home agent: a BA whose CoA is not (or not yet) the binding's — a refusal — has its CoA
+    // in HA_SIGNAL_COA, which the daemon writes right before sending it; it wins over the
+    // binding (a status 135 to a new CoA must not go to the old one).
+    // SAFETY: the value is copied out at once.
+    let signal_coa = if mn {
+        None
+    } else {
+        unsafe { HA_SIGNAL_COA.get(hoa) }.copied()
+    };
+    let b = match (signal_coa, lookup_binding(hoa)) {
+        (Some(coa), _) => BindingEntry {
+            local: ip.src,
+            remote: coa,
+            flags: 0,
+            binding_id: u32::MAX,
         },
+        (None, Some(b)) => b,
+        (None, None) => {
+            count(Counter::TcSignalUnbound, len);
+            return TC_OK;
+        }
     };
     // SAFETY: ctx.skb.skb is the kernel's __sk_buff for this run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
