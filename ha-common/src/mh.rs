@@ -1392,15 +1392,7 @@ pub fn build_hao_dest_opts(
     next_header: u8,
     home_address: &[u8; 16],
 ) -> Result<usize, MhError> {
-    let available = buf.len();
-    let Some(out) = buf.get_mut(..HAO_DEST_OPTS_LEN) else {
-        return Err(MhError::BufferTooSmall {
-            needed: HAO_DEST_OPTS_LEN,
-            available,
-        });
-    };
-    let (head, addr) = out.split_at_mut(8);
-    head.copy_from_slice(&[
+    let head = [
         next_header,
         2,
         IPV6_OPT_PADN,
@@ -1409,9 +1401,32 @@ pub fn build_hao_dest_opts(
         0,
         IPV6_OPT_HOME_ADDRESS,
         IPV6_OPT_HOME_ADDRESS_LEN,
-    ]);
+    ];
+    write_head_and_address(buf, &head, home_address)
+}
+
+// Both mobility extension headers have one size (the TC program inserts either with one room).
+const _: () = assert!(HAO_DEST_OPTS_LEN == RH2_LEN);
+
+/// Writes the shape both mobility extension headers share: 8 octets, then the home address.
+/// Returns [`HAO_DEST_OPTS_LEN`] (= [`RH2_LEN`]).
+fn write_head_and_address(
+    buf: &mut [u8],
+    head: &[u8; 8],
+    home_address: &[u8; 16],
+) -> Result<usize, MhError> {
+    const LEN: usize = HAO_DEST_OPTS_LEN;
+    let available = buf.len();
+    let Some(out) = buf.get_mut(..LEN) else {
+        return Err(MhError::BufferTooSmall {
+            needed: LEN,
+            available,
+        });
+    };
+    let (h, addr) = out.split_at_mut(8);
+    h.copy_from_slice(head);
     addr.copy_from_slice(home_address);
-    Ok(HAO_DEST_OPTS_LEN)
+    Ok(LEN)
 }
 
 /// A parsed type 2 routing header (RFC 6275 §6.4).
@@ -1465,15 +1480,7 @@ pub fn build_rh2(
     next_header: u8,
     home_address: &[u8; 16],
 ) -> Result<usize, MhError> {
-    let available = buf.len();
-    let Some(out) = buf.get_mut(..RH2_LEN) else {
-        return Err(MhError::BufferTooSmall {
-            needed: RH2_LEN,
-            available,
-        });
-    };
-    let (head, addr) = out.split_at_mut(8);
-    head.copy_from_slice(&[
+    let head = [
         next_header,
         RH2_HDR_EXT_LEN,
         ROUTING_TYPE_2,
@@ -1482,9 +1489,8 @@ pub fn build_rh2(
         0,
         0,
         0,
-    ]);
-    addr.copy_from_slice(home_address);
-    Ok(RH2_LEN)
+    ];
+    write_head_and_address(buf, &head, home_address)
 }
 
 #[cfg(test)]

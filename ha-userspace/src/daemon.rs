@@ -245,10 +245,7 @@ impl Daemon {
     /// all. A failure removes what was installed: no half-configured node.
     async fn start_ipsec(config: &Config) -> anyhow::Result<Ipsec> {
         let mut ipsec = Ipsec::new()?;
-        let side = match config.role {
-            Role::HomeAgent => Side::HomeAgent,
-            Role::MobileNode => Side::MobileNode,
-        };
+        let side = Side::of(config.role);
         let mut policies = ipsec::nd_bypass_policies();
         for set in &config.ipsec.sets {
             policies.extend(ipsec::transport_policies(set, side)?);
@@ -664,10 +661,7 @@ impl Daemon {
         if self.ipsec.is_none() {
             return Ok(());
         }
-        let side = match self.config.role {
-            Role::HomeAgent => Side::HomeAgent,
-            Role::MobileNode => Side::MobileNode,
-        };
+        let side = Side::of(self.config.role);
         let current = self.ipsec_tunnels.remove(&hoa);
         let x = self.ipsec.as_mut().expect("checked");
         match (current, to) {
@@ -1313,26 +1307,40 @@ impl Daemon {
             }
             self.signal_coas.insert(bu.hoa, bu.coa);
         }
-        let Some(sig) = self.signalling.as_mut() else {
-            return;
-        };
-        let result = if protected {
-            mobility::ba_message(bu.ha_address, bu.hoa, &fields, refresh_units)
-                .and_then(|m| sig.mh_sender.send(&m, bu.ha_address, bu.hoa, away))
-        } else {
-            mobility::ba_packet(bu.ha_address, bu.hoa, bu.coa, &fields, refresh_units)
-                .and_then(|p| Ok(sig.sender.send(&p, bu.coa, 0)?))
-        };
-        match result {
-            Ok(()) => sig.stats.ba_sent += 1,
-            Err(e) => {
-                sig.stats.send_errors += 1;
-                tracing::warn!(coa = %bu.coa, error = %format!("{e:#}"), "sending a BA failed");
-            }
+        if let Err(e) = self.transmit_ba(bu, &fields, refresh_units, protected) {
+            tracing::warn!(coa = %bu.coa, error = %format!("{e:#}"), "sending a BA failed");
         }
         if protected && away {
             self.forget_signal_coa(bu.hoa, bu.coa);
         }
+    }
+
+    /// Puts a BA on the wire and counts it: through xfrm (`protected`: the MH socket, marked
+    /// for the TC program's RH2 when the MN is away), or built whole on the raw socket.
+    fn transmit_ba(
+        &mut self,
+        bu: &registrar::BindingUpdate,
+        fields: &mh::BaFields,
+        refresh_units: Option<u16>,
+        protected: bool,
+    ) -> anyhow::Result<()> {
+        let sig = self
+            .signalling
+            .as_mut()
+            .ok_or_else(|| anyhow!("signalling is not running"))?;
+        let away = bu.coa != bu.hoa;
+        let result = if protected {
+            mobility::ba_message(bu.ha_address, bu.hoa, fields, refresh_units)
+                .and_then(|m| sig.mh_sender.send(&m, bu.ha_address, bu.hoa, away))
+        } else {
+            mobility::ba_packet(bu.ha_address, bu.hoa, bu.coa, fields, refresh_units)
+                .and_then(|p| Ok(sig.sender.send(&p, bu.coa, 0)?))
+        };
+        match result {
+            Ok(()) => sig.stats.ba_sent += 1,
+            Err(_) => sig.stats.send_errors += 1,
+        }
+        result
     }
 
     /// An ESP-protected BA for a mobile node away from home without a binding (a refusal,
@@ -1375,17 +1383,7 @@ impl Daemon {
         // so the CoA is forgotten a little later rather than right after the send.
         if self.cache.get(&bu.hoa).is_some() || fields.status == registrar::status::DAD_FAILED {
             let (hoa, coa) = (bu.hoa, bu.coa);
-            let sent =
-                mobility::ba_message(bu.ha_address, hoa, &fields, refresh_units).and_then(|m| {
-                    let sig = self
-                        .signalling
-                        .as_mut()
-                        .ok_or_else(|| anyhow!("no signalling"))?;
-                    sig.mh_sender.send(&m, bu.ha_address, hoa, true)?;
-                    sig.stats.ba_sent += 1;
-                    Ok(())
-                });
-            if let Err(e) = sent {
+            if let Err(e) = self.transmit_ba(&bu, &fields, refresh_units, true) {
                 tracing::warn!(%hoa, %coa, status = fields.status, error = %format!("{e:#}"), "sending a protected refusal failed");
             }
             tokio::spawn(async move {
@@ -1409,20 +1407,16 @@ impl Daemon {
 
     async fn on_refusal_routed(&mut self, r: RefusalRouted) {
         let hoa = r.bu.hoa;
-        let sent = r.result.and_then(|()| {
-            let sig = self
-                .signalling
-                .as_mut()
-                .ok_or_else(|| anyhow!("no signalling"))?;
-            let m = mobility::ba_message(r.bu.ha_address, hoa, &r.fields, r.refresh_units)?;
-            sig.mh_sender.send(&m, r.bu.ha_address, hoa, true)?;
-            sig.stats.ba_sent += 1;
-            Ok(())
-        });
-        if let Err(e) = sent {
-            if let Some(sig) = self.signalling.as_mut() {
-                sig.stats.send_errors += 1;
+        let sent = match r.result {
+            Ok(()) => self.transmit_ba(&r.bu, &r.fields, r.refresh_units, true),
+            Err(e) => {
+                if let Some(sig) = self.signalling.as_mut() {
+                    sig.stats.send_errors += 1;
+                }
+                Err(e)
             }
+        };
+        if let Err(e) = sent {
             tracing::warn!(%hoa, coa = %r.bu.coa, status = r.fields.status, error = %format!("{e:#}"), "sending a protected refusal failed");
         }
         // Undo — unless a registration of this HoA started meanwhile: its kernel state is the

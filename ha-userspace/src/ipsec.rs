@@ -77,6 +77,15 @@ pub enum Side {
     MobileNode,
 }
 
+impl Side {
+    pub fn of(role: crate::config::Role) -> Self {
+        match role {
+            crate::config::Role::HomeAgent => Self::HomeAgent,
+            crate::config::Role::MobileNode => Self::MobileNode,
+        }
+    }
+}
+
 /// Upper-layer selector: protocol, and the MH/ICMPv6 type inbound (MN → HA) and outbound.
 type Selector = (u8, Option<u8>, Option<u8>);
 

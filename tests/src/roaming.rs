@@ -54,6 +54,41 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The traffic that runs across the moves: `cn` pings `hoa` and keeps a TCP conversation with
+/// an echo server on `mn`. Writing `stop` ends the conversation; logs go to `dir`.
+pub struct Conversation {
+    pub ping: Background,
+    pub server: Background,
+    pub client: Background,
+    pub stop: std::path::PathBuf,
+}
+
+impl Conversation {
+    pub fn start(cn: &Netns, mn: &Netns, hoa: &str, dir: &Path) -> anyhow::Result<Self> {
+        let ping = start_ping(cn, hoa, &dir.join("ping.log"))?;
+        let mut server = mn.spawn(PYTHON, &["-c", ECHO_SERVER, hoa], &dir.join("server.log"))?;
+        wait_for("the MN's echo server", Duration::from_secs(10), || {
+            server.check_running()?;
+            Ok(server.log().contains("listening").then_some(()))
+        })?;
+        let stop = dir.join("stop");
+        let stop_arg = stop
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", stop.display()))?;
+        let client = cn.spawn(
+            PYTHON,
+            &["-c", ECHO_CLIENT, hoa, stop_arg],
+            &dir.join("client.log"),
+        )?;
+        Ok(Self {
+            ping,
+            server,
+            client,
+            stop,
+        })
+    }
+}
+
 /// A ping from `ns` to `dst` every 50 ms with timestamps (`ping -D`).
 pub fn start_ping(ns: &Netns, dst: &str, log: &Path) -> anyhow::Result<Background> {
     ns.spawn("ping", &["-6", "-D", "-i", "0.05", "-W", "1", dst], log)

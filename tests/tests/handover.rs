@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use tests::{
     TempDir, require_root,
-    roaming::{
-        ECHO_CLIENT, ECHO_SERVER, PYTHON, handover, now, ping_replies, start_ping, wait_mn_state,
-    },
+    roaming::{Conversation, handover, now, ping_replies, wait_mn_state},
     topology::{Hagent, Link, RoamingLab, roaming, roaming_mn_config, seed, seed_ha_mip6d_conf},
     wait_for,
 };
@@ -24,22 +22,12 @@ fn roam(mode: &str) -> anyhow::Result<()> {
     wait_mn_state(&mn, "home", Duration::from_secs(10))?;
 
     let dir = TempDir::new("roam")?;
-    let mut ping = start_ping(&lab.cn, seed::HOA, &dir.join("ping.log"))?;
-    let mut server = lab.mn.spawn(
-        PYTHON,
-        &["-c", ECHO_SERVER, seed::HOA],
-        &dir.join("server.log"),
-    )?;
-    wait_for("the echo server", Duration::from_secs(10), || {
-        server.check_running()?;
-        Ok(server.log().contains("listening").then_some(()))
-    })?;
-    let stop = dir.join("stop");
-    let mut client = lab.cn.spawn(
-        PYTHON,
-        &["-c", ECHO_CLIENT, seed::HOA, stop.to_str().unwrap()],
-        &dir.join("client.log"),
-    )?;
+    let Conversation {
+        mut ping,
+        server,
+        mut client,
+        stop,
+    } = Conversation::start(&lab.cn, &lab.mn, seed::HOA, dir.path())?;
     std::thread::sleep(Duration::from_secs(2));
 
     let mut moves = vec![];

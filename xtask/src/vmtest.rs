@@ -868,6 +868,8 @@ fn show(cmd: &Command) -> String {
 const DATAPLANE_SH: &str = include_str!("../vm/dataplane.sh");
 const IPSEC_SH: &str = include_str!("../vm/ipsec.sh");
 const MN_IPSEC_SH: &str = include_str!("../vm/mn-ipsec.sh");
+/// Shell functions the scripts that run hagent share.
+const VM_LIB_SH: &str = include_str!("../vm/lib.sh");
 
 /// The VM tier of `cargo xtask test`: ESP in the guest kernel, hagent's data plane on 6.1, and
 /// the IPsec start-up path on a kernel with ESP. `hagent` is the release binary; `mip6d_conf`
@@ -891,7 +893,7 @@ pub fn suite(hagent: &Path, mip6d_conf: &Path, all: bool) -> anyhow::Result<()> 
             binaries: vec![hagent.to_path_buf()],
             files: vec![],
             modules: modules(&["veth", "sch_ingress", "cls_bpf"]),
-            script: DATAPLANE_SH.into(),
+            script: format!("{VM_LIB_SH}\n{DATAPLANE_SH}"),
             timeout: Duration::from_secs(180),
         },
         VmTest {
@@ -899,7 +901,7 @@ pub fn suite(hagent: &Path, mip6d_conf: &Path, all: bool) -> anyhow::Result<()> 
             binaries: vec![hagent.to_path_buf()],
             files: vec![(mip6d_conf.to_path_buf(), "/etc/hagent/mip6d.conf".into())],
             modules: modules(&["veth", "sch_ingress", "cls_bpf", "xfrm_user", "esp6"]),
-            script: IPSEC_SH.into(),
+            script: format!("{VM_LIB_SH}\n{IPSEC_SH}"),
             timeout: Duration::from_secs(180),
         },
         VmTest {
@@ -914,7 +916,7 @@ pub fn suite(hagent: &Path, mip6d_conf: &Path, all: bool) -> anyhow::Result<()> 
                 "xfrm_user",
                 "esp6",
             ]),
-            script: MN_IPSEC_SH.into(),
+            script: format!("{VM_LIB_SH}\n{MN_IPSEC_SH}"),
             timeout: Duration::from_secs(240),
         },
     ];

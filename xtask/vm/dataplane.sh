@@ -23,12 +23,7 @@ xdp_mode = "native"
 max_bindings = 1024
 CONF
 ip netns exec ha $HAGENT run -c /tmp/ha.toml --socket /tmp/ha.sock > /tmp/ha.log 2>&1 &
-# Under TCG, loading and verifying the programs takes a while.
-i=0
-while [ ! -S /tmp/ha.sock ] && [ $i -lt 600 ]; do
-	sleep 0.5
-	i=$((i + 1))
-done
+wait_socket /tmp/ha.sock $! /tmp/ha.log
 cat /tmp/ha.log
 $HAGENT binding add 2001:db8:bee5::dead:face 2001:db8:f00d::dead:face --socket /tmp/ha.sock
 ip netns exec peer ping -c 5 -i 0.2 -W 1 2001:db8:bee5::dead:face || true

@@ -15,12 +15,7 @@ ip -n ha addr add 2001:db8:bee5::c001:babe/64 dev eth0 nodad
 ip -n ha xfrm policy add src 2001:db8:9::1/128 dst 2001:db8:9::2/128 dir out priority 100
 ip netns exec ha $HAGENT run -c /etc/hagent/mip6d.conf --socket /tmp/ha.sock > /tmp/ha.log 2>&1 &
 PID=$!
-# Under TCG, loading and verifying the programs takes a while.
-i=0
-while [ ! -S /tmp/ha.sock ] && [ $i -lt 600 ]; do
-	sleep 0.5
-	i=$((i + 1))
-done
+wait_socket /tmp/ha.sock $PID /tmp/ha.log
 cat /tmp/ha.log
 ip -n ha xfrm policy
 ip -n ha xfrm policy | grep -q "proto mobility-header"

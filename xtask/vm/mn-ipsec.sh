@@ -183,16 +183,6 @@ CONF
 chmod 600 /etc/hagent/mn.toml
 $HAGENT config check /etc/hagent/mn.toml > /dev/null
 
-# wait_socket SOCKET PID LOG: until the daemon answers (it may also die: then say why).
-wait_socket() {
-	i=0
-	# Under TCG, loading and verifying the programs takes a while.
-	while [ ! -S "$1" ] && [ $i -lt 240 ] && kill -0 "$2" 2>/dev/null; do
-		sleep 0.5
-		i=$((i + 1))
-	done
-	[ -S "$1" ] || { echo "no control socket $1"; cat "$3"; return 1; }
-}
 # wait_binding COA: until the HA's binding for the HoA points at COA (60 s).
 wait_binding() {
 	i=0

@@ -85,32 +85,8 @@ pub fn egress(ctx: &TcContext) -> i32 {
     // SAFETY: as above.
     let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
     let tot_len = if gso { 0 } else { inner_len + IPV6_HLEN };
-    let route = resolve(
-        ctx.skb.skb as *mut c_void,
-        ifindex,
-        &b.local,
-        &b.remote,
-        tot_len,
-        FIB_OUTPUT,
-    );
-    let (egress, macs) = match route {
-        Route::Forward(nh) => (nh.ifindex, Some((nh.dmac, nh.smac))),
-        // Unresolved neighbour: let the kernel resolve it on the egress interface.
-        Route::NoNeigh(egress) => (egress, None),
-        // A host that does not forward (a mobile node: the FIB helper refuses lookups on
-        // interfaces with forwarding off): let the kernel route the encapsulated packet out
-        // of this interface and resolve its next hop.
-        Route::Pass(Counter::PassFibOther) => (ifindex, None),
-        Route::Pass(reason) | Route::Drop(reason) => {
-            // Count the FIB's reason too, so `hagent stats` says why.
-            count(reason, len);
-            count(Counter::TcDrop, len);
-            return TC_SHOT;
-        }
-        Route::TooBig(_) => {
-            count(Counter::TcDrop, len);
-            return TC_SHOT;
-        }
+    let Some((egress, macs)) = next_hop(ctx, ifindex, &b, tot_len, len) else {
+        return TC_SHOT;
     };
     if ctx
         .adjust_room(
@@ -146,6 +122,48 @@ pub fn egress(ctx: &TcContext) -> i32 {
     )
 }
 
+/// A next hop's (destination, source) MACs.
+type Macs = ([u8; 6], [u8; 6]);
+
+/// Where a packet from `b.local` to `b.remote` leaves, with the next hop's MACs when they are
+/// known: `None` (counted) when it must be dropped. `tot_len` 0 skips the MTU check.
+#[inline(always)]
+fn next_hop(
+    ctx: &TcContext,
+    ifindex: u32,
+    b: &BindingEntry,
+    tot_len: usize,
+    len: usize,
+) -> Option<(u32, Option<Macs>)> {
+    match resolve(
+        ctx.skb.skb as *mut c_void,
+        ifindex,
+        &b.local,
+        &b.remote,
+        tot_len,
+        FIB_OUTPUT,
+    ) {
+        Route::Forward(nh) => Some((nh.ifindex, Some((nh.dmac, nh.smac)))),
+        // Unresolved neighbour: let the kernel resolve it on the egress interface (often not
+        // this one).
+        Route::NoNeigh(egress) => Some((egress, None)),
+        // A host that does not forward (a mobile node: the FIB helper refuses lookups on
+        // interfaces with forwarding off): let the kernel route the packet out of this
+        // interface and resolve its next hop.
+        Route::Pass(Counter::PassFibOther) => Some((ifindex, None)),
+        Route::Pass(reason) | Route::Drop(reason) => {
+            // Count the FIB's reason too, so `hagent stats` says why.
+            count(reason, len);
+            count(Counter::TcDrop, len);
+            None
+        }
+        Route::TooBig(_) => {
+            count(Counter::TcDrop, len);
+            None
+        }
+    }
+}
+
 /// Sends the rewritten packet on: with the MACs of a resolved next hop (redirecting when it is
 /// another interface), or through the neighbour subsystem when the next hop is unresolved.
 #[inline(always)]
@@ -153,7 +171,7 @@ fn transmit(
     ctx: &TcContext,
     ifindex: u32,
     egress: u32,
-    macs: Option<([u8; 6], [u8; 6])>,
+    macs: Option<Macs>,
     resolved: Counter,
     via_neigh: Counter,
     len: usize,
@@ -223,28 +241,9 @@ fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) 
     let (egress, macs) = if mn {
         (ifindex, None)
     } else {
-        match resolve(
-            ctx.skb.skb as *mut c_void,
-            ifindex,
-            &b.local,
-            &b.remote,
-            0,
-            FIB_OUTPUT,
-        ) {
-            Route::Forward(nh) => (nh.ifindex, Some((nh.dmac, nh.smac))),
-            // The CoA is usually out of another interface: resolve its next hop there.
-            Route::NoNeigh(egress) => (egress, None),
-            Route::Pass(Counter::PassFibOther) => (ifindex, None),
-            Route::Pass(reason) | Route::Drop(reason) => {
-                count(reason, len);
-                count(Counter::TcDrop, len);
-                return TC_SHOT;
-            }
-            // Not asked for (no length given).
-            Route::TooBig(_) => {
-                count(Counter::TcDrop, len);
-                return TC_SHOT;
-            }
+        match next_hop(ctx, ifindex, &b, 0, len) {
+            Some(hop) => hop,
+            None => return TC_SHOT,
         }
     };
     let Some(new_header) = signalling_headers(ip, header, &b, mn) else {
@@ -252,6 +251,7 @@ fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) 
         return TC_SHOT;
     };
     if ctx
+        // One room size for both headers (mh asserts HAO_DEST_OPTS_LEN == RH2_LEN).
         .adjust_room(mh::HAO_DEST_OPTS_LEN as i32, BPF_ADJ_ROOM_NET, 0)
         .is_err()
         || ctx.store(ETH_HLEN, &new_header, 0).is_err()
@@ -274,9 +274,6 @@ fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) 
         len,
     )
 }
-
-// One room size serves both headers.
-const _: () = assert!(mh::HAO_DEST_OPTS_LEN == mh::RH2_LEN);
 
 /// The IPv6 header and the extension header that follows it, for [`signalling`].
 #[inline(always)]

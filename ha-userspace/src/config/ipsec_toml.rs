@@ -28,7 +28,7 @@
 
 use std::{
     net::Ipv6Addr,
-    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -212,8 +212,7 @@ impl Drop for SaToml {
             .into_iter()
             .flatten()
         {
-            // SAFETY: zero bytes keep the String valid UTF-8.
-            unsafe { k.as_bytes_mut().fill(0) };
+            setkey::wipe_string(k);
         }
     }
 }
@@ -279,8 +278,7 @@ fn key(at: &str, what: &str, inline: Option<&str>, file: Option<&Path>) -> anyho
                 .with_context(|| format!("{at}.{what}_key_file: cannot read {}", path.display()))?;
             let k = Key::from_hex(text.trim())
                 .map_err(|e| anyhow!("{at}.{what}_key_file {}: {e}", path.display()));
-            // SAFETY: zero bytes keep the String valid UTF-8.
-            unsafe { text.as_bytes_mut().fill(0) };
+            setkey::wipe_string(&mut text);
             k
         }
         (None, None) => bail!("{at}: {what}_key or {what}_key_file is required"),
@@ -292,8 +290,7 @@ fn key(at: &str, what: &str, inline: Option<&str>, file: Option<&Path>) -> anyho
 /// hagent): otherwise anyone on the box can read the keys.
 pub fn check_root_only(path: &Path) -> Result<(), String> {
     let m = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mode = m.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Some(mode) = setkey::exposed_mode(&m) {
         return Err(format!(
             "{} holds keys but is readable by others (mode {mode:03o}): chmod 600 it",
             path.display()
@@ -314,6 +311,7 @@ pub fn check_root_only(path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn set(toml_text: &str) -> anyhow::Result<IpsecPolicySet> {
         let s: PolicySetToml = toml::from_str(toml_text)?;

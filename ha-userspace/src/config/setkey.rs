@@ -145,7 +145,7 @@ fn wipe_vec(v: &mut Vec<u8>) {
 }
 
 /// Zeroes and empties a string that may hold key material.
-fn wipe_string(s: &mut String) {
+pub(crate) fn wipe_string(s: &mut String) {
     let mut bytes = std::mem::take(s).into_bytes();
     wipe_vec(&mut bytes);
 }
@@ -1130,17 +1130,23 @@ pub fn parse_file(path: &Path) -> Result<SetkeyFile, ConfigError> {
     }
 }
 
+/// The permission bits of a file that holds keys, when group or others can access it.
+#[cfg(unix)]
+pub(crate) fn exposed_mode(m: &fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = m.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
 #[cfg(unix)]
 fn permission_warning(path: &Path) -> Option<Diagnostic> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o077 != 0).then(|| Diagnostic {
+    let mode = exposed_mode(&fs::metadata(path).ok()?)?;
+    Some(Diagnostic {
         file: path.to_path_buf(),
         line: 0,
         column: 0,
         message: format!(
-            "the file holds secret keys but its mode is {:04o}: group or others can access it",
-            mode & 0o7777
+            "the file holds secret keys but its mode is {mode:04o}: group or others can access it"
         ),
         help: Some(format!("chmod 600 {}", path.display())),
     })

@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use tests::{
     TempDir,
-    roaming::{ECHO_CLIENT, ECHO_SERVER, PYTHON, handover, now, ping_replies, start_ping},
+    roaming::{Conversation, handover, now, ping_replies},
     step,
     topology::{
         Hagent, Link, RoamingLab, roaming, roaming_mn_mip6d_conf, seed, seed_ha_mip6d_conf,
@@ -163,22 +163,12 @@ fn run(interactive: bool) -> anyhow::Result<bool> {
     println!("  the mobile node is at home: no binding, no tunnel");
 
     let dir = TempDir::new("lab")?;
-    let mut ping = start_ping(&lab.cn, seed::HOA, &dir.join("ping.log"))?;
-    let mut server = lab.mn.spawn(
-        PYTHON,
-        &["-c", ECHO_SERVER, seed::HOA],
-        &dir.join("server.log"),
-    )?;
-    wait_for("the MN's echo server", Duration::from_secs(10), || {
-        server.check_running()?;
-        Ok(server.log().contains("listening").then_some(()))
-    })?;
-    let stop = dir.join("stop");
-    let mut client = lab.cn.spawn(
-        PYTHON,
-        &["-c", ECHO_CLIENT, seed::HOA, stop.to_str().unwrap()],
-        &dir.join("client.log"),
-    )?;
+    let Conversation {
+        mut ping,
+        server,
+        mut client,
+        stop,
+    } = Conversation::start(&lab.cn, &lab.mn, seed::HOA, dir.path())?;
     step("the CN pings the MN's home address (20/s) and keeps a TCP conversation with it");
 
     let t0 = Instant::now();

@@ -1,0 +1,12 @@
+# Shared by the guest test scripts that run hagent (prepended by xtask/src/vmtest.rs).
+
+# wait_socket SOCKET PID LOG: until the daemon answers on its control socket — or dies, then
+# show its log. Under TCG, loading and verifying the programs takes a while.
+wait_socket() {
+	i=0
+	while [ ! -S "$1" ] && [ $i -lt 240 ] && kill -0 "$2" 2>/dev/null; do
+		sleep 0.5
+		i=$((i + 1))
+	done
+	[ -S "$1" ] || { echo "no control socket $1"; cat "$3"; return 1; }
+}
