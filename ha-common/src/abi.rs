@@ -36,8 +36,30 @@ pub struct BindingEntry {
     pub flags: u32,
     /// Index into the per-binding counter array.
     pub binding_id: u32,
+    /// Home agent role: the interface of the HoA's home link. The data plane answers Neighbor
+    /// Solicitations for the HoA only when they arrive there (RFC 6275 §10.4.1). 0 in the
+    /// mobile node role.
+    pub home_ifindex: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<BindingEntry>() == 40);
+const _: () = assert!(core::mem::size_of::<BindingEntry>() == 48);
+
+/// An interface the programs are attached to (value of [`crate::maps::IFACES`], keyed by
+/// ifindex): what they need to answer Neighbor Solicitations on it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Iface {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<Iface>() == 8);
+
+/// Value of a [`crate::maps::DAD`] entry: Duplicate Address Detection for the key is running
+/// and nobody has claimed the address yet.
+pub const DAD_PROBING: u32 = 0;
+/// Value of a [`crate::maps::DAD`] entry: during the probe the XDP program saw a Neighbor
+/// Advertisement for the address, or another node's DAD probe for it (RFC 4862 §5.4.3-5.4.4).
+pub const DAD_CONFLICT: u32 = 1;
 
 /// Key of the mobile network prefix LPM trie: the layout of `struct bpf_lpm_trie_key` with an
 /// IPv6 address (aya's `lpm_trie::Key<[u8; 16]>` has the same layout).
@@ -105,7 +127,7 @@ pub struct PuntRecord {
     /// The inner IPv6 packet (hop limit already decremented).
     pub packet: [u8; PUNT_MAX_PACKET],
 }
-const _: () = assert!(core::mem::size_of::<PuntRecord>() == 8 + 40 + PUNT_MAX_PACKET);
+const _: () = assert!(core::mem::size_of::<PuntRecord>() == 8 + 48 + PUNT_MAX_PACKET);
 
 /// Role of the node the programs run on.
 pub const ROLE_HOME_AGENT: u8 = 0;
@@ -117,6 +139,7 @@ mod pod {
     // SAFETY: all of these are `#[repr(C)]`, made of integers and byte arrays only, with any
     // padding made explicit, so every bit pattern is valid and there is no uninitialised byte.
     unsafe impl aya::Pod for BindingEntry {}
+    unsafe impl aya::Pod for Iface {}
     unsafe impl aya::Pod for PrefixKey {}
     unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for BindingCounters {}

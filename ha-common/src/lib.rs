@@ -8,6 +8,7 @@
 
 pub mod abi;
 pub mod mh;
+pub mod nd;
 pub mod stats;
 
 /// Names of the maps in the eBPF object, so the loader and the programs agree on them.
@@ -37,6 +38,15 @@ pub mod maps {
     pub const PUNT: &str = "HA_PUNT";
     /// Home agent: HoA → CoA for an ESP-protected BA to a HoA without a binding (a refusal).
     pub const SIGNAL_COA: &str = "HA_SIGNAL_COA";
+    /// Hash map ifindex → [`crate::abi::Iface`] of the interfaces the programs are attached to.
+    pub const IFACES: &str = "HA_IFACES";
+    /// Home agent: hash map address → `DAD_PROBING`/`DAD_CONFLICT` of the Duplicate Address
+    /// Detection probes in flight; the daemon writes the probe, XDP notes a conflict.
+    pub const DAD: &str = "HA_DAD";
+    /// Home agent: LRU hash of the HoAs for which the TC program answered one of the kernel's
+    /// own Neighbor Solicitations (so the kernel holds a neighbour entry for them pointing at
+    /// this node, which the daemon deletes when the binding goes).
+    pub const ND_SEEN: &str = "HA_ND_SEEN";
 }
 
 /// Names of the read-only globals the loader sets before loading.

@@ -117,6 +117,25 @@ counters! {
     /// A plain IPv6-in-IPv6 packet for a binding whose payload must be ESP-protected
     /// (`TunnelPayload`): dropped, as the kernel's IPsec policy would.
     DropDecapUnprotected = 36 => "drop_decap_unprotected",
+    /// Home agent: a Neighbor Solicitation for a bound HoA, on its home link, answered by the
+    /// XDP program with a Neighbor Advertisement carrying this node's MAC (RFC 6275 §10.4.1).
+    NdProxyAnswered = 37 => "nd_proxy_answered",
+    /// Home agent: a Duplicate Address Detection probe (NS from ::) for a bound HoA answered
+    /// with a Neighbor Advertisement to all nodes: the home agent defends the HoA.
+    NdProxyDadAnswered = 38 => "nd_proxy_dad_answered",
+    /// A Neighbor Solicitation for a bound HoA that fails RFC 4861 §7.1.1 validation (hop
+    /// limit, code, length, checksum, options, DAD form): passed to the kernel, which drops it.
+    PassNdInvalid = 39 => "pass_nd_invalid",
+    /// Home agent: a Neighbor Advertisement, or another node's DAD probe, for an address this
+    /// node is probing (Duplicate Address Detection for a new binding): noted for the daemon.
+    DadConflictSeen = 40 => "dad_conflict_seen",
+    /// Home agent, TC egress: the kernel's own Neighbor Solicitation for a bound HoA (it is
+    /// about to send the HoA a packet) answered to the kernel itself, with this node's MAC, so
+    /// the packet reaches the TC program and is tunnelled.
+    TcNdReflected = 41 => "tc_nd_reflected",
+    /// TC egress: a packet the node sent to a bound HoA does not fit the tunnel: an ICMPv6
+    /// Packet Too Big went back to its sender (through this node's own input path).
+    TcPtbSent = 42 => "tc_ptb_sent",
 }
 
 impl Counter {

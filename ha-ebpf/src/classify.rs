@@ -1,11 +1,13 @@
 //! Which packets to a bound destination must never be tunnelled (RFC 6275 §10.4.1-§10.4.2).
 
+use ha_common::nd::{ICMPV6_REDIRECT, ICMPV6_RS};
+
 use crate::parse::{IPPROTO_HOPOPTS, IPPROTO_ICMPV6, IPPROTO_MH};
 
 /// ICMPv6 types of Neighbor Discovery (RS 133, RA 134, NS 135, NA 136, Redirect 137).
 #[inline(always)]
 pub fn is_ndisc(icmp_type: u8) -> bool {
-    (133..=137).contains(&icmp_type)
+    (ICMPV6_RS..=ICMPV6_REDIRECT).contains(&icmp_type)
 }
 
 /// Multicast (ff00::/8).
@@ -23,7 +25,8 @@ pub fn is_link_local(addr: &[u8; 16]) -> bool {
 /// Whether a packet must stay with the kernel even when its destination is bound:
 /// link-local or multicast destinations (the MN is not on this link), hop-by-hop options
 /// (the kernel must see them), Mobility Header (signalling is the daemon's), and Neighbor
-/// Discovery — also a unicast NS to a HoA, which the kernel's proxy ND answers.
+/// Discovery — also a unicast NS to a HoA, which the home agent answers on the home link
+/// (`kern::xdp::neighbour_discovery`), never through the tunnel.
 /// `icmp_type` is only looked at when `next_header` is ICMPv6.
 #[inline(always)]
 pub fn never_tunnel(dst: &[u8; 16], next_header: u8, icmp_type: u8) -> bool {

@@ -16,7 +16,7 @@ mod program {
     /// Ingress of every interface the node serves.
     #[xdp]
     pub fn ha_xdp_ingress(ctx: XdpContext) -> u32 {
-        crate::kern::xdp::ingress(&ctx)
+        crate::kern::xdp::entry(&ctx)
     }
 
     /// Reference: does nothing (see `kern::reference`).

@@ -112,9 +112,11 @@ impl Ipv6 {
 #[inline(always)]
 pub fn parse_ipv6<F: Frame>(f: &F, offset: usize) -> Result<Ipv6, ParseError> {
     let h = f
-        .load::<[u8; IPV6_HLEN]>(offset)
+        .ptr_at::<[u8; IPV6_HLEN]>(offset)
         .ok_or(ParseError::Truncated)?;
-    let ip = Ipv6::from_bytes(&h)?;
+    // SAFETY: `ptr_at` checked that the header lies inside the frame; it is read in place,
+    // without a copy on the (BPF) stack.
+    let ip = Ipv6::from_bytes(unsafe { &*h })?;
     if offset + ip.total_len() > f.len() {
         return Err(ParseError::Truncated);
     }

@@ -184,6 +184,7 @@ impl Daemon {
             outer_hop_limit: d.outer_hop_limit,
             nexthop_cache: d.nexthop_cache,
             icmp_rate: d.icmp_rate,
+            max_dad: 1024,
             bench_restore: false,
         };
         let mut dataplane = Dataplane::load(&options)?;
@@ -864,6 +865,8 @@ impl Daemon {
             remote: remote.octets(),
             flags: spec.flags | ipsec,
             binding_id: id,
+            home_ifindex: spec.home_ifindex,
+            _pad: 0,
         }
     }
 

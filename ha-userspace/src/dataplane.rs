@@ -5,7 +5,7 @@
 //! dropped, and by the kernel when the process dies, so nothing stays attached after hagent
 //! exits, however it exits.
 
-use std::net::Ipv6Addr;
+use std::{net::Ipv6Addr, os::fd::AsFd as _};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
@@ -17,7 +17,10 @@ use aya::{
     programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode},
 };
 use ha_common::{
-    abi::{BindingCounters, BindingEntry, ROLE_HOME_AGENT, ROLE_MOBILE_NODE},
+    abi::{
+        BindingCounters, BindingEntry, DAD_CONFLICT, DAD_PROBING, Iface, ROLE_HOME_AGENT,
+        ROLE_MOBILE_NODE,
+    },
     globals, maps, programs,
     stats::{Counter, CounterValue},
 };
@@ -50,6 +53,8 @@ pub struct DataplaneOptions {
     pub nexthop_cache: bool,
     /// ICMPv6 errors (Packet Too Big) per second per CPU.
     pub icmp_rate: u32,
+    /// Duplicate Address Detection probes that can be in flight at once (size of `HA_DAD`).
+    pub max_dad: u32,
     /// Benchmarks only: programs undo their packet changes (see `ha_common::globals`).
     pub bench_restore: bool,
 }
@@ -64,6 +69,7 @@ impl Default for DataplaneOptions {
             outer_hop_limit: 64,
             nexthop_cache: true,
             icmp_rate: 100,
+            max_dad: 1024,
             bench_restore: false,
         }
     }
@@ -86,6 +92,35 @@ pub struct CounterReading {
     pub bytes: u64,
 }
 
+/// The Duplicate Address Detection probes in flight (`HA_DAD`), on a map handle of its own so
+/// the home agent's DAD engine owns it apart from the binding maps.
+pub struct DadProbes {
+    map: HashMap<MapData, [u8; 16], u32>,
+}
+
+impl DadProbes {
+    /// Starts watching the home link for `addr`: from now on the XDP program marks the probe
+    /// when it sees another node claim or probe the address.
+    pub fn start(&mut self, addr: Ipv6Addr) -> anyhow::Result<()> {
+        self.map
+            .insert(addr.octets(), DAD_PROBING, 0)
+            .with_context(|| format!("starting the DAD probe for {addr}"))
+    }
+
+    /// Ends the probe of `addr`: `Some(true)` when another node claimed it meanwhile,
+    /// `Some(false)` when nobody did, `None` when no probe was running.
+    pub fn finish(&mut self, addr: Ipv6Addr) -> anyhow::Result<Option<bool>> {
+        let key = addr.octets();
+        let state = match self.map.get(&key, 0) {
+            Ok(v) => v,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        ignore_missing(self.map.remove(&key))?;
+        Ok(Some(state == DAD_CONFLICT))
+    }
+}
+
 /// The loaded programs and maps.
 pub struct Dataplane {
     ebpf: Ebpf,
@@ -96,8 +131,8 @@ pub struct Dataplane {
 impl Dataplane {
     /// Loads the embedded object and verifies the programs (nothing is attached yet).
     pub fn load(options: &DataplaneOptions) -> anyhow::Result<Self> {
-        if options.max_bindings == 0 || options.max_prefixes == 0 {
-            bail!("max_bindings and max_prefixes must be at least 1");
+        if options.max_bindings == 0 || options.max_prefixes == 0 || options.max_dad == 0 {
+            bail!("max_bindings, max_prefixes and max_dad must be at least 1");
         }
         let role = match options.role {
             Role::HomeAgent => ROLE_HOME_AGENT,
@@ -111,6 +146,8 @@ impl Dataplane {
             .map_max_entries(maps::BINDING_COUNTERS, options.max_bindings)
             .map_max_entries(maps::NEXTHOPS, options.max_bindings.clamp(1024, 1 << 20))
             .map_max_entries(maps::PREFIXES, options.max_prefixes)
+            .map_max_entries(maps::DAD, options.max_dad)
+            .map_max_entries(maps::ND_SEEN, options.max_bindings.clamp(1024, 1 << 16))
             .override_global(globals::ROLE, &role, true)
             .override_global(globals::OUTER_HOP_LIMIT, &options.outer_hop_limit, true)
             .override_global(globals::NEXTHOP_CACHE, &cache, true)
@@ -201,6 +238,7 @@ impl Dataplane {
         devmap
             .insert(ifindex, ifindex, None, 0)
             .with_context(|| format!("adding {interface} to the devmap"))?;
+        self.set_iface(ifindex, crate::system::mac_address(interface)?)?;
         tracing::info!(
             interface,
             ifindex,
@@ -213,6 +251,48 @@ impl Dataplane {
             mode: accepted,
         });
         Ok(self.attachments.last().expect("just pushed"))
+    }
+
+    /// Tells the programs the MAC of interface `ifindex` (their Neighbor Advertisements on it
+    /// carry it).
+    pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> anyhow::Result<()> {
+        let mut m = HashMap::<_, u32, Iface>::try_from(self.map_mut(maps::IFACES)?)?;
+        m.insert(ifindex, Iface { mac, _pad: [0; 2] }, 0)
+            .with_context(|| format!("writing interface {ifindex} to the data plane"))
+    }
+
+    /// A handle of its own on one of the maps (for a task that reads or writes it apart from
+    /// the event loop that owns this data plane).
+    pub fn map_handle(&self, name: &str) -> anyhow::Result<MapData> {
+        use aya::maps::Map;
+        let data = match self.map(name)? {
+            Map::HashMap(m) | Map::LruHashMap(m) | Map::Array(m) | Map::PerCpuArray(m) => m,
+            _ => bail!("map {name} cannot be shared"),
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .with_context(|| format!("duplicating the descriptor of map {name}"))?;
+        MapData::from_fd(fd).with_context(|| format!("opening map {name}"))
+    }
+
+    /// The DAD probe map, on a handle of its own.
+    pub fn dad_probes(&self) -> anyhow::Result<DadProbes> {
+        Ok(DadProbes {
+            map: HashMap::try_from(aya::maps::Map::HashMap(self.map_handle(maps::DAD)?))?,
+        })
+    }
+
+    /// Whether the TC program answered one of the kernel's own Neighbor Solicitations for
+    /// `hoa` (the kernel then holds a neighbour entry for it pointing at this node); forgets it.
+    pub fn take_nd_seen(&mut self, hoa: Ipv6Addr) -> anyhow::Result<bool> {
+        let mut m = HashMap::<_, [u8; 16], u32>::try_from(self.map_mut(maps::ND_SEEN)?)?;
+        match m.remove(&hoa.octets()) {
+            Ok(()) => Ok(true),
+            Err(e) if is_missing(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Where the programs are attached.
@@ -280,7 +360,7 @@ impl Dataplane {
         let mut m = LpmTrie::<_, [u8; 16], BindingEntry>::try_from(self.map_mut(maps::PREFIXES)?)?;
         match m.remove(&Key::new(u32::from(len), prefix.octets())) {
             Ok(()) => self.add_prefix_count(-1),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) if is_missing(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -414,8 +494,19 @@ impl Dataplane {
 
 fn ignore_missing(r: Result<(), aya::maps::MapError>) -> anyhow::Result<()> {
     match r {
-        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Ok(()) => Ok(()),
+        Err(e) if is_missing(&e) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A lookup or delete of a key that is not in the map (aya reports a delete's ENOENT as a
+/// failed syscall).
+fn is_missing(e: &aya::maps::MapError) -> bool {
+    match e {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
     }
 }
 

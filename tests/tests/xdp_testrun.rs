@@ -60,6 +60,8 @@ fn entry(local: Ipv6Addr, remote: Ipv6Addr, binding_id: u32) -> BindingEntry {
         remote: remote.octets(),
         flags: 0,
         binding_id,
+        home_ifindex: 0,
+        _pad: 0,
     }
 }
 
@@ -318,7 +320,7 @@ fn what_must_stay_with_the_kernel_passes_untouched() -> anyhow::Result<()> {
             );
             assert_eq!(counter(dp, "pass_no_binding"), 1);
 
-            // Neighbour Solicitation to the HoA (unicast): the kernel's proxy ND answers it.
+            // Neighbour Solicitation to a HoA bound on another link: not ours to answer here.
             let mut ns_body = vec![0u8; 4];
             ns_body.extend_from_slice(&hoa().octets());
             let mut input = eth(HA_MAC, PEER_MAC);
@@ -614,4 +616,309 @@ fn mobile_node_accepts_the_bas_type_2_routing_header() -> anyhow::Result<()> {
             assert_eq!(counter(dp, "mn_rh2_rewritten"), 1);
         },
     )
+}
+
+/// The seed's binding with its home link: the fixture's `ha0` (NS for the HoA are answered there
+/// only), whose MAC the programs learn from `HA_IFACES`.
+fn bind_on_home_link(dp: &mut Dataplane, fx: &Fixture) {
+    let mut e = entry(ha(), coa(), 7);
+    e.home_ifindex = fx.ifindex;
+    dp.set_binding(hoa(), &e).unwrap();
+    dp.set_iface(fx.ifindex, HA_MAC).unwrap();
+}
+
+/// The solicited-node multicast address of `a` and its MAC.
+fn solicited(a: Ipv6Addr) -> (Ipv6Addr, Mac) {
+    let o = a.octets();
+    let g = Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    );
+    (g, [0x33, 0x33, 0xff, o[13], o[14], o[15]])
+}
+
+/// A Neighbor Solicitation frame for `target` from `src` (MAC `src_mac`) to `dst`.
+fn ns_frame(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    target: Ipv6Addr,
+    options: &[u8],
+) -> Vec<u8> {
+    let mut body = vec![0u8; 4];
+    body.extend_from_slice(&target.octets());
+    body.extend_from_slice(options);
+    let mut f = eth(dst_mac, src_mac);
+    f.extend(ipv6(
+        0,
+        0,
+        58,
+        255,
+        src,
+        dst,
+        &icmpv6(src, dst, 135, 0, &body),
+    ));
+    f
+}
+
+/// The Neighbor Advertisement we expect: from `src` to `dst`, `flags`, target link-layer
+/// address `mac` (built here with the tests' own builders, not the data plane's).
+fn na_frame(
+    dst_mac: Mac,
+    mac: Mac,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    target: Ipv6Addr,
+    flags: u8,
+) -> Vec<u8> {
+    let mut body = vec![flags, 0, 0, 0];
+    body.extend_from_slice(&target.octets());
+    body.extend_from_slice(&[2, 1]);
+    body.extend_from_slice(&mac);
+    let mut f = eth(dst_mac, mac);
+    f.extend(ipv6(
+        0,
+        0,
+        58,
+        255,
+        src,
+        dst,
+        &icmpv6(src, dst, 136, 0, &body),
+    ));
+    f
+}
+
+const ROUTER: &str = "2001:db8:bee5::1";
+
+#[test]
+fn neighbor_solicitation_for_a_bound_hoa_is_answered_rfc6275_10_4_1() -> anyhow::Result<()> {
+    with_dataplane(
+        "neighbor_solicitation_for_a_bound_hoa_is_answered_rfc6275_10_4_1",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            bind_on_home_link(dp, fx);
+            // The home router resolves the HoA: NS to the solicited-node group with its SLLA.
+            let (group, group_mac) = solicited(hoa());
+            let slla = [1u8, 1, 2, 0, 0, 0, 0, 0xaa];
+            let input = ns_frame(ROUTER_MAC, group_mac, addr(ROUTER), group, hoa(), &slla);
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_TX);
+            // Solicited, not override (a proxy's answer), our MAC, from the HA address.
+            let expected = na_frame(ROUTER_MAC, HA_MAC, ha(), addr(ROUTER), hoa(), 0x40);
+            assert_eq!(out, expected);
+            assert_eq!(counter(dp, "nd_proxy_answered"), 1);
+
+            // Its unicast re-check (NUD probe) is answered the same way.
+            let input = ns_frame(ROUTER_MAC, HA_MAC, addr(ROUTER), hoa(), hoa(), &slla);
+            assert_eq!(run(dp, fx.ifindex, &input).unwrap(), (XDP_TX, expected));
+        },
+    )
+}
+
+#[test]
+fn dad_probe_for_a_bound_hoa_is_answered_to_all_nodes_rfc4861_7_2_4() -> anyhow::Result<()> {
+    with_dataplane(
+        "dad_probe_for_a_bound_hoa_is_answered_to_all_nodes_rfc4861_7_2_4",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            bind_on_home_link(dp, fx);
+            // A node (the mobile node, back home) probes its address: from ::, with a nonce.
+            let (group, group_mac) = solicited(hoa());
+            let nonce = [14u8, 1, 1, 2, 3, 4, 5, 6];
+            let input = ns_frame(
+                PEER_MAC,
+                group_mac,
+                Ipv6Addr::UNSPECIFIED,
+                group,
+                hoa(),
+                &nonce,
+            );
+            assert_eq!(input.len(), 86);
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, XDP_TX);
+            let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+            let expected = na_frame([0x33, 0x33, 0, 0, 0, 1], HA_MAC, ha(), all_nodes, hoa(), 0);
+            assert_eq!(out, expected, "multicast, not solicited");
+            assert_eq!(counter(dp, "nd_proxy_dad_answered"), 1);
+
+            // Without the nonce the frame is 8 bytes shorter: the answer grows it.
+            let input = ns_frame(
+                PEER_MAC,
+                group_mac,
+                Ipv6Addr::UNSPECIFIED,
+                group,
+                hoa(),
+                &[],
+            );
+            assert_eq!(run(dp, fx.ifindex, &input).unwrap(), (XDP_TX, expected));
+        },
+    )
+}
+
+#[test]
+fn invalid_or_foreign_solicitations_pass_untouched_rfc4861_7_1_1() -> anyhow::Result<()> {
+    with_dataplane(
+        "invalid_or_foreign_solicitations_pass_untouched_rfc4861_7_1_1",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            bind_on_home_link(dp, fx);
+            let (group, group_mac) = solicited(hoa());
+            let slla = [1u8, 1, 2, 0, 0, 0, 0, 0xaa];
+            let good = ns_frame(ROUTER_MAC, group_mac, addr(ROUTER), group, hoa(), &slla);
+            let mut cases = Vec::new();
+            let mut hop = good.clone();
+            hop[14 + 7] = 254;
+            cases.push(("hop limit 254 (off-link)", hop, "pass_nd_invalid"));
+            let mut bad = good.clone();
+            bad[14 + 40 + 2] ^= 0x55;
+            cases.push(("bad checksum", bad, "pass_nd_invalid"));
+            cases.push((
+                "DAD probe with a source link-layer address",
+                ns_frame(
+                    PEER_MAC,
+                    group_mac,
+                    Ipv6Addr::UNSPECIFIED,
+                    group,
+                    hoa(),
+                    &slla,
+                ),
+                "pass_nd_invalid",
+            ));
+            cases.push((
+                "zero-length option",
+                ns_frame(
+                    ROUTER_MAC,
+                    group_mac,
+                    addr(ROUTER),
+                    group,
+                    hoa(),
+                    &[1, 0, 0, 0, 0, 0, 0, 0],
+                ),
+                "pass_nd_invalid",
+            ));
+            let other = addr("2001:db8:bee5::77");
+            let (og, omac) = solicited(other);
+            cases.push((
+                "unbound target",
+                ns_frame(ROUTER_MAC, omac, addr(ROUTER), og, other, &slla),
+                "pass_not_tunnelled",
+            ));
+            for (what, input, reason) in cases {
+                let before = counter(dp, reason);
+                assert_eq!(
+                    run(dp, fx.ifindex, &input).unwrap(),
+                    (XDP_PASS, input.clone()),
+                    "{what}"
+                );
+                assert_eq!(counter(dp, reason), before + 1, "{what}: {reason}");
+            }
+            // A binding whose home link is another interface: not answered here.
+            let mut e = entry(ha(), coa(), 7);
+            e.home_ifindex = fx.ifindex + 100;
+            dp.set_binding(hoa(), &e).unwrap();
+            assert_eq!(
+                run(dp, fx.ifindex, &good).unwrap(),
+                (XDP_PASS, good.clone())
+            );
+            assert_eq!(counter(dp, "nd_proxy_answered"), 0);
+        },
+    )
+}
+
+#[test]
+fn dad_probes_note_a_conflict_rfc4862_5_4_3() -> anyhow::Result<()> {
+    with_dataplane(
+        "dad_probes_note_a_conflict_rfc4862_5_4_3",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            let mut probes = dp.dad_probes().unwrap();
+            let (a, b, c) = (
+                addr("2001:db8:bee5::a"),
+                addr("2001:db8:bee5::b"),
+                addr("2001:db8:bee5::c"),
+            );
+            for x in [a, b, c] {
+                probes.start(x).unwrap();
+            }
+            // `a` answers our probe (NA to all nodes); another node probes `b` at the same time.
+            let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+            let na = na_frame([0x33, 0x33, 0, 0, 0, 1], PEER_MAC, a, all_nodes, a, 0x20);
+            assert_eq!(run(dp, fx.ifindex, &na).unwrap(), (XDP_PASS, na.clone()));
+            let (group, group_mac) = solicited(b);
+            let probe = ns_frame(PEER_MAC, group_mac, Ipv6Addr::UNSPECIFIED, group, b, &[]);
+            assert_eq!(run(dp, fx.ifindex, &probe).unwrap().0, XDP_PASS);
+            assert_eq!(counter(dp, "dad_conflict_seen"), 2);
+            assert_eq!(probes.finish(a).unwrap(), Some(true));
+            assert_eq!(probes.finish(b).unwrap(), Some(true));
+            assert_eq!(probes.finish(c).unwrap(), Some(false), "nobody claimed c");
+            assert_eq!(probes.finish(c).unwrap(), None, "finished once");
+        },
+    )
+}
+
+#[test]
+fn the_kernels_own_solicitation_for_a_bound_hoa_is_answered_to_itself() -> anyhow::Result<()> {
+    with_dataplane(
+        "the_kernels_own_solicitation_for_a_bound_hoa_is_answered_to_itself",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            bind_on_home_link(dp, fx);
+            // What the HA's kernel sends to resolve the HoA before sending it a packet.
+            let (group, group_mac) = solicited(hoa());
+            let mut slla = vec![1u8, 1];
+            slla.extend_from_slice(&HA_MAC);
+            let input = ns_frame(HA_MAC, group_mac, ha(), group, hoa(), &slla);
+            let (action, out) = run_tc(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, TC_ACT_REDIRECT, "to our own input");
+            // As if the HoA answered with our MAC: solicited and override, so the kernel's
+            // neighbour entry for the HoA points at us.
+            assert_eq!(out, na_frame(HA_MAC, HA_MAC, hoa(), ha(), hoa(), 0x60));
+            assert_eq!(counter(dp, "tc_nd_reflected"), 1);
+            assert!(
+                dp.take_nd_seen(hoa()).unwrap(),
+                "noted for the binding's removal"
+            );
+            assert!(!dp.take_nd_seen(hoa()).unwrap());
+
+            // An unbound target leaves as it is.
+            let other = addr("2001:db8:bee5::77");
+            let (og, omac) = solicited(other);
+            let input = ns_frame(HA_MAC, omac, ha(), og, other, &slla);
+            assert_eq!(
+                run_tc(dp, fx.ifindex, &input).unwrap(),
+                (TC_ACT_OK, input.clone())
+            );
+        },
+    )
+}
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_REDIRECT: u32 = 7;
+
+/// Runs the TC egress program once on `frame` leaving `ifindex`.
+fn run_tc(dp: &mut Dataplane, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+    let mut out = vec![0u8; 4096];
+    // struct __sk_buff: the kernel takes ifindex (offset 40) from ctx_in for test runs.
+    let mut ctx = vec![0u8; 192];
+    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    let r = dp.tc()?.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&ctx),
+        ..Default::default()
+    })?;
+    out.truncate(r.data_size_out as usize);
+    Ok((r.return_value, out))
 }

@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use ha_common::{
-    abi::{BindingCounters, BindingEntry, NextHop, ROLE_HOME_AGENT, RateLimit},
+    abi::{BindingCounters, BindingEntry, Iface, NextHop, ROLE_HOME_AGENT, RateLimit},
     stats::{Counter, CounterValue},
 };
 
@@ -49,6 +49,21 @@ pub static HA_PUNT: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// CoA, written by the daemon right before it sends one. LRU: stale entries age out.
 #[map(name = "HA_SIGNAL_COA")]
 pub static HA_SIGNAL_COA: LruHashMap<[u8; 16], [u8; 16]> = LruHashMap::with_max_entries(256, 0);
+
+#[map(name = "HA_IFACES")]
+pub static HA_IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(64, 0);
+
+/// Home agent: DAD probes in flight (address → `DAD_PROBING`/`DAD_CONFLICT`).
+#[map(name = "HA_DAD")]
+pub static HA_DAD: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1024, 0);
+
+/// Home agent: HoAs whose kernel neighbour entry the TC program made point at this node.
+#[map(name = "HA_ND_SEEN")]
+pub static HA_ND_SEEN: LruHashMap<[u8; 16], u32> = LruHashMap::with_max_entries(1024, 0);
+
+/// Benchmarks only: the frame bytes a run saves to restore (`HA_CFG_BENCH_RESTORE`).
+#[map(name = "HA_BENCH")]
+pub static HA_BENCH: PerCpuArray<[u8; 54]> = PerCpuArray::with_max_entries(1, 0);
 
 // Read-only globals (.rodata), set by the loader before the verifier sees the program, so the
 // branches on them are resolved at load time.
@@ -131,6 +146,13 @@ pub fn lookup_binding(addr: &[u8; 16]) -> Option<BindingEntry> {
         return None;
     }
     HA_PREFIXES.get(Key::new(128, *addr)).copied()
+}
+
+/// The binding of exactly the home address `addr` (no prefix match).
+#[inline(always)]
+pub fn lookup_hoa(addr: &[u8; 16]) -> Option<BindingEntry> {
+    // SAFETY: the value is copied out before any other map operation.
+    unsafe { HA_BINDINGS.get(addr) }.copied()
 }
 
 /// Whether `addr` is one of this node's tunnel endpoint addresses.

@@ -8,7 +8,13 @@ use core::ffi::c_void;
 use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, helpers::bpf_fib_lookup};
 use ha_common::{abi::NextHop, stats::Counter};
 
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+
 use super::maps::{HA_NEXTHOPS, nexthop_cache, nexthop_epoch};
+
+/// Scratch space for `bpf_fib_lookup`'s parameters, one per CPU.
+#[map(name = "HA_FIB_SCRATCH")]
+static HA_FIB_SCRATCH: PerCpuArray<FibParams> = PerCpuArray::with_max_entries(1, 0);
 
 const AF_INET6: u8 = 10;
 const FIB_SUCCESS: i64 = 0;
@@ -45,6 +51,7 @@ pub const FIB_OUTPUT: u32 = 1 << 1;
 /// Resolves the next hop for an IPv6 packet `src → dst` of `tot_len` bytes (L3; 0 skips the
 /// MTU check) that arrived on (or, with [`FIB_OUTPUT`], leaves from) `ifindex`. `ctx` is the
 /// program's context (xdp_md or __sk_buff).
+///
 #[inline(always)]
 pub fn resolve(
     ctx: *mut c_void,
@@ -71,18 +78,26 @@ pub fn resolve(
     if tot_len > u16::MAX as usize {
         return Route::Pass(Counter::PassFibOther);
     }
-    // SAFETY: bpf_fib_lookup is plain old data; all-zero is a valid value.
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    // The parameters live in a per-CPU scratch slot, not on the stack (64 bytes of 512).
+    let Some(slot) = HA_FIB_SCRATCH.get_ptr_mut(0) else {
+        return Route::Pass(Counter::PassFibOther);
+    };
+    // SAFETY: this CPU's slot, valid for the run; bpf_fib_lookup is plain old data, for
+    // which all-zero is a valid value.
+    let p = unsafe {
+        core::ptr::write_bytes(slot, 0, 1);
+        &mut *slot
+    };
     p.family = AF_INET6;
     p.ifindex = ifindex;
     p.__bindgen_anon_1.tot_len = tot_len as u16;
     p.__bindgen_anon_3.ipv6_src = words(src);
     p.__bindgen_anon_4.ipv6_dst = words(dst);
-    // SAFETY: `p` is a properly sized, initialised bpf_fib_lookup on our stack.
+    // SAFETY: `p` is a properly sized, initialised bpf_fib_lookup in a map value.
     let rc = unsafe {
         bpf_fib_lookup(
             ctx,
-            &mut p as *mut FibParams,
+            p as *mut FibParams,
             core::mem::size_of::<FibParams>() as i32,
             flags,
         )

@@ -13,16 +13,21 @@ use aya_ebpf::{
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV6,
         bpf_adj_room_mode::{BPF_ADJ_ROOM_MAC, BPF_ADJ_ROOM_NET},
     },
-    helpers::{bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_csum_diff, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail},
     programs::TcContext,
 };
 use ha_common::{
     abi::{BINDING_F_IPSEC_PAYLOAD, BindingEntry, ROLE_MOBILE_NODE, SIGNALLING_MARK},
     mh,
+    nd::{
+        ICMPV6_NS, NA_CHECKSUM, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED, NA_FRAME_LEN, NA_LEN,
+        write_na_fields,
+    },
     stats::Counter,
 };
 use ha_ebpf::{
     classify::never_tunnel,
+    csum,
     headers::outer_ipv6,
     parse::{
         ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPV6_HLEN, Ipv6,
@@ -30,13 +35,18 @@ use ha_ebpf::{
 };
 
 use super::{
-    maps::{HA_SIGNAL_COA, count, count_binding, lookup_binding, outer_hop_limit, role},
+    maps::{
+        HA_ND_SEEN, HA_SIGNAL_COA, count, count_binding, lookup_binding, lookup_hoa,
+        outer_hop_limit, role,
+    },
     nexthop::{FIB_OUTPUT, Route, resolve},
 };
 
 /// `TC_ACT_OK` and `TC_ACT_SHOT` (uapi/linux/pkt_cls.h) as the classifier's return type.
 const TC_OK: i32 = 0;
 const TC_SHOT: i32 = 2;
+/// `BPF_F_INGRESS`: `bpf_redirect` to the interface's input rather than its output.
+const BPF_F_INGRESS: u64 = 1;
 
 pub fn egress(ctx: &TcContext) -> i32 {
     let len = ctx.len() as usize;
@@ -61,6 +71,9 @@ pub fn egress(ctx: &TcContext) -> i32 {
     } else {
         0
     };
+    if icmp_type == ICMPV6_NS && ip.next_header == IPPROTO_ICMPV6 && role() != ROLE_MOBILE_NODE {
+        return reflect_solicitation(ctx, &ip, len);
+    }
     if never_tunnel(&ip.dst, ip.next_header, icmp_type) {
         return TC_OK;
     }
@@ -120,6 +133,85 @@ pub fn egress(ctx: &TcContext) -> i32 {
         Counter::TcEncapNeigh,
         len,
     )
+}
+
+/// The kernel's own Neighbor Solicitation for a HoA bound on this link (home agent role): the
+/// kernel is about to send the HoA a packet — one it originates, or one it forwards after XDP
+/// passed it — and resolves the HoA on the home link, where nobody answers for a mobile node
+/// that is away. Answer it ourselves: the solicitation becomes an advertisement from the HoA
+/// with this interface's MAC, handed to this interface's input (`bpf_redirect` ingress). The
+/// kernel's neighbour entry then points at us, so its packets for the HoA come to this program
+/// and are tunnelled. No entry per binding is installed in advance; the kernel makes the ones
+/// it needs and ages them out, and `HA_ND_SEEN` tells the daemon which to delete when a
+/// binding goes.
+#[inline(always)]
+fn reflect_solicitation(ctx: &TcContext, ip: &Ipv6, len: usize) -> i32 {
+    // DAD for one of our own addresses, or anything else we did not make.
+    if ip.src == [0u8; 16] {
+        return TC_OK;
+    }
+    let Ok(target) = ctx.load::<[u8; 16]>(ETH_HLEN + IPV6_HLEN + 8) else {
+        return TC_OK;
+    };
+    // SAFETY: ctx.skb.skb is the kernel's __sk_buff for this run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    match lookup_hoa(&target) {
+        Some(b) if b.home_ifindex == ifindex => {}
+        _ => return TC_OK,
+    }
+    let Ok(our_mac) = ctx.load::<[u8; 6]>(6) else {
+        return TC_OK;
+    };
+    let mut frame = [0u8; NA_FRAME_LEN];
+    write_na_fields(
+        &mut frame,
+        &our_mac,
+        &our_mac,
+        &target,
+        &ip.src,
+        &target,
+        NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE,
+    );
+    // Checksum with the helper (an unrolled sum does not fit the stack): the addresses,
+    // contiguous in the IPv6 header, and the message.
+    let base = frame.as_mut_ptr();
+    // SAFETY: both ranges lie inside `frame`.
+    let (a, m) = unsafe {
+        (
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                base.add(ETH_HLEN + 8) as *mut u32,
+                32,
+                0,
+            ),
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                base.add(ETH_HLEN + IPV6_HLEN) as *mut u32,
+                NA_LEN as u32,
+                0,
+            ),
+        )
+    };
+    if a < 0 || m < 0 {
+        return TC_OK;
+    }
+    let sum = csum::from_native(a as u64 + m as u64) + NA_LEN as u64 + IPPROTO_ICMPV6 as u64;
+    let c = csum::finish(sum).to_be_bytes();
+    frame[NA_CHECKSUM] = c[0];
+    frame[NA_CHECKSUM + 1] = c[1];
+    // SAFETY: plain helper call on our own skb; nothing is read through old pointers after it.
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, NA_FRAME_LEN as u32, 0) } != 0
+        || ctx.store(0, &frame, 0).is_err()
+    {
+        count(Counter::TcDrop, len);
+        return TC_SHOT;
+    }
+    let _ = HA_ND_SEEN.insert(target, 1, 0);
+    count(Counter::TcNdReflected, len);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect(ifindex, BPF_F_INGRESS) as i32 }
 }
 
 /// A next hop's (destination, source) MACs.
@@ -228,6 +320,8 @@ fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) 
             remote: coa,
             flags: 0,
             binding_id: u32::MAX,
+            home_ifindex: 0,
+            _pad: 0,
         },
         (None, Some(b)) => b,
         (None, None) => {

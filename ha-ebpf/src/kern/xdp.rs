@@ -16,8 +16,12 @@ use aya_ebpf::{
 };
 use ha_common::{
     abi::{
-        BINDING_F_IPSEC_PAYLOAD, BindingEntry, NextHop, PUNT_MAX_PACKET, PUNT_REASON_FRAGMENT,
-        PuntRecord, ROLE_MOBILE_NODE,
+        BINDING_F_IPSEC_PAYLOAD, BindingEntry, DAD_CONFLICT, NextHop, PUNT_MAX_PACKET,
+        PUNT_REASON_FRAGMENT, PuntRecord, ROLE_MOBILE_NODE,
+    },
+    nd::{
+        ICMPV6_NA, ICMPV6_NS, NA_CHECKSUM, NA_FRAME_LEN, NA_LEN, ND_MIN_LEN, NS_MAX_LEN,
+        check_ns_fields, proxy_reply, write_na_fields,
     },
     stats::Counter,
 };
@@ -36,8 +40,8 @@ use ha_ebpf::{
 
 use super::{
     maps::{
-        HA_DEVMAP, HA_ICMP_RL, HA_PUNT, bench_restore, count, count_binding, icmp_rate, is_local,
-        lookup_binding, outer_hop_limit, role,
+        HA_BENCH, HA_DAD, HA_DEVMAP, HA_ICMP_RL, HA_IFACES, HA_PUNT, bench_restore, count,
+        count_binding, icmp_rate, is_local, lookup_binding, lookup_hoa, outer_hop_limit, role,
     },
     nexthop::{Route, resolve},
 };
@@ -135,7 +139,33 @@ fn may_transmit(ctx: &XdpContext, ifindex: u32) -> bool {
     ifindex == ingress_ifindex(ctx) || HA_DEVMAP.get(ifindex).is_some()
 }
 
-pub fn ingress(ctx: &XdpContext) -> u32 {
+/// The entry point's work. Neighbor Discovery on a home link goes to its own function; both are
+/// BPF subprograms of the entry, so their stack frames never add up within the verifier's
+/// 512-byte limit.
+#[inline(always)]
+pub fn entry(ctx: &XdpContext) -> u32 {
+    if role() != ROLE_MOBILE_NODE && is_neighbour_discovery(ctx) {
+        return neighbour_discovery(ctx);
+    }
+    ingress(ctx)
+}
+
+/// An untagged IPv6 frame carrying a Neighbor Solicitation or Advertisement right after the
+/// IPv6 header.
+#[inline(always)]
+fn is_neighbour_discovery(ctx: &XdpContext) -> bool {
+    let Ok(h) = load::<4>(ctx, 12) else {
+        return false;
+    };
+    if u16::from_be_bytes([h[0], h[1]]) != ETH_P_IPV6 {
+        return false;
+    }
+    matches!(load::<1>(ctx, L3 + 6), Ok([IPPROTO_ICMPV6]))
+        && matches!(load::<1>(ctx, INNER), Ok([ICMPV6_NS | ICMPV6_NA]))
+}
+
+#[inline(never)]
+fn ingress(ctx: &XdpContext) -> u32 {
     let f = Pkt(ctx);
     let len = f.len();
     count(Counter::RxFrames, len);
@@ -160,7 +190,12 @@ pub fn ingress(ctx: &XdpContext) -> u32 {
         || ip.next_header == IPPROTO_ROUTING)
         && is_local(&ip.dst)
     {
-        return to_local(ctx, &ip, len);
+        return match ip.next_header {
+            IPPROTO_IPV6 => decap(ctx, &ip, len),
+            IPPROTO_ROUTING if role() == ROLE_MOBILE_NODE => routing_header_2(ctx, &ip, len),
+            IPPROTO_ROUTING => pass(Counter::PassLocal, len),
+            _ => signalling(ctx, &ip, len),
+        };
     }
     if role() == ROLE_MOBILE_NODE {
         // A mobile node only terminates tunnels; everything else is the kernel's.
@@ -195,6 +230,177 @@ fn downlink(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
     encap(ctx, ip, &b, len)
 }
 
+/// Neighbor Discovery on a home link (home agent role). Two jobs, neither of which costs the
+/// kernel a per-binding entry:
+///
+/// - Duplicate Address Detection for new bindings: an advertisement for an address the daemon
+///   is probing, or another node's probe for it, marks the probe in `HA_DAD` (RFC 4862 §5.4.3,
+///   §5.4.4). The daemon reads the mark when the probe ends.
+/// - Defending bound home addresses (RFC 6275 §10.4.1): a valid solicitation for a HoA bound
+///   on this link gets a Neighbor Advertisement with this interface's MAC, sent back out
+///   (XDP_TX) — to all nodes for a DAD probe, so a mobile node coming home hears that its
+///   address is still held. Everything else is the kernel's.
+///
+/// A function of its own in the object (a BPF-to-BPF call): its stack frame does not add to
+/// the other paths' within the 512-byte limit.
+#[inline(never)]
+fn neighbour_discovery(ctx: &XdpContext) -> u32 {
+    let f = Pkt(ctx);
+    let len = f.len();
+    count(Counter::RxFrames, len);
+    count(Counter::RxIpv6, len);
+    let Ok(ip) = parse_ipv6(&f, L3) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    let Ok([icmp_type]) = load::<1>(ctx, INNER) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    let icmp_len = ip.payload_len as usize;
+    if icmp_len < ND_MIN_LEN {
+        return pass(Counter::PassNdInvalid, len);
+    }
+    // Copy at most NS_MAX_LEN bytes of the message to the stack (zero after them), with a
+    // length the verifier can bound: `n - 1` checked by one unsigned comparison, then + 1
+    // (see `punt_for_fragmentation`).
+    let mut msg = [0u8; NS_MAX_LEN];
+    let m = core::hint::black_box(if icmp_len > NS_MAX_LEN {
+        NS_MAX_LEN
+    } else {
+        icmp_len
+    })
+    .wrapping_sub(1);
+    if m >= NS_MAX_LEN {
+        return pass(Counter::PassNdInvalid, len);
+    }
+    let n = core::hint::black_box(m) + 1;
+    // SAFETY: n ≤ NS_MAX_LEN = size of `msg`; the helper checks the frame bounds.
+    if unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            INNER as u32,
+            msg.as_mut_ptr() as *mut c_void,
+            n as u32,
+        )
+    } != 0
+    {
+        return pass(Counter::PassMalformed, len);
+    }
+    let mut target = [0u8; 16];
+    target.copy_from_slice(&msg[8..24]);
+    let unspecified_src = ip.src == [0u8; 16];
+    if (icmp_type == ICMPV6_NA || unspecified_src)
+        && let Some(probe) = HA_DAD.get_ptr_mut(target)
+    {
+        // SAFETY: a map value of this program's map, valid for the run; a plain store.
+        unsafe { *probe = DAD_CONFLICT };
+        count(Counter::DadConflictSeen, len);
+    }
+    if icmp_type != ICMPV6_NS {
+        return pass(Counter::PassNotTunnelled, len);
+    }
+    let Some(b) = lookup_hoa(&target) else {
+        return pass(Counter::PassNotTunnelled, len);
+    };
+    let ifindex = ingress_ifindex(ctx);
+    if b.home_ifindex != ifindex {
+        return pass(Counter::PassNotTunnelled, len);
+    }
+    if icmp_len > NS_MAX_LEN {
+        return pass(Counter::PassNdInvalid, len);
+    }
+    let Ok(ns) = check_ns_fields(&msg, icmp_len, ip.hop_limit, &ip.src, &ip.dst) else {
+        return pass(Counter::PassNdInvalid, len);
+    };
+    // The checksum over the pseudo-header (the addresses, contiguous in the IPv6 header) and
+    // the message, which `msg` holds zero-padded to NS_MAX_LEN (zeros add nothing).
+    let Some(addrs) = Pkt(ctx).ptr_at::<[u8; 32]>(L3 + 8) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    // SAFETY: `addrs` is a bounds-checked 32-byte packet range, `msg` a 64-byte stack buffer.
+    let (a, m) = unsafe {
+        (
+            bpf_csum_diff(core::ptr::null_mut(), 0, addrs as *mut u32, 32, 0),
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                msg.as_mut_ptr() as *mut u32,
+                NS_MAX_LEN as u32,
+                0,
+            ),
+        )
+    };
+    if a < 0 || m < 0 {
+        return pass(Counter::PassNdInvalid, len);
+    }
+    let sum = csum::from_native(a as u64 + m as u64) + icmp_len as u64 + IPPROTO_ICMPV6 as u64;
+    if csum::finish(sum) != 0 {
+        return pass(Counter::PassNdInvalid, len);
+    }
+    // SAFETY: the value is copied out at once.
+    let Some(iface) = (unsafe { HA_IFACES.get(ifindex) }).copied() else {
+        return pass(Counter::PassNotTunnelled, len);
+    };
+    let Ok(solicitor_mac) = load::<6>(ctx, 6) else {
+        return pass(Counter::PassMalformed, len);
+    };
+    let (dst, dst_mac, flags) = proxy_reply(&ns, &ip.src, &solicitor_mac);
+    // SAFETY: helper call on our own context; every pointer is re-derived afterwards.
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, NA_FRAME_LEN as i32 - len as i32) } != 0 {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    // Written straight into the frame, which now holds exactly NA_FRAME_LEN bytes.
+    let Some(f) = Pkt(ctx).ptr_at_mut::<[u8; NA_FRAME_LEN]>(0) else {
+        return drop(Counter::DropHelperFailed, len);
+    };
+    // SAFETY: `ptr_at_mut` checked that the frame holds NA_FRAME_LEN bytes at `f`.
+    write_na_fields(
+        unsafe { &mut *f },
+        &dst_mac,
+        &iface.mac,
+        &b.local,
+        &dst,
+        &target,
+        flags,
+    );
+    // Checksum: the addresses and the message, as above.
+    // SAFETY: both ranges lie inside the NA_FRAME_LEN bytes checked at `f`.
+    let (a, m) = unsafe {
+        let base = f as *mut u8;
+        (
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                base.add(L3 + 8) as *mut u32,
+                32,
+                0,
+            ),
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                base.add(INNER) as *mut u32,
+                NA_LEN as u32,
+                0,
+            ),
+        )
+    };
+    if a < 0 || m < 0 {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    let sum = csum::from_native(a as u64 + m as u64) + NA_LEN as u64 + IPPROTO_ICMPV6 as u64;
+    if store(ctx, NA_CHECKSUM, &csum::finish(sum).to_be_bytes()).is_err() {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    count(
+        if ns.dad {
+            Counter::NdProxyDadAnswered
+        } else {
+            Counter::NdProxyAnswered
+        },
+        len,
+    );
+    XDP_TX
+}
+
 /// Encapsulates the frame's IPv6 packet towards the binding's care-of address.
 #[inline(always)]
 fn encap(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
@@ -216,17 +422,16 @@ fn encap(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
     if !may_transmit(ctx, nh.ifindex) {
         return pass(Counter::PassEgressNotManaged, len);
     }
-    // Benchmarks only: what to restore. (The frame holds these bytes: checked by parsing.)
-    let saved_eth = if bench_restore() {
-        load::<ETH_HLEN>(ctx, 0).unwrap_or([0; ETH_HLEN])
-    } else {
-        [0; ETH_HLEN]
-    };
+    if bench_restore() {
+        bench_save(ctx);
+    }
     if push_outer(ctx, ip, b, &nh).is_err() {
         return drop(Counter::DropHelperFailed, len);
     }
     count_binding(b.binding_id, false, inner_len);
-    if bench_restore() && pop_outer(ctx, &saved_eth, ip.hop_limit).is_err() {
+    if bench_restore()
+        && (adjust_head(ctx, IPV6_HLEN as i32).is_err() || bench_restore_frame(ctx).is_err())
+    {
         return drop(Counter::DropHelperFailed, len);
     }
     transmit(
@@ -254,12 +459,26 @@ fn push_outer(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, nh: &NextHop) -> Re
     store(ctx, L3, &outer)
 }
 
-/// Benchmarks only: undoes [`push_outer`].
+/// Benchmarks only: saves the frame's first [`INNER`] bytes — Ethernet, IPv6 and what follows —
+/// so [`bench_restore_frame`] can undo the program's change. Kept in a per-CPU map, not on the
+/// stack (the verifier's 512 bytes are for the real paths).
 #[inline(always)]
-fn pop_outer(ctx: &XdpContext, eth: &[u8; ETH_HLEN], hop_limit: u8) -> Result<(), ()> {
-    adjust_head(ctx, IPV6_HLEN as i32)?;
-    store(ctx, 0, eth)?;
-    store(ctx, L3 + 7, &[hop_limit])
+fn bench_save(ctx: &XdpContext) {
+    if let Some(p) = HA_BENCH.get_ptr_mut(0) {
+        // SAFETY: `p` is this CPU's INNER-byte slot; the helper checks the frame bounds.
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, p as *mut c_void, INNER as u32) };
+    }
+}
+
+/// Benchmarks only: writes back what [`bench_save`] saved, over a frame of the same length.
+#[inline(always)]
+fn bench_restore_frame(ctx: &XdpContext) -> Result<(), ()> {
+    let p = HA_BENCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: as in `bench_save`.
+    match unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, p as *mut c_void, INNER as u32) } {
+        0 => Ok(()),
+        _ => Err(()),
+    }
 }
 
 /// The inner packet does not fit the tunnel (RFC 2473 §7.1).
@@ -389,17 +608,6 @@ fn punt_for_fragmentation(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: us
     entry.submit(0);
     count(Counter::PuntFragment, len);
     XDP_DROP
-}
-
-/// A packet for one of this node's tunnel endpoint addresses.
-#[inline(always)]
-fn to_local(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
-    match ip.next_header {
-        IPPROTO_IPV6 => decap(ctx, ip, len),
-        IPPROTO_ROUTING if role() == ROLE_MOBILE_NODE => routing_header_2(ctx, ip, len),
-        IPPROTO_ROUTING => pass(Counter::PassLocal, len),
-        _ => signalling(ctx, ip, len),
-    }
 }
 
 /// Mobility signalling (or ESP carrying it) with a Home Address option: swap the addresses as
@@ -562,12 +770,9 @@ fn decap(ctx: &XdpContext, outer: &Ipv6, len: usize) -> u32 {
         Route::Drop(c) => return drop(c, len),
         _ => return decap_and_pass(ctx, Counter::DecapPass, len),
     };
-    // Benchmarks only: what to restore. (The frame holds these bytes: checked by parsing.)
-    let saved = if bench_restore() {
-        load::<INNER>(ctx, 0).unwrap_or([0; INNER])
-    } else {
-        [0; INNER]
-    };
+    if bench_restore() {
+        bench_save(ctx);
+    }
     if store(ctx, INNER + 7, &[inner.hop_limit - 1]).is_err()
         || store(ctx, IPV6_HLEN, &eth_header(&nh.dmac, &nh.smac)).is_err()
         || adjust_head(ctx, IPV6_HLEN as i32).is_err()
@@ -576,7 +781,7 @@ fn decap(ctx: &XdpContext, outer: &Ipv6, len: usize) -> u32 {
     }
     if bench_restore()
         && (adjust_head(ctx, -(IPV6_HLEN as i32)).is_err()
-            || store(ctx, 0, &saved).is_err()
+            || bench_restore_frame(ctx).is_err()
             || store(ctx, INNER + 7, &[inner.hop_limit]).is_err())
     {
         return drop(Counter::DropHelperFailed, len);
@@ -621,12 +826,9 @@ fn reencap(ctx: &XdpContext, inner: &Ipv6, b: &BindingEntry, len: usize) -> u32 
         // program tunnels it, or it answers with an ICMPv6 error).
         _ => return decap_and_pass(ctx, Counter::DecapPass, len),
     };
-    // Benchmarks only: what to restore. (The frame holds these bytes: checked by parsing.)
-    let saved = if bench_restore() {
-        load::<INNER>(ctx, 0).unwrap_or([0; INNER])
-    } else {
-        [0; INNER]
-    };
+    if bench_restore() {
+        bench_save(ctx);
+    }
     let new_outer = outer_ipv6(
         inner.first_word,
         inner_len as u16,
@@ -642,7 +844,7 @@ fn reencap(ctx: &XdpContext, inner: &Ipv6, b: &BindingEntry, len: usize) -> u32 
     }
     count_binding(b.binding_id, false, inner_len);
     if bench_restore()
-        && (store(ctx, 0, &saved).is_err() || store(ctx, INNER + 7, &[inner.hop_limit]).is_err())
+        && (bench_restore_frame(ctx).is_err() || store(ctx, INNER + 7, &[inner.hop_limit]).is_err())
     {
         return drop(Counter::DropHelperFailed, len);
     }

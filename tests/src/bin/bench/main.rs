@@ -204,6 +204,8 @@ fn load(cache: bool, bindings: u32, ifindex: u32) -> anyhow::Result<Dataplane> {
         remote: coa().octets(),
         flags: 0,
         binding_id: id,
+        home_ifindex: 0,
+        _pad: 0,
     };
     dp.set_binding(hoa(), &entry(0))?;
     // Fill the cache with other HoAs (in 2001:db8:1::/48, away from the ones we send to).
