@@ -266,6 +266,11 @@ pub const IPV6_OPT_PADN: u8 = 1;
 pub const IPV6_OPT_HOME_ADDRESS: u8 = 0xC9;
 /// Option Length of the Home Address option.
 pub const IPV6_OPT_HOME_ADDRESS_LEN: u8 = 16;
+/// The option type the data plane gives a Home Address option after swapping the home address
+/// into the IPv6 source (the option then carries the care-of address): an RFC 4727
+/// experimental type whose two high bits are 00, "skip over this option", so every kernel
+/// ignores it. Packets arriving with it already are forged (`drop_forged_hao_marker`).
+pub const HAO_SWAPPED: u8 = 0x1E;
 /// Length of the Destination Options header [`build_hao_dest_opts`] writes: 2 octets of header,
 /// PadN(2) to reach the 8n+6 alignment of the HAO, and the 18-octet HAO.
 pub const HAO_DEST_OPTS_LEN: usize = 24;

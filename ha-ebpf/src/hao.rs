@@ -11,10 +11,8 @@
 pub const HAO_TYPE: u8 = 0xC9;
 /// Length of the Home Address option's data.
 pub const HAO_LEN: u8 = 16;
-/// The type a rewritten Home Address option gets: an RFC 4727 experimental option type whose
-/// two high bits are 00 ("skip over this option"), so every kernel ignores it. It carries the
-/// care-of address after the swap. Packets arriving with it already are forged and dropped.
-pub const HAO_SWAPPED: u8 = 0x1E;
+/// The type a rewritten Home Address option gets (it then carries the care-of address).
+pub use ha_common::mh::HAO_SWAPPED;
 /// Longest Destination Options header searched (a BU's is 24 bytes). A power of two.
 pub const MAX_DSTOPTS_LEN: usize = 64;
 const _: () = assert!(MAX_DSTOPTS_LEN.is_power_of_two());

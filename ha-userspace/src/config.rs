@@ -213,6 +213,39 @@ pub struct HomeAgentConfig {
     /// §10.3.1). Turning it off is only for lab load tests.
     #[serde(default = "default_true")]
     pub dad: bool,
+    /// Bounds on the work new registrations may cause (`[home_agent.limits]`).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// How much work new registrations may queue: a home agent takes Binding Updates from
+/// anyone, so every queue has a bound. Refreshes and moves of existing bindings and the HoAs
+/// an ACL rule allows are never held back by these.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Duplicate Address Detection probes in flight at once (each lasts 1 s): the rate of
+    /// new registrations with DAD is at most this per second. Beyond it, new HoAs' BUs are
+    /// dropped (counted); their mobile nodes retransmit.
+    pub max_pending_dad: u32,
+    /// New registrations per second from one care-of /64 ...
+    pub registrations_per_source: u32,
+    /// ... and at once (the bucket's depth), e.g. every node behind one access router
+    /// re-registering after an outage.
+    pub registration_burst_per_source: u32,
+    /// Sources tracked one by one; beyond them, the rest share one budget.
+    pub tracked_sources: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_pending_dad: 8192,
+            registrations_per_source: 100,
+            registration_burst_per_source: 500,
+            tracked_sources: 65536,
+        }
+    }
 }
 
 impl Default for HomeAgentConfig {
@@ -226,6 +259,7 @@ impl Default for HomeAgentConfig {
             home_prefixes: vec![],
             binding_refresh_advice: false,
             dad: true,
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -433,7 +467,11 @@ impl Config {
             }),
             _ => None,
         };
-        let pfx = |(a, l): &(Ipv6Addr, u8)| format!("{a}/{l}");
+        // UMIP masks host bits (the parser warns about them): so do we.
+        let pfx = |(a, l): &(Ipv6Addr, u8)| {
+            let keep = if *l == 0 { 0 } else { u128::MAX << (128 - u32::from((*l).min(128))) };
+            format!("{}/{l}", Ipv6Addr::from(u128::from(*a) & keep))
+        };
         let mut config = Config {
             role,
             home_agent: HomeAgentConfig {
@@ -453,6 +491,7 @@ impl Config {
                 home_prefixes: u.ha_served_prefixes.iter().map(pfx).collect(),
                 binding_refresh_advice: false,
                 dad: true,
+                limits: LimitsConfig::default(),
             },
             mobile_node,
             ipsec: IpsecConfig {
@@ -531,19 +570,50 @@ impl Config {
                 bail!("home_agent.addresses: {a} is not a global unicast address");
             }
         }
-        if self.home_agent.max_binding_lifetime > 262_140 {
+        let life = self.home_agent.max_binding_lifetime;
+        if life > 262_140 {
             bail!(
-                "home_agent.max_binding_lifetime: {} s exceeds the protocol's maximum of 262140 s",
-                self.home_agent.max_binding_lifetime
+                "home_agent.max_binding_lifetime (HaMaxBindingLife): {life} s exceeds the \
+                 protocol's maximum of 262140 s"
+            );
+        }
+        if life < 4 && self.role == Role::HomeAgent {
+            bail!(
+                "home_agent.max_binding_lifetime (HaMaxBindingLife): {life} s grants no \
+                 binding at all (lifetimes count in 4 s units); the least is 4"
             );
         }
         for r in &self.home_agent.acl {
             for p in &r.prefixes {
-                parse_prefix(p).context("home_agent.acl.prefixes")?;
+                let (a, l) = parse_prefix(p).context("home_agent.acl.prefixes")?;
+                crate::validate::well_formed_prefix(&a, l).map_err(|e| {
+                    anyhow::anyhow!(
+                        "home_agent.acl.prefixes (the MNPs of BindingAclPolicy {}): {p} {e}",
+                        r.hoa
+                    )
+                })?;
             }
         }
         for p in &self.home_agent.home_prefixes {
-            parse_prefix(p).context("home_agent.home_prefixes")?;
+            let (a, l) = parse_prefix(p).context("home_agent.home_prefixes")?;
+            crate::validate::well_formed_prefix(&a, l).map_err(|e| {
+                anyhow::anyhow!("home_agent.home_prefixes (HaServedPrefix): {p} {e}")
+            })?;
+        }
+        let lim = &self.home_agent.limits;
+        for (name, v, max) in [
+            ("max_pending_dad", lim.max_pending_dad, 1 << 20),
+            ("registrations_per_source", lim.registrations_per_source, 1 << 24),
+            (
+                "registration_burst_per_source",
+                lim.registration_burst_per_source,
+                1 << 24,
+            ),
+            ("tracked_sources", lim.tracked_sources, 1 << 22),
+        ] {
+            if v == 0 || v > max {
+                bail!("home_agent.limits.{name}: {v} is outside 1..={max}");
+            }
         }
         if self.debug_level.is_some_and(|d| d > 10) {
             bail!("debug_level: must be 0..=10");

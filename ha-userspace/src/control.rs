@@ -30,8 +30,16 @@ const MAX_REQUEST: usize = 64 * 1024;
 pub enum Request {
     /// Global counters, attachments and slow-path statistics.
     Stats,
-    /// The binding cache with per-binding counters.
-    Bindings,
+    /// A page of the binding cache (in home address order) with per-binding counters:
+    /// `{"total": N, "bindings": [...]}`. At most `limit` (and at most 1000) bindings after
+    /// `after`; the client asks for the next page — so a listing of a million bindings never
+    /// holds up the daemon.
+    Bindings {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Adds (or replaces) a static binding.
     BindingAdd {
         hoa: String,

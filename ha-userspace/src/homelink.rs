@@ -1,26 +1,33 @@
-//! The kernel's side of each binding, through rtnetlink (never by running `ip`):
+//! The kernel state hagent owns, through rtnetlink (never by running `ip`). Per binding there
+//! is none in the home agent role: the XDP program answers Neighbor Solicitations for bound
+//! home addresses and the TC program tunnels what the kernel sends them (see `docs/design.md`).
+//! What remains:
 //!
-//! - a **proxy neighbour** entry for the HoA on the home link, so the kernel answers Neighbor
-//!   Solicitations for it with our MAC (RFC 6275 §10.4.1) and traffic for the HoA reaches
-//!   the XDP program;
-//! - a **permanent neighbour** entry and a **host route** for the HoA (and a route for each
-//!   mobile network prefix via the HoA), whose MTU is the tunnel MTU, so what the kernel
-//!   itself sends or forwards to the HoA leaves through the home-link interface — where the
-//!   TC egress program tunnels it — sized to fit the tunnel.
+//! - a **route** per mobile network prefix (NEMO) via the mobile router's HoA, and one per
+//!   served home prefix that is not on-link on its home link (`home_agent.home_prefixes`), so
+//!   what the kernel itself sends or forwards to them leaves through the home link, where the
+//!   TC egress program tunnels it. Added exclusively: an existing route — the operator's, the
+//!   default route — is never replaced;
+//! - **neighbour entries** on the home links pointing at this node's own MAC: the kernel makes
+//!   them when the TC program answers its solicitations for a bound HoA (they age out by
+//!   themselves), and hagent adds one for the duration of an ESP-protected refusal. Removed
+//!   when their binding goes, and swept at start-up and shutdown;
+//! - **allmulti** on the home links, so solicited-node multicast for every home address
+//!   reaches the XDP program without a multicast group per binding.
 //!
 //! Routes carry our own protocol number, so operators (and `ip route show proto 0xa6`) can
-//! tell them apart.
+//! tell them apart, and a daemon that died leaves nothing the next one cannot find.
 
 use std::net::{IpAddr, Ipv6Addr};
 
 use anyhow::Context as _;
 use futures::TryStreamExt as _;
 use rtnetlink::{
-    Handle, RouteMessageBuilder,
+    Handle, LinkUnspec, RouteMessageBuilder,
     packet_route::{
         AddressFamily,
         neighbour::{
-            NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
         },
         route::{RouteAttribute, RouteMetric, RouteProtocol},
     },
@@ -30,19 +37,18 @@ use rtnetlink::{
 pub const ROUTE_PROTOCOL: u8 = 0xa6;
 /// `RTAX_MTU`: locking it makes the FIB (and `bpf_fib_lookup`) honour the route MTU.
 const RTAX_MTU: u32 = 2;
+/// `IFF_ALLMULTI` in `/sys/class/net/*/flags`.
+const IFF_ALLMULTI: u32 = 0x200;
 
-/// What the kernel needs for one binding.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelBinding {
-    pub hoa: Ipv6Addr,
+/// A route hagent owns: `prefix/len` out of `ifindex`, via `gateway` when set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OwnedRoute {
+    pub prefix: Ipv6Addr,
+    pub len: u8,
+    pub gateway: Option<Ipv6Addr>,
     pub ifindex: u32,
-    /// MAC of the home-link interface (the permanent neighbour entry's address).
-    pub mac: [u8; 6],
-    /// MTU for the HoA's routes: the tunnel MTU.
-    pub mtu: u32,
-    pub prefixes: Vec<(Ipv6Addr, u8)>,
-    /// Answer Neighbor Solicitations for the HoA (home agent role).
-    pub proxy: bool,
+    /// Locked route MTU, if any.
+    pub mtu: Option<u32>,
 }
 
 /// An rtnetlink handle (the connection task runs on the tokio runtime).
@@ -59,111 +65,124 @@ impl HomeLink {
         Ok(Self { handle })
     }
 
-    /// Installs the proxy entry, neighbour entry and routes (replacing what is there).
-    pub async fn install(&self, b: &KernelBinding) -> anyhow::Result<()> {
-        if b.proxy {
-            self.handle
-                .neighbours()
-                .add(b.ifindex, IpAddr::V6(b.hoa))
-                .flags(NeighbourFlags::Proxy)
-                .replace()
-                .execute()
-                .await
-                .with_context(|| format!("adding the proxy neighbour entry for {}", b.hoa))?;
+    /// Adds `r`; fails if a route for the same destination exists (anyone's: the kernel's
+    /// `NLM_F_EXCL` check), so hagent never replaces a route it does not own.
+    pub async fn add_route(&self, r: &OwnedRoute) -> anyhow::Result<()> {
+        match self.handle.route().add(route_message(r)).execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => {
+                anyhow::bail!(
+                    "a route for {}/{} exists already (not replaced)",
+                    r.prefix,
+                    r.len
+                )
+            }
+            Err(e) => Err(anyhow::Error::from(e)
+                .context(format!("adding the route for {}/{}", r.prefix, r.len))),
         }
+    }
+
+    /// Removes `r` — only ours: the kernel matches the protocol number. Gone already is fine.
+    pub async fn del_route(&self, r: &OwnedRoute) -> anyhow::Result<()> {
+        match self.handle.route().del(route_message(r)).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow::Error::from(e)
+                .context(format!("removing the route for {}/{}", r.prefix, r.len))),
+        }
+    }
+
+    /// A permanent neighbour entry `addr` → `mac` on `ifindex` (replacing the kernel's own).
+    pub async fn add_neighbour(&self, ifindex: u32, addr: Ipv6Addr, mac: [u8; 6]) -> anyhow::Result<()> {
         self.handle
             .neighbours()
-            .add(b.ifindex, IpAddr::V6(b.hoa))
-            .link_layer_address(&b.mac)
+            .add(ifindex, IpAddr::V6(addr))
+            .link_layer_address(&mac)
             .state(NeighbourState::Permanent)
             .replace()
             .execute()
             .await
-            .with_context(|| format!("adding the neighbour entry for {}", b.hoa))?;
-        self.route(b.hoa, 128, None, b.ifindex, b.mtu, true)
-            .await
-            .with_context(|| format!("adding the host route for {}", b.hoa))?;
-        for &(prefix, len) in &b.prefixes {
-            self.route(prefix, len, Some(b.hoa), b.ifindex, b.mtu, true)
-                .await
-                .with_context(|| format!("adding the route for {prefix}/{len} via {}", b.hoa))?;
-        }
-        Ok(())
+            .with_context(|| format!("adding the neighbour entry for {addr}"))
     }
 
-    /// Removes what [`install`](Self::install) added; entries already gone are fine.
-    pub async fn remove(&self, b: &KernelBinding) -> anyhow::Result<()> {
-        let mut first_error = None;
-        for &(prefix, len) in &b.prefixes {
-            if let Err(e) = self
-                .route(prefix, len, Some(b.hoa), b.ifindex, b.mtu, false)
-                .await
-            {
-                first_error.get_or_insert(e);
-            }
-        }
-        if let Err(e) = self.route(b.hoa, 128, None, b.ifindex, b.mtu, false).await {
-            first_error.get_or_insert(e);
-        }
-        for proxy in [false, true] {
-            if proxy && !b.proxy {
-                continue;
-            }
-            let mut msg = NeighbourMessage::default();
-            msg.header.family = AddressFamily::Inet6;
-            msg.header.ifindex = b.ifindex;
-            if proxy {
-                msg.header.flags = NeighbourFlags::Proxy;
-            }
-            msg.attributes
-                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(
-                    b.hoa,
-                )));
-            if let Err(e) = self.handle.neighbours().del(msg).execute().await
-                && !is_not_found(&e)
-            {
-                first_error.get_or_insert(anyhow::Error::from(e).context(format!(
-                    "removing the {}neighbour entry for {}",
-                    if proxy { "proxy " } else { "" },
-                    b.hoa
-                )));
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
+    /// Removes the neighbour entry for `addr` on `ifindex`; gone already is fine.
+    pub async fn del_neighbour(&self, ifindex: u32, addr: Ipv6Addr) -> anyhow::Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.ifindex = ifindex;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(addr)));
+        match self.handle.neighbours().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow::Error::from(e)
+                .context(format!("removing the neighbour entry for {addr}"))),
         }
     }
 
-    async fn route(
+    /// Removes the IPv6 neighbour entries on the links `(ifindex, mac)` that point at that
+    /// interface's own MAC and for which `keep` says no: entries only hagent makes (by answering
+    /// the kernel's solicitations, or for a protected refusal). One dump; returns how many.
+    pub async fn sweep_neighbours(
         &self,
-        dst: Ipv6Addr,
-        len: u8,
-        via: Option<Ipv6Addr>,
-        ifindex: u32,
-        mtu: u32,
-        add: bool,
-    ) -> anyhow::Result<()> {
-        let mut builder = RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(dst, len)
-            .output_interface(ifindex)
-            .protocol(RouteProtocol::Other(ROUTE_PROTOCOL));
-        if let Some(gw) = via {
-            builder = builder.gateway(gw);
+        links: &[(u32, [u8; 6])],
+        keep: impl Fn(Ipv6Addr) -> bool,
+    ) -> anyhow::Result<usize> {
+        let mut dump = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet6)
+            .execute();
+        let mut ours = Vec::new();
+        while let Some(n) = dump.try_next().await.context("listing neighbour entries")? {
+            let Some(&(ifindex, mac)) = links.iter().find(|(i, _)| *i == n.header.ifindex)
+            else {
+                continue;
+            };
+            let lladdr = n.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::LinkLayerAddress(l) => Some(l.clone()),
+                _ => None,
+            });
+            let dst = n.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(d)) => Some(*d),
+                _ => None,
+            });
+            if let (Some(l), Some(d)) = (lladdr, dst)
+                && l == mac
+                && !keep(d)
+            {
+                ours.push((ifindex, d));
+            }
         }
-        let mut msg = builder.build();
-        msg.attributes.push(RouteAttribute::Metrics(vec![
-            RouteMetric::Lock(1 << RTAX_MTU),
-            RouteMetric::Mtu(mtu),
-        ]));
-        if add {
-            self.handle.route().add(msg).replace().execute().await?;
-        } else if let Err(e) = self.handle.route().del(msg).execute().await
-            && !is_not_found(&e)
-        {
-            return Err(e.into());
+        for &(ifindex, addr) in &ours {
+            self.del_neighbour(ifindex, addr).await?;
         }
-        Ok(())
+        Ok(ours.len())
+    }
+
+    /// Turns allmulti on for `ifindex` (`name`); returns whether it was off (so the caller
+    /// turns it off again at shutdown, and only then).
+    pub async fn enable_allmulti(&self, ifindex: u32, name: &str) -> anyhow::Result<bool> {
+        let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags"))
+            .ok()
+            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        if flags & IFF_ALLMULTI != 0 {
+            return Ok(false);
+        }
+        self.set_allmulti(ifindex, true)
+            .await
+            .with_context(|| format!("turning on allmulti on {name}"))?;
+        Ok(true)
+    }
+
+    /// Sets or clears allmulti on `ifindex`.
+    pub async fn set_allmulti(&self, ifindex: u32, on: bool) -> anyhow::Result<()> {
+        let msg = LinkUnspec::new_with_index(ifindex)
+            .allmulticast(on)
+            .build();
+        Ok(self.handle.link().set(msg).execute().await?)
     }
 
     /// Adds `addr/len` to `ifindex` without DAD. Ok(false) if it was there already.
@@ -227,6 +246,24 @@ impl HomeLink {
         }
         Ok(n)
     }
+}
+
+fn route_message(r: &OwnedRoute) -> rtnetlink::packet_route::route::RouteMessage {
+    let mut builder = RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(r.prefix, r.len)
+        .output_interface(r.ifindex)
+        .protocol(RouteProtocol::Other(ROUTE_PROTOCOL));
+    if let Some(gw) = r.gateway {
+        builder = builder.gateway(gw);
+    }
+    let mut msg = builder.build();
+    if let Some(mtu) = r.mtu {
+        msg.attributes.push(RouteAttribute::Metrics(vec![
+            RouteMetric::Lock(1 << RTAX_MTU),
+            RouteMetric::Mtu(mtu),
+        ]));
+    }
+    msg
 }
 
 fn is_not_found(e: &rtnetlink::Error) -> bool {

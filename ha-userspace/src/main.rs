@@ -43,11 +43,18 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
-    /// Show the binding cache with per-binding counters.
+    /// Show the binding cache with per-binding counters, in home address order (fetched a
+    /// page at a time, so a large cache never holds up the daemon).
     Bindings {
-        /// Print JSON instead of a table.
+        /// Print JSON (an array) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Show at most this many bindings.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Print only the number of bindings.
+        #[arg(long, conflicts_with_all = ["json", "limit"])]
+        count: bool,
         /// Control socket path.
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
@@ -156,15 +163,12 @@ fn real_main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bindings { json, socket } => {
-            let data = control::call(&socket, &Request::Bindings)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&data)?);
-            } else {
-                print_bindings(&data);
-            }
-            Ok(())
-        }
+        Command::Bindings {
+            json,
+            limit,
+            count,
+            socket,
+        } => list_bindings(&socket, json, limit, count),
         Command::Config {
             action: ConfigAction::Check { file },
         } => {
@@ -205,26 +209,95 @@ fn real_main() -> anyhow::Result<()> {
     }
 }
 
-fn print_bindings(data: &serde_json::Value) {
+/// `hagent bindings`: pages through the cache, printing as each page arrives.
+fn list_bindings(
+    socket: &std::path::Path,
+    json: bool,
+    limit: Option<u64>,
+    count: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut after: Option<String> = None;
+    let mut shown = 0u64;
+    let mut out = std::io::stdout().lock();
+    if json {
+        write!(out, "[")?;
+    } else if !count {
+        print_bindings_header();
+    }
+    loop {
+        let want = limit.map_or(1000, |l| l.saturating_sub(shown).min(1000));
+        if want == 0 {
+            break;
+        }
+        let data = control::call(
+            socket,
+            &Request::Bindings {
+                after: after.clone(),
+                limit: Some(want as u32),
+            },
+        )?;
+        if count {
+            println!("{}", data["total"].as_u64().unwrap_or(0));
+            return Ok(());
+        }
+        let page = data["bindings"].as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            break;
+        }
+        for b in &page {
+            if json {
+                let sep = if shown == 0 { "\n  " } else { ",\n  " };
+                write!(out, "{sep}{}", serde_json::to_string(b)?)?;
+            } else {
+                print_binding_row(&mut out, b)?;
+            }
+            shown += 1;
+        }
+        after = page
+            .last()
+            .and_then(|b| b["hoa"].as_str())
+            .map(str::to_string);
+        if (page.len() as u64) < want {
+            break;
+        }
+    }
+    if json {
+        writeln!(out, "{}]", if shown == 0 { "" } else { "\n" })?;
+    }
+    Ok(())
+}
+
+fn print_bindings_header() {
     println!(
         "{:<28} {:<28} {:>9} {:>12} {:>14} {:>12} {:>14}",
         "home address", "care-of address", "lifetime", "tunnelled", "bytes", "reverse", "bytes"
     );
+}
+
+fn print_binding_row(out: &mut impl std::io::Write, b: &serde_json::Value) -> std::io::Result<()> {
+    let lifetime = match b["lifetime_remaining_s"].as_u64() {
+        Some(s) => format!("{s}s"),
+        None => "static".into(),
+    };
+    writeln!(
+        out,
+        "{:<28} {:<28} {:>9} {:>12} {:>14} {:>12} {:>14}",
+        b["hoa"].as_str().unwrap_or("?"),
+        b["coa"].as_str().unwrap_or("?"),
+        lifetime,
+        b["packets_tunnelled"].as_u64().unwrap_or(0),
+        b["bytes_tunnelled"].as_u64().unwrap_or(0),
+        b["packets_reverse"].as_u64().unwrap_or(0),
+        b["bytes_reverse"].as_u64().unwrap_or(0),
+    )
+}
+
+fn print_bindings(data: &serde_json::Value) {
+    print_bindings_header();
+    let mut out = std::io::stdout().lock();
     for b in data.as_array().into_iter().flatten() {
-        let lifetime = match b["lifetime_remaining_s"].as_u64() {
-            Some(s) => format!("{s}s"),
-            None => "static".into(),
-        };
-        println!(
-            "{:<28} {:<28} {:>9} {:>12} {:>14} {:>12} {:>14}",
-            b["hoa"].as_str().unwrap_or("?"),
-            b["coa"].as_str().unwrap_or("?"),
-            lifetime,
-            b["packets_tunnelled"].as_u64().unwrap_or(0),
-            b["bytes_tunnelled"].as_u64().unwrap_or(0),
-            b["packets_reverse"].as_u64().unwrap_or(0),
-            b["bytes_reverse"].as_u64().unwrap_or(0),
-        );
+        let _ = print_binding_row(&mut out, b);
     }
 }
 

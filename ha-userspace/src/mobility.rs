@@ -19,13 +19,11 @@ use ha_common::mh::{
 use serde::Serialize;
 
 use crate::{
-    registrar::BindingUpdate,
+    home_agent::registrar::BindingUpdate,
     sock::{RawSocket, Received},
 };
 
-/// The option type the data plane gives a Home Address option after swapping it (must match
-/// `ha_ebpf::hao::HAO_SWAPPED`).
-pub const HAO_SWAPPED: u8 = 0x1E;
+pub use ha_common::mh::HAO_SWAPPED;
 
 /// Signalling counters, shown by `hagent stats`.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -66,6 +64,77 @@ impl MhSocket {
     pub async fn recv(&self) -> anyhow::Result<Received> {
         self.sock.recv().await
     }
+}
+
+/// Received Mobility Headers, in two bounded queues: a flood of Binding Updates for home
+/// addresses nobody registered never delays the ones for existing bindings or for home
+/// addresses the ACL allows. When a queue is full its message is dropped and counted — the
+/// mobile node retransmits — rather than held: nothing here grows without a bound.
+pub struct Inbox {
+    pub priority: tokio::sync::mpsc::Receiver<Received>,
+    pub others: tokio::sync::mpsc::Receiver<Received>,
+    /// Messages dropped because their queue was full.
+    pub dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Which queue a Binding Update goes to, decided as it is read: its home address (the IPv6
+/// source, after the data plane swapped the Home Address option in) is bound — the data
+/// plane's binding map says so — or allowed by an ACL rule.
+pub struct Priority {
+    pub bound: aya::maps::HashMap<aya::maps::MapData, [u8; 16], ha_common::abi::BindingEntry>,
+    pub allowed: std::collections::HashSet<Ipv6Addr>,
+}
+
+impl Priority {
+    fn of(&self, rx: &Received) -> bool {
+        self.allowed.contains(&rx.src) || self.bound.get(&rx.src.octets(), 0).is_ok()
+    }
+}
+
+/// Queue sizes of the [`Inbox`].
+pub const PRIORITY_QUEUE: usize = 16_384;
+pub const OTHERS_QUEUE: usize = 2_048;
+
+/// Reads `sock` on a task of its own into an [`Inbox`]; without `priority` (the mobile node,
+/// which receives only BAs from its home agent) everything goes to the priority queue.
+pub fn spawn_reader(
+    sock: MhSocket,
+    priority: Option<Priority>,
+) -> (Inbox, tokio::task::JoinHandle<()>) {
+    use std::sync::atomic::Ordering;
+    let (ptx, prx) = tokio::sync::mpsc::channel(PRIORITY_QUEUE);
+    let (otx, orx) = tokio::sync::mpsc::channel(OTHERS_QUEUE);
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = dropped.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            match sock.recv().await {
+                Ok(rx) => {
+                    let first = priority.as_ref().is_none_or(|p| p.of(&rx));
+                    let queue = if first { &ptx } else { &otx };
+                    match queue.try_send(rx) {
+                        Ok(()) => {}
+                        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => break,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "receiving a Mobility Header failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    (
+        Inbox {
+            priority: prx,
+            others: orx,
+            dropped,
+        },
+        task,
+    )
 }
 
 /// Why a received MH was not a Binding Update to act on.

@@ -1,167 +1,77 @@
-//! Neighbor Discovery for the home link (RFC 4861/4862 as RFC 6275 §10.3.1 and §10.4.1 use
-//! it): Duplicate Address Detection for a home address before its first binding is accepted,
-//! and the unsolicited Neighbor Advertisement that points the home link at us afterwards.
+//! Neighbor Discovery messages the daemon sends on its links (RFC 4861/4862 as RFC 6275 §10.3.1,
+//! §10.4.1 and §11.5.4 use them): the Duplicate Address Detection probe for a new binding's
+//! home address, the unsolicited Neighbor Advertisement that points the home link at the home
+//! agent afterwards (or, from a mobile node back home, at itself), and a mobile node's
+//! solicitation of its home agent from the unspecified address.
 //!
-//! DAD is asynchronous: the daemon keeps serving other BUs while one waits (UMIP blocks a
-//! thread for the whole second).
+//! Answers are not read here: the XDP program notes what DAD must know (`HA_DAD`) and answers
+//! solicitations for bound home addresses itself.
 
-use std::{
-    collections::HashMap,
-    net::Ipv6Addr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::Ipv6Addr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use ha_common::mh::upper_layer_checksum;
-use tokio::sync::oneshot;
+use ha_common::nd::{self, ALL_NODES, ICMPV6_NS, NA_FLAG_OVERRIDE};
 
-use crate::{
-    mobility::{PacketSender, ipv6_header},
-    sock::{RawSocket, multicast_membership},
-};
+use crate::mobility::{PacketSender, ipv6_header};
 
-const ICMPV6_NS: u8 = 135;
-const ICMPV6_NA: u8 = 136;
 /// RFC 4861 RetransTimer × RFC 4862 DupAddrDetectTransmits (1).
 pub const DAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The solicited-node multicast address of `a` (RFC 4291 §2.7.1).
 pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
-    let o = a.octets();
-    Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | o[13] as u16,
-        u16::from_be_bytes([o[14], o[15]]),
-    )
+    Ipv6Addr::from(nd::solicited_node(&a.octets()))
 }
 
 /// A Neighbor Solicitation for DAD: from ::, to the target's solicited-node group, no
 /// source link-layer address option (RFC 4862 §5.4.2).
 pub fn dad_ns_packet(target: Ipv6Addr) -> Vec<u8> {
     let dst = solicited_node(target);
-    let mut icmp = vec![ICMPV6_NS, 0, 0, 0, 0, 0, 0, 0];
-    icmp.extend_from_slice(&target.octets());
-    let c = upper_layer_checksum(&Ipv6Addr::UNSPECIFIED.octets(), &dst.octets(), 58, &icmp, 2);
+    let mut icmp = [0u8; nd::NS_MAX_LEN];
+    icmp[0] = ICMPV6_NS;
+    icmp[8..24].copy_from_slice(&target.octets());
+    let c = nd::icmpv6_checksum(
+        &Ipv6Addr::UNSPECIFIED.octets(),
+        &dst.octets(),
+        &icmp,
+        nd::ND_MIN_LEN,
+    );
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut p = ipv6_header(58, 255, Ipv6Addr::UNSPECIFIED, dst, icmp.len()).to_vec();
-    p.extend_from_slice(&icmp);
+    let mut p = ipv6_header(58, 255, Ipv6Addr::UNSPECIFIED, dst, nd::ND_MIN_LEN).to_vec();
+    p.extend_from_slice(&icmp[..nd::ND_MIN_LEN]);
     p
 }
 
 /// An unsolicited Neighbor Advertisement to all nodes for `target` with our link-layer address
 /// (RFC 6275 §10.4.1: Router 0, Solicited 0, Override 1).
 pub fn unsolicited_na_packet(src: Ipv6Addr, target: Ipv6Addr, mac: [u8; 6]) -> Vec<u8> {
-    let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-    let mut icmp = vec![ICMPV6_NA, 0, 0, 0, 0x20, 0, 0, 0];
-    icmp.extend_from_slice(&target.octets());
-    // Target Link-Layer Address option (type 2, 1 × 8 octets).
-    icmp.extend_from_slice(&[2, 1]);
-    icmp.extend_from_slice(&mac);
-    let c = upper_layer_checksum(&src.octets(), &dst.octets(), 58, &icmp, 2);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut p = ipv6_header(58, 255, src, dst, icmp.len()).to_vec();
-    p.extend_from_slice(&icmp);
-    p
+    nd::na_packet(
+        &src.octets(),
+        &ALL_NODES,
+        &target.octets(),
+        NA_FLAG_OVERRIDE,
+        &mac,
+    )
+    .to_vec()
 }
 
-type Waiters = Arc<Mutex<HashMap<(u32, Ipv6Addr), oneshot::Sender<()>>>>;
-
-/// Sends NS/NA and watches for answers on every home link.
+/// Sends NS and NA on the node's links.
 #[derive(Clone)]
 pub struct Ndisc {
-    icmp: Arc<RawSocket>,
     sender: Arc<PacketSender>,
-    waiters: Waiters,
 }
 
 impl Ndisc {
-    /// Opens the ICMPv6 socket and starts the task that matches NS/NA to pending DADs.
-    pub fn start() -> anyhow::Result<Self> {
-        let icmp = RawSocket::new(libc::IPPROTO_ICMPV6).context("opening the ICMPv6 socket")?;
-        icmp.set_int(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
-        icmp.set_int(libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
-        // ICMP6_FILTER: block everything but NS and NA (a set bit blocks a type).
-        let mut filter = [0xffu8; 32];
-        for t in [ICMPV6_NS, ICMPV6_NA] {
-            filter[(t >> 3) as usize] &= !(1 << (t & 7));
-        }
-        crate::sock::setsockopt_bytes(
-            icmp.raw_fd(),
-            libc::IPPROTO_ICMPV6,
-            1, /* ICMP6_FILTER */
-            &filter,
-        )?;
-        let me = Self {
-            icmp: Arc::new(icmp),
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self {
             sender: Arc::new(PacketSender::new()?),
-            waiters: Arc::default(),
-        };
-        let rx = me.clone();
-        tokio::spawn(async move {
-            loop {
-                match rx.icmp.recv().await {
-                    Ok(r) => rx.on_packet(&r.data, r.ifindex, r.src, r.hop_limit),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "ICMPv6 receive failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
-        Ok(me)
+        })
     }
 
-    fn on_packet(&self, icmp: &[u8], ifindex: u32, src: Ipv6Addr, hop_limit: Option<u8>) {
-        // RFC 4861 §7.1.1/§7.1.2: hop limit 255, code 0, at least 24 octets.
-        if icmp.len() < 24 || icmp[1] != 0 || hop_limit.is_some_and(|h| h != 255) {
-            return;
-        }
-        let Ok(target) = <[u8; 16]>::try_from(&icmp[8..24]).map(Ipv6Addr::from) else {
-            return;
-        };
-        // Someone owns the address (NA), or is claiming it too (NS from :: during its DAD).
-        let conflict = icmp[0] == ICMPV6_NA || (icmp[0] == ICMPV6_NS && src.is_unspecified());
-        if conflict
-            && let Some(tx) = self
-                .waiters
-                .lock()
-                .expect("waiters lock")
-                .remove(&(ifindex, target))
-        {
-            let _ = tx.send(());
-        }
-    }
-
-    /// Duplicate Address Detection for `hoa` on the link `ifindex`: true when nobody answered
-    /// within [`DAD_TIMEOUT`].
-    pub async fn dad(&self, ifindex: u32, hoa: Ipv6Addr) -> anyhow::Result<bool> {
-        let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .expect("waiters lock")
-            .insert((ifindex, hoa), tx);
-        let group = solicited_node(hoa);
-        // Hear other nodes' DAD for the same address.
-        let joined = multicast_membership(self.icmp.raw_fd(), group, ifindex, true).is_ok();
-        let sent = self.sender.send(&dad_ns_packet(hoa), group, ifindex);
-        let outcome = match sent {
-            Ok(()) => Ok(tokio::time::timeout(DAD_TIMEOUT, rx).await.is_err()),
-            Err(e) => Err(anyhow::Error::from(e).context(format!("sending the DAD NS for {hoa}"))),
-        };
-        self.waiters
-            .lock()
-            .expect("waiters lock")
-            .remove(&(ifindex, hoa));
-        if joined {
-            let _ = multicast_membership(self.icmp.raw_fd(), group, ifindex, false);
-        }
-        outcome
+    /// Sends a DAD probe for `target` on `ifindex` (the XDP program watches for answers).
+    pub fn probe(&self, ifindex: u32, target: Ipv6Addr) -> anyhow::Result<()> {
+        self.sender
+            .send(&dad_ns_packet(target), solicited_node(target), ifindex)
+            .with_context(|| format!("sending the DAD probe for {target}"))
     }
 
     /// Sends a Neighbor Solicitation for `target` from the unspecified address (the node
@@ -172,18 +82,18 @@ impl Ndisc {
             .with_context(|| format!("soliciting {target}"))
     }
 
-    /// Tells the home link that `hoa` is now at our MAC.
+    /// Tells the link `ifindex` that `target` is now at `mac`.
     pub fn advertise(
         &self,
         ifindex: u32,
         src: Ipv6Addr,
-        hoa: Ipv6Addr,
+        target: Ipv6Addr,
         mac: [u8; 6],
     ) -> anyhow::Result<()> {
-        let p = unsolicited_na_packet(src, hoa, mac);
+        let p = unsolicited_na_packet(src, target, mac);
         self.sender
-            .send(&p, Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), ifindex)
-            .with_context(|| format!("sending the unsolicited NA for {hoa}"))
+            .send(&p, Ipv6Addr::from(ALL_NODES), ifindex)
+            .with_context(|| format!("sending the unsolicited NA for {target}"))
     }
 }
 
@@ -204,6 +114,7 @@ mod tests {
     fn dad_ns_and_na_are_well_formed() {
         let hoa: Ipv6Addr = "2001:db8:bee5::dead:face".parse().unwrap();
         let ns = dad_ns_packet(hoa);
+        assert_eq!(ns.len(), 64);
         assert_eq!(ns[7], 255);
         assert_eq!(&ns[8..24], &[0u8; 16]);
         assert!(verify_upper_layer_checksum(

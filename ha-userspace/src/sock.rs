@@ -159,7 +159,15 @@ impl RawSocket {
 }
 
 fn recv_one(fd: RawFd) -> std::io::Result<Received> {
-    let mut data = vec![0u8; 65536];
+    // One receive buffer per thread; each datagram is then copied into a Vec of exactly its
+    // size, so a queue of N messages holds N small allocations, not N × 64 KiB.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65536]);
+    }
+    BUF.with_borrow_mut(|buf| recv_into(fd, buf))
+}
+
+fn recv_into(fd: RawFd, data: &mut [u8]) -> std::io::Result<Received> {
     // u64s: control messages must be aligned for cmsghdr.
     let mut cbuf = [0u64; 128];
     // SAFETY: zeroed C structs are valid; buffers outlive the call; cmsg parsing stays within
@@ -181,9 +189,8 @@ fn recv_one(fd: RawFd) -> std::io::Result<Received> {
         if n < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        data.truncate(n as usize);
         let mut r = Received {
-            data,
+            data: data[..n as usize].to_vec(),
             src: Ipv6Addr::from(sa.sin6_addr.s6_addr),
             dst: Ipv6Addr::UNSPECIFIED,
             ifindex: 0,

@@ -91,6 +91,15 @@ pub fn prefix_contains(prefix: std::net::Ipv6Addr, len: u8, addr: std::net::Ipv6
 
 /// The IPv6 addresses configured on `name` (getifaddrs).
 pub fn ipv6_addresses(name: &str) -> anyhow::Result<Vec<InterfaceAddress>> {
+    Ok(all_ipv6_addresses()?
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, a)| a)
+        .collect())
+}
+
+/// Every IPv6 address of this node (in its network namespace), with its interface's name.
+pub fn all_ipv6_addresses() -> anyhow::Result<Vec<(String, InterfaceAddress)>> {
     let mut out = Vec::new();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `ifap` with a list we free below; we only read it.
@@ -108,10 +117,9 @@ pub fn ipv6_addresses(name: &str) -> anyhow::Result<Vec<InterfaceAddress>> {
             if (*ifa.ifa_addr).sa_family as i32 != libc::AF_INET6 {
                 continue;
             }
-            let ifname = std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy();
-            if ifname != name {
-                continue;
-            }
+            let ifname = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                .to_string_lossy()
+                .to_string();
             let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
             let nm = &*(ifa.ifa_netmask as *const libc::sockaddr_in6);
             let prefix_len = nm
@@ -120,10 +128,13 @@ pub fn ipv6_addresses(name: &str) -> anyhow::Result<Vec<InterfaceAddress>> {
                 .iter()
                 .map(|b| b.count_ones())
                 .sum::<u32>() as u8;
-            out.push(InterfaceAddress {
-                addr: std::net::Ipv6Addr::from(sa.sin6_addr.s6_addr),
-                prefix_len,
-            });
+            out.push((
+                ifname,
+                InterfaceAddress {
+                    addr: std::net::Ipv6Addr::from(sa.sin6_addr.s6_addr),
+                    prefix_len,
+                },
+            ));
         }
         libc::freeifaddrs(ifap);
     }

@@ -1,10 +1,15 @@
 //! The binding cache (RFC 6275 §9.1): the daemon's source of truth. The data plane's maps are
-//! a projection of it, written by the daemon after every change here.
+//! a projection of it, written by [`super::Bindings`] after every change here.
+//!
+//! Ordered by home address, so listings page through it without sorting; expiry from a heap
+//! with lazy deletion, compacted when stale entries outnumber live ones (a refresh pushes a
+//! new entry, so without compaction a flood of refreshes would grow it without bound).
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
+    collections::{BTreeMap, BinaryHeap},
     net::Ipv6Addr,
+    ops::Bound,
     time::{Duration, Instant},
 };
 
@@ -91,7 +96,7 @@ impl std::error::Error for CacheError {}
 
 /// The binding cache.
 pub struct BindingCache {
-    by_hoa: HashMap<Ipv6Addr, Binding>,
+    by_hoa: BTreeMap<Ipv6Addr, Binding>,
     free_ids: Vec<u32>,
     next_id: u32,
     capacity: u32,
@@ -105,7 +110,7 @@ impl BindingCache {
     /// A cache for at most `capacity` bindings (binding ids 0..capacity).
     pub fn new(capacity: u32) -> Self {
         Self {
-            by_hoa: HashMap::new(),
+            by_hoa: BTreeMap::new(),
             free_ids: Vec::new(),
             next_id: 0,
             capacity,
@@ -125,17 +130,65 @@ impl BindingCache {
         self.by_hoa.get(hoa)
     }
 
+    /// Every binding, in home address order.
     pub fn iter(&self) -> impl Iterator<Item = &Binding> {
         self.by_hoa.values()
+    }
+
+    /// The bindings after `after` (from the first without it), in home address order.
+    pub fn iter_after(&self, after: Option<Ipv6Addr>) -> impl Iterator<Item = &Binding> {
+        let from = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        self.by_hoa.range((from, Bound::Unbounded)).map(|(_, b)| b)
+    }
+
+    /// Whether no binding can be added.
+    pub fn is_full(&self) -> bool {
+        self.free_ids.is_empty() && self.next_id >= self.capacity
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Entries in the expiry heap (live and stale), for the memory bound's test.
+    pub fn expiry_entries(&self) -> usize {
+        self.expiries.len()
+    }
+
+    fn compact_expiries(&mut self) {
+        if self.expiries.len() <= 2 * self.by_hoa.len() + 1024 {
+            return;
+        }
+        let live: Vec<_> = self
+            .by_hoa
+            .values()
+            .filter_map(|b| b.expires_at.map(|t| Reverse((t, b.spec.hoa))))
+            .collect();
+        self.expiries = BinaryHeap::from(live);
     }
 
     /// Creates or updates the binding for `spec.hoa`. An update keeps the binding's id (and so
     /// its counters) and replaces everything else.
     pub fn upsert(&mut self, spec: BindingSpec, now: Instant) -> Result<Change, CacheError> {
         let expires_at = spec.lifetime.map(|l| now + l);
+        let hoa = spec.hoa;
+        let change = self.put(spec, now, expires_at)?;
         if let Some(t) = expires_at {
-            self.expiries.push(Reverse((t, spec.hoa)));
+            self.expiries.push(Reverse((t, hoa)));
+            self.compact_expiries();
         }
+        Ok(change)
+    }
+
+    fn put(
+        &mut self,
+        spec: BindingSpec,
+        now: Instant,
+        expires_at: Option<Instant>,
+    ) -> Result<Change, CacheError> {
         if let Some(b) = self.by_hoa.get_mut(&spec.hoa) {
             let previous = std::mem::replace(&mut b.spec, spec);
             b.registered_at = now;
@@ -255,6 +308,39 @@ mod tests {
             Ok(Change::Created { id: 1 })
         );
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn refreshes_do_not_grow_the_expiry_heap_without_bound() {
+        let mut c = BindingCache::new(4);
+        let t = Instant::now();
+        for i in 0..100_000u64 {
+            c.upsert(
+                spec("2001:db8::1", "2001:db8:f::1", Some(600)),
+                t + Duration::from_millis(i),
+            )
+            .unwrap();
+        }
+        assert!(c.expiry_entries() <= 2 * c.len() + 1025, "{}", c.expiry_entries());
+        assert_eq!(
+            c.next_expiry(),
+            Some(t + Duration::from_millis(99_999) + Duration::from_secs(600))
+        );
+    }
+
+    #[test]
+    fn pages_in_home_address_order() {
+        let mut c = BindingCache::new(8);
+        let t = Instant::now();
+        for h in ["2001:db8::3", "2001:db8::1", "2001:db8::2"] {
+            c.upsert(spec(h, "2001:db8:f::1", None), t).unwrap();
+        }
+        let after: Vec<String> = c
+            .iter_after(Some("2001:db8::1".parse().unwrap()))
+            .map(|b| b.spec.hoa.to_string())
+            .collect();
+        assert_eq!(after, ["2001:db8::2", "2001:db8::3"]);
+        assert_eq!(c.iter_after(None).count(), 3);
     }
 
     #[test]

@@ -1,0 +1,755 @@
+//! The binding layer: the only writer of the binding cache, the data plane's binding maps and
+//! the kernel state that goes with a binding (mobile network prefix routes, IPsec tunnel
+//! policies, neighbour entries the data plane made). Home registration, the mobile node and
+//! static bindings all change bindings through [`Bindings::apply`], which does every step or
+//! none: IPsec first (once a map entry says "leave the payload to xfrm", the policies must be
+//! there), then the cache and the maps (in place: a CoA change is one map update, never delete
+//! and insert), then the kernel; a failure at any step undoes the steps before it.
+//!
+//! Per plain binding (no IPsec tunnel, no mobile network prefix) in the home agent role, this is
+//! one map write: no netlink request (`docs/design.md`, "Home links without per-binding state").
+
+pub mod cache;
+mod tunnels;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv6Addr,
+    time::Instant,
+};
+
+use anyhow::{Context as _, anyhow};
+use ha_common::abi::{BINDING_F_IPSEC_PAYLOAD, BindingEntry};
+use serde::Serialize;
+
+pub use cache::{Binding, BindingCache, BindingSpec, CacheError, Change, Origin};
+
+use crate::{
+    config::{Config, Role, umip::IpsecPolicySet},
+    dataplane::Dataplane,
+    homelink::{HomeLink, OwnedRoute},
+    ipsec::{self, Ipsec, Side},
+};
+
+/// A change to the bindings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Create the binding of `spec.hoa`, or replace what it holds (its id and counters stay).
+    Put(BindingSpec),
+    /// Remove the binding of this home address.
+    Remove(Ipv6Addr),
+}
+
+impl Op {
+    pub fn hoa(&self) -> Ipv6Addr {
+        match self {
+            Op::Put(s) => s.hoa,
+            Op::Remove(h) => *h,
+        }
+    }
+}
+
+/// What [`Bindings::apply`] did.
+#[derive(Clone, Debug)]
+pub enum Applied {
+    Created { id: u32 },
+    Updated { id: u32, previous: BindingSpec },
+    Removed(Binding),
+}
+
+/// Why [`Bindings::apply`] changed nothing.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// No room for another binding (BA status 130, Insufficient resources).
+    Full { capacity: u32 },
+    /// A mobile network prefix is bound to another home address already.
+    PrefixTaken {
+        prefix: Ipv6Addr,
+        len: u8,
+        owner: Ipv6Addr,
+    },
+    /// Nothing to remove.
+    NotBound(Ipv6Addr),
+    /// The IPsec, data plane or kernel step failed; the steps before it were undone.
+    Failed(anyhow::Error),
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Full { capacity } => write!(
+                f,
+                "binding cache full ({capacity} bindings; raise dataplane.max_bindings)"
+            ),
+            ApplyError::PrefixTaken { prefix, len, owner } => {
+                write!(f, "mobile network prefix {prefix}/{len} is bound to {owner}")
+            }
+            ApplyError::NotBound(hoa) => write!(f, "no binding for {hoa}"),
+            ApplyError::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// A link the data plane serves, as the binding layer needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+/// One binding as `hagent bindings` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct View {
+    pub hoa: Ipv6Addr,
+    pub coa: Ipv6Addr,
+    pub ha_address: Ipv6Addr,
+    pub sequence: u16,
+    pub lifetime_remaining_s: Option<u64>,
+    pub origin: Origin,
+    pub id: u32,
+    pub interface: Option<String>,
+    pub prefixes: Vec<String>,
+    pub packets_tunnelled: u64,
+    pub bytes_tunnelled: u64,
+    pub packets_reverse: u64,
+    pub bytes_reverse: u64,
+}
+
+/// The bindings and everything that projects them.
+pub struct Bindings {
+    role: Role,
+    cache: BindingCache,
+    dataplane: Dataplane,
+    kernel: HomeLink,
+    ipsec: Option<Ipsec>,
+    ipsec_sets: Vec<IpsecPolicySet>,
+    tunnels: tunnels::Tunnels,
+    links: Vec<Link>,
+    /// Which home address each mobile network prefix is bound to.
+    prefix_owner: HashMap<(Ipv6Addr, u8), Ipv6Addr>,
+    /// Routes installed at start for home prefixes that are not on-link.
+    home_routes: Vec<OwnedRoute>,
+    /// Links whose allmulti we turned on (and turn off at shutdown).
+    allmulti: Vec<u32>,
+    /// What `HA_SIGNAL_COA` holds: the CoA of the protected refusal in flight per HoA.
+    signal_coas: HashMap<Ipv6Addr, Ipv6Addr>,
+    /// Neighbour entries installed for protected refusals.
+    refusal_neighbours: HashSet<(u32, Ipv6Addr)>,
+    /// Routes whose removal failed; tried again at shutdown.
+    leftovers: Vec<OwnedRoute>,
+}
+
+/// The tunnel MTU for a link MTU: 40 bytes for the outer header, at least the IPv6 minimum.
+pub fn tunnel_mtu(link_mtu: u32) -> u32 {
+    link_mtu.saturating_sub(40).max(1280)
+}
+
+impl Bindings {
+    /// Takes over the data plane (loaded and attached) and the kernel state of `links`:
+    /// removes what an earlier hagent left (routes with our protocol, neighbour entries
+    /// pointing at our MACs), turns on allmulti and installs `home_routes` (home agent role),
+    /// and the IPsec policies and SAs of the configuration. Nothing stays behind if this fails.
+    pub async fn start(
+        dataplane: Dataplane,
+        config: &Config,
+        links: Vec<Link>,
+        home_routes: Vec<OwnedRoute>,
+    ) -> anyhow::Result<Self> {
+        let kernel = HomeLink::new()?;
+        let mut me = Self {
+            role: config.role,
+            cache: BindingCache::new(config.dataplane.max_bindings),
+            dataplane,
+            kernel,
+            ipsec: None,
+            ipsec_sets: config.ipsec.sets.clone(),
+            tunnels: tunnels::Tunnels::default(),
+            links,
+            prefix_owner: HashMap::new(),
+            home_routes: Vec::new(),
+            allmulti: Vec::new(),
+            signal_coas: HashMap::new(),
+            refusal_neighbours: HashSet::new(),
+            leftovers: Vec::new(),
+        };
+        let stale = me.kernel.flush_stale_routes().await?;
+        if stale > 0 {
+            tracing::info!(routes = stale, "removed routes left by an earlier hagent");
+        }
+        let swept = me.sweep_neighbours().await?;
+        if swept > 0 {
+            tracing::info!(
+                entries = swept,
+                "removed neighbour entries left by an earlier hagent"
+            );
+        }
+        if let Err(e) = me.start_kernel(&home_routes, config).await {
+            me.shutdown().await;
+            return Err(e);
+        }
+        Ok(me)
+    }
+
+    async fn start_kernel(
+        &mut self,
+        home_routes: &[OwnedRoute],
+        config: &Config,
+    ) -> anyhow::Result<()> {
+        if self.role == Role::HomeAgent {
+            for l in self.links.clone() {
+                if self.kernel.enable_allmulti(l.ifindex, &l.name).await? {
+                    self.allmulti.push(l.ifindex);
+                }
+            }
+            for r in home_routes {
+                self.kernel
+                    .add_route(r)
+                    .await
+                    .context("home_agent.home_prefixes")?;
+                self.home_routes.push(*r);
+            }
+        }
+        if config.ipsec.use_mn_ha_ipsec {
+            self.ipsec = Some(start_ipsec(config).await?);
+        }
+        Ok(())
+    }
+
+    async fn sweep_neighbours(&self) -> anyhow::Result<usize> {
+        let links: Vec<(u32, [u8; 6])> = self.links.iter().map(|l| (l.ifindex, l.mac)).collect();
+        self.kernel.sweep_neighbours(&links, |_| false).await
+    }
+
+    pub fn get(&self, hoa: &Ipv6Addr) -> Option<&Binding> {
+        self.cache.get(hoa)
+    }
+
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.cache.capacity()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Binding> {
+        self.cache.iter()
+    }
+
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
+    }
+
+    /// The punt ring buffer, for the slow path's task.
+    pub fn take_punt_ring(&mut self) -> anyhow::Result<aya::maps::RingBuf<aya::maps::MapData>> {
+        self.dataplane.take_punt_ring()
+    }
+
+    /// Invalidates every cached next hop (a routing change).
+    pub fn bump_nexthop_epoch(&mut self) -> anyhow::Result<u64> {
+        self.dataplane.bump_nexthop_epoch()
+    }
+
+    pub fn next_expiry(&mut self) -> Option<Instant> {
+        self.cache.next_expiry()
+    }
+
+    /// Home addresses whose bindings have expired (each once; remove them with `apply`).
+    pub fn expired(&mut self, now: Instant) -> Vec<Ipv6Addr> {
+        self.cache.expired(now)
+    }
+
+    /// Up to `limit` bindings after `after`, in home address order, with their counters.
+    pub fn page(
+        &self,
+        after: Option<Ipv6Addr>,
+        limit: usize,
+        now: Instant,
+    ) -> anyhow::Result<Vec<View>> {
+        self.cache
+            .iter_after(after)
+            .take(limit)
+            .map(|b| self.view_of(b, now))
+            .collect()
+    }
+
+    /// The binding of `hoa` with its counters.
+    pub fn view(&self, hoa: &Ipv6Addr, now: Instant) -> anyhow::Result<Option<View>> {
+        self.cache.get(hoa).map(|b| self.view_of(b, now)).transpose()
+    }
+
+    fn view_of(&self, b: &Binding, now: Instant) -> anyhow::Result<View> {
+                let c = self.dataplane.binding_counters(b.id)?;
+                let s = &b.spec;
+                Ok(View {
+                    hoa: s.hoa,
+                    coa: s.coa,
+                    ha_address: s.ha_address,
+                    sequence: s.sequence,
+                    lifetime_remaining_s: b.lifetime_remaining(now),
+                    origin: s.origin,
+                    id: b.id,
+                    interface: self
+                        .links
+                        .iter()
+                        .find(|l| l.ifindex == s.home_ifindex)
+                        .map(|l| l.name.clone()),
+                    prefixes: s.prefixes.iter().map(|(p, l)| format!("{p}/{l}")).collect(),
+                    packets_tunnelled: c.tunnelled_packets,
+                    bytes_tunnelled: c.tunnelled_bytes,
+                    packets_reverse: c.reverse_packets,
+                    bytes_reverse: c.reverse_bytes,
+                })
+    }
+
+    /// Whether signalling for `hoa` must be ESP-protected (an `IPsecPolicySet` lists it).
+    pub fn ipsec_signalling(&self, hoa: &Ipv6Addr) -> bool {
+        self.ipsec.is_some()
+            && self
+                .ipsec_sets
+                .iter()
+                .any(|s| s.home_addresses.iter().any(|(a, _)| a == hoa))
+    }
+
+    /// Whether `hoa`'s payload goes through the kernel's xfrm (`TunnelPayload`) rather than
+    /// the XDP fast path.
+    fn ipsec_payload(&self, hoa: &Ipv6Addr) -> bool {
+        self.ipsec.is_some()
+            && self
+                .ipsec_sets
+                .iter()
+                .any(|s| ipsec::protects_payload(s, *hoa))
+    }
+
+    /// Applies `op`: every step, or — on error — none.
+    pub async fn apply(&mut self, op: Op, now: Instant) -> Result<Applied, ApplyError> {
+        match op {
+            Op::Put(spec) => self.put(spec, now).await,
+            Op::Remove(hoa) => self.remove(hoa).await,
+        }
+    }
+
+    async fn put(&mut self, spec: BindingSpec, now: Instant) -> Result<Applied, ApplyError> {
+        let previous = self.cache.get(&spec.hoa).map(|b| b.spec.clone());
+        if previous.is_none() && self.cache.is_full() {
+            return Err(ApplyError::Full {
+                capacity: self.cache.capacity(),
+            });
+        }
+        for &(prefix, len) in &spec.prefixes {
+            if let Some(&owner) = self.prefix_owner.get(&(prefix, len))
+                && owner != spec.hoa
+            {
+                return Err(ApplyError::PrefixTaken { prefix, len, owner });
+            }
+        }
+        // 1. IPsec.
+        if let Err(e) = self
+            .follow_ipsec(spec.hoa, Some((spec.coa, &spec.prefixes)))
+            .await
+        {
+            self.restore_ipsec(spec.hoa, previous.as_ref()).await;
+            return Err(ApplyError::Failed(e));
+        }
+        // 2. The cache and the maps.
+        let change = match self.cache.upsert(spec.clone(), now) {
+            Ok(c) => c,
+            Err(CacheError::Full { capacity }) => {
+                self.restore_ipsec(spec.hoa, previous.as_ref()).await;
+                return Err(ApplyError::Full { capacity });
+            }
+        };
+        if let Err(e) = self.write_maps(&spec, &change) {
+            self.undo_maps(&spec, &change);
+            self.restore_ipsec(spec.hoa, previous.as_ref()).await;
+            return Err(ApplyError::Failed(e));
+        }
+        // 3. The kernel: routes for mobile network prefixes (home agent role).
+        let old: &[(Ipv6Addr, u8)] = previous.as_ref().map_or(&[], |p| &p.prefixes);
+        let moved_link = previous
+            .as_ref()
+            .is_some_and(|p| p.home_ifindex != spec.home_ifindex);
+        let (added, dropped): (Vec<_>, Vec<_>) = if moved_link {
+            (spec.prefixes.clone(), old.to_vec())
+        } else {
+            (
+                spec.prefixes
+                    .iter()
+                    .filter(|p| !old.contains(p))
+                    .copied()
+                    .collect(),
+                old.iter()
+                    .filter(|p| !spec.prefixes.contains(p))
+                    .copied()
+                    .collect(),
+            )
+        };
+        if self.role == Role::HomeAgent {
+            if moved_link || !dropped.is_empty() {
+                // Old routes first: a moved binding re-adds the same destinations.
+                let prev = previous.as_ref().expect("dropped routes have a previous binding");
+                for &p in &dropped {
+                    self.drop_route(self.prefix_route(prev, p)).await;
+                }
+            }
+            let mut done = Vec::new();
+            for &p in &added {
+                let r = self.prefix_route(&spec, p);
+                if let Err(e) = self.kernel.add_route(&r).await {
+                    for r in done {
+                        self.drop_route(r).await;
+                    }
+                    if let Some(prev) = &previous {
+                        for &p in &dropped {
+                            let _ = self.kernel.add_route(&self.prefix_route(prev, p)).await;
+                        }
+                    }
+                    self.undo_maps(&spec, &change);
+                    self.restore_ipsec(spec.hoa, previous.as_ref()).await;
+                    return Err(ApplyError::Failed(e.context(format!(
+                        "routing mobile network prefix {}/{} to {}",
+                        p.0, p.1, spec.hoa
+                    ))));
+                }
+                done.push(r);
+            }
+        }
+        for p in &dropped {
+            self.prefix_owner.remove(p);
+        }
+        for &p in &spec.prefixes {
+            self.prefix_owner.insert(p, spec.hoa);
+        }
+        if let (Role::MobileNode, Some(prev)) = (self.role, &previous)
+            && prev.coa != spec.coa
+        {
+            self.release_local(prev.coa);
+        }
+        Ok(match change {
+            Change::Created { id } => Applied::Created { id },
+            Change::Updated { id, previous } => Applied::Updated { id, previous },
+        })
+    }
+
+    async fn remove(&mut self, hoa: Ipv6Addr) -> Result<Applied, ApplyError> {
+        let Some(b) = self.cache.remove(&hoa) else {
+            return Err(ApplyError::NotBound(hoa));
+        };
+        // Forwarding stops first; the rest cannot bring it back.
+        if let Err(e) = self.dataplane.remove_binding(hoa) {
+            tracing::error!(%hoa, error = %format!("{e:#}"), "removing the binding from the data plane failed");
+        }
+        for &p in &b.spec.prefixes {
+            if let Err(e) = self.dataplane.remove_prefix(p.0, p.1) {
+                tracing::error!(%hoa, error = %format!("{e:#}"), "removing a mobile network prefix from the data plane failed");
+            }
+            self.prefix_owner.remove(&p);
+            if self.role == Role::HomeAgent {
+                self.drop_route(self.prefix_route(&b.spec, p)).await;
+            }
+        }
+        if let Err(e) = self.follow_ipsec(hoa, None).await {
+            tracing::error!(%hoa, error = %format!("{e:#}"), "removing the binding's IPsec tunnel policies failed");
+        }
+        match self.role {
+            Role::HomeAgent => {
+                // The kernel's neighbour entry for the HoA points at us if the TC program
+                // answered one of its solicitations: the HoA may be back on the home link.
+                match self.dataplane.take_nd_seen(hoa) {
+                    Ok(true) => {
+                        if let Err(e) = self.kernel.del_neighbour(b.spec.home_ifindex, hoa).await {
+                            tracing::warn!(%hoa, error = %format!("{e:#}"), "removing the neighbour entry failed");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(%hoa, error = %format!("{e:#}"), "reading HA_ND_SEEN failed")
+                    }
+                }
+            }
+            Role::MobileNode => self.release_local(b.spec.coa),
+        }
+        Ok(Applied::Removed(b))
+    }
+
+    /// Mobile node: stops terminating tunnels at `coa` unless a binding still uses it.
+    fn release_local(&mut self, coa: Ipv6Addr) {
+        if !self.cache.iter().any(|o| o.spec.coa == coa)
+            && let Err(e) = self.dataplane.remove_local_address(coa)
+        {
+            tracing::warn!(%coa, error = %format!("{e:#}"), "removing a tunnel endpoint failed");
+        }
+    }
+
+    fn prefix_route(&self, spec: &BindingSpec, (prefix, len): (Ipv6Addr, u8)) -> OwnedRoute {
+        let mtu = self
+            .links
+            .iter()
+            .find(|l| l.ifindex == spec.home_ifindex)
+            .map_or(1500, |l| l.mtu);
+        OwnedRoute {
+            prefix,
+            len,
+            gateway: Some(spec.hoa),
+            ifindex: spec.home_ifindex,
+            mtu: Some(tunnel_mtu(mtu)),
+        }
+    }
+
+    /// Removes a route of ours; a failure is logged and tried again at shutdown.
+    async fn drop_route(&mut self, r: OwnedRoute) {
+        if let Err(e) = self.kernel.del_route(&r).await {
+            tracing::error!(prefix = %r.prefix, len = r.len, error = %format!("{e:#}"), "removing a route failed; trying again at shutdown");
+            self.leftovers.push(r);
+        }
+    }
+
+    fn entry(&self, spec: &BindingSpec, id: u32) -> BindingEntry {
+        let (local, remote) = match self.role {
+            Role::HomeAgent => (spec.ha_address, spec.coa),
+            Role::MobileNode => (spec.coa, spec.ha_address),
+        };
+        let ipsec = if self.ipsec_payload(&spec.hoa) {
+            BINDING_F_IPSEC_PAYLOAD
+        } else {
+            0
+        };
+        BindingEntry {
+            local: local.octets(),
+            remote: remote.octets(),
+            flags: spec.flags | ipsec,
+            binding_id: id,
+            home_ifindex: match self.role {
+                Role::HomeAgent => spec.home_ifindex,
+                Role::MobileNode => 0,
+            },
+            _pad: 0,
+        }
+    }
+
+    fn write_maps(&mut self, spec: &BindingSpec, change: &Change) -> anyhow::Result<()> {
+        let id = match change {
+            Change::Created { id } | Change::Updated { id, .. } => *id,
+        };
+        if let Change::Created { .. } = change {
+            self.dataplane.reset_binding_counters(id)?;
+        }
+        if self.role == Role::MobileNode {
+            // The MN terminates the tunnel at its care-of address.
+            self.dataplane.add_local_address(spec.coa)?;
+        }
+        // In place: a CoA change rewrites the entry, so the HoA is never unforwarded.
+        let entry = self.entry(spec, id);
+        self.dataplane.set_binding(spec.hoa, &entry)?;
+        if let Change::Updated { previous, .. } = change {
+            for &(p, l) in &previous.prefixes {
+                if !spec.prefixes.contains(&(p, l)) {
+                    self.dataplane.remove_prefix(p, l)?;
+                }
+            }
+        }
+        for &(p, l) in &spec.prefixes {
+            self.dataplane.set_prefix(p, l, &entry)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes `upsert` and `write_maps` after a failure.
+    fn undo_maps(&mut self, spec: &BindingSpec, change: &Change) {
+        match change {
+            Change::Created { .. } => {
+                self.cache.remove(&spec.hoa);
+                let _ = self.dataplane.remove_binding(spec.hoa);
+                for &(p, l) in &spec.prefixes {
+                    let _ = self.dataplane.remove_prefix(p, l);
+                }
+                if self.role == Role::MobileNode {
+                    self.release_local(spec.coa);
+                }
+            }
+            Change::Updated { previous, id } => {
+                let _ = self.cache.upsert(previous.clone(), Instant::now());
+                let entry = self.entry(previous, *id);
+                let _ = self.dataplane.set_binding(previous.hoa, &entry);
+                for &(p, l) in &spec.prefixes {
+                    if !previous.prefixes.contains(&(p, l)) {
+                        let _ = self.dataplane.remove_prefix(p, l);
+                    }
+                }
+                for &(p, l) in &previous.prefixes {
+                    let _ = self.dataplane.set_prefix(p, l, &entry);
+                }
+            }
+        }
+    }
+
+    async fn follow_ipsec(
+        &mut self,
+        hoa: Ipv6Addr,
+        to: Option<(Ipv6Addr, &[(Ipv6Addr, u8)])>,
+    ) -> anyhow::Result<()> {
+        let Some(x) = self.ipsec.as_mut() else {
+            return Ok(());
+        };
+        self.tunnels
+            .follow(x, &self.ipsec_sets, Side::of(self.role), hoa, to)
+            .await
+    }
+
+    /// After a failed change of `hoa`'s binding: point its IPsec tunnel at what it was.
+    async fn restore_ipsec(&mut self, hoa: Ipv6Addr, previous: Option<&BindingSpec>) {
+        let result = match previous {
+            Some(p) => self.follow_ipsec(hoa, Some((p.coa, &p.prefixes))).await,
+            None => self.follow_ipsec(hoa, None).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(%hoa, error = %format!("{e:#}"), "restoring the IPsec tunnel policies failed");
+        }
+    }
+
+    /// Home agent: tells the TC program where an ESP-protected BA for `hoa` goes when its
+    /// binding does not say (a refusal): `coa` wins over the binding until forgotten.
+    pub fn set_signal_coa(&mut self, hoa: Ipv6Addr, coa: Ipv6Addr) -> anyhow::Result<()> {
+        self.dataplane.set_signal_coa(hoa, coa)?;
+        self.signal_coas.insert(hoa, coa);
+        Ok(())
+    }
+
+    /// Removes `hoa`'s signalling CoA if it still is `coa` (another refusal may have replaced
+    /// it).
+    pub fn forget_signal_coa(&mut self, hoa: Ipv6Addr, coa: Ipv6Addr) {
+        if self.signal_coas.get(&hoa) == Some(&coa) {
+            self.signal_coas.remove(&hoa);
+            let _ = self.dataplane.remove_signal_coa(hoa);
+        }
+    }
+
+    /// Home agent: a neighbour entry for `hoa` (without a binding) on `ifindex` pointing at
+    /// this node, for the one ESP-protected refusal it is about to send: xfrm needs the packet
+    /// routed out of the home link, where the TC program adds the RH2 and redirects it.
+    pub async fn route_refusal(&mut self, hoa: Ipv6Addr, ifindex: u32) -> anyhow::Result<()> {
+        let mac = self
+            .links
+            .iter()
+            .find(|l| l.ifindex == ifindex)
+            .map(|l| l.mac)
+            .ok_or_else(|| anyhow!("interface {ifindex} is not served"))?;
+        self.kernel.add_neighbour(ifindex, hoa, mac).await?;
+        self.refusal_neighbours.insert((ifindex, hoa));
+        Ok(())
+    }
+
+    /// Removes the neighbour entry of [`route_refusal`](Self::route_refusal) — unless a
+    /// registration of the HoA started meanwhile.
+    pub async fn unroute_refusal(&mut self, hoa: Ipv6Addr, ifindex: u32) {
+        if !self.refusal_neighbours.remove(&(ifindex, hoa)) || self.cache.get(&hoa).is_some() {
+            return;
+        }
+        if let Err(e) = self.kernel.del_neighbour(ifindex, hoa).await {
+            tracing::warn!(%hoa, error = %format!("{e:#}"), "removing the neighbour entry of a protected refusal failed");
+        }
+    }
+
+    /// Removes everything this instance installed in the kernel: IPsec policies and SAs,
+    /// routes, neighbour entries pointing at our MACs, allmulti. The maps and programs go with
+    /// the data plane when it is dropped.
+    pub async fn shutdown(&mut self) {
+        if let Some(mut x) = self.ipsec.take()
+            && let Err(e) = x.remove_all().await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "removing IPsec policies failed");
+        }
+        let mut routes = std::mem::take(&mut self.leftovers);
+        routes.append(&mut self.home_routes);
+        if self.role == Role::HomeAgent {
+            for b in self.cache.iter() {
+                for &p in &b.spec.prefixes {
+                    routes.push(self.prefix_route(&b.spec, p));
+                }
+            }
+        }
+        for r in &routes {
+            if let Err(e) = self.kernel.del_route(r).await {
+                tracing::warn!(prefix = %r.prefix, len = r.len, error = %format!("{e:#}"), "removing a route failed");
+            }
+        }
+        if self.role == Role::HomeAgent {
+            match self.sweep_neighbours().await {
+                Ok(n) if n > 0 => tracing::info!(entries = n, "neighbour entries removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "removing neighbour entries failed"),
+            }
+        }
+        for ifindex in std::mem::take(&mut self.allmulti) {
+            if let Err(e) = self.kernel.set_allmulti(ifindex, false).await {
+                tracing::warn!(ifindex, error = %format!("{e:#}"), "turning allmulti off failed");
+            }
+        }
+    }
+}
+
+/// IPsec policies from the `IPsecPolicySet`s, then a check that the kernel can do ESP at all,
+/// then the manually keyed SAs. A failure removes what was installed.
+async fn start_ipsec(config: &Config) -> anyhow::Result<Ipsec> {
+    let mut ipsec = Ipsec::new()?;
+    let side = Side::of(config.role);
+    let mut policies = ipsec::nd_bypass_policies();
+    for set in &config.ipsec.sets {
+        policies.extend(ipsec::transport_policies(set, side)?);
+    }
+    let mut result = Ok(());
+    for p in &policies {
+        if let Err(e) = ipsec.install(p).await {
+            result = Err(e);
+            break;
+        }
+    }
+    if result.is_ok() {
+        result = ipsec.probe_esp().await;
+    }
+    if result.is_ok() {
+        for sa in &config.ipsec.manual_sas {
+            if let Err(e) = ipsec.install_sa(sa).await {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok()
+        && let Some(path) = &config.ipsec.sa_file
+    {
+        match crate::config::setkey::parse_file(path) {
+            Ok(f) => {
+                for w in &f.warnings {
+                    tracing::warn!("{w}");
+                }
+                for sa in &f.sas {
+                    if let Err(e) = ipsec.install_sa(sa).await {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            Err(e) => result = Err(anyhow!("{e}")),
+        }
+    }
+    if let Err(e) = result {
+        if let Err(cleanup) = ipsec.remove_all().await {
+            tracing::error!(error = %format!("{cleanup:#}"), "removing the IPsec policies again failed");
+        }
+        return Err(e.context("UseMnHaIPsec is enabled"));
+    }
+    tracing::info!(
+        policies = ipsec.installed().len(),
+        "IPsec policies installed"
+    );
+    Ok(ipsec)
+}

@@ -1,0 +1,363 @@
+//! The home agent role: its events — Binding Updates, DAD deadlines, expiries, the
+//! operator's static bindings — go through the pure [`registration::Registrations`]; this
+//! driver carries out what it asks (DAD probes, binding changes through [`Bindings`], BAs,
+//! unsolicited NAs, control replies) and feeds the outcomes back.
+
+pub mod admission;
+pub mod dad;
+pub mod registrar;
+pub mod registration;
+pub mod signalling;
+
+use std::{
+    collections::HashMap,
+    net::Ipv6Addr,
+    time::{Duration, Instant},
+};
+
+use anyhow::anyhow;
+use ha_common::mh;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::{
+    bindings::{Applied, Bindings},
+    config::Config,
+    interfaces::Served,
+    mobility::{self, Rejected},
+    ndisc::Ndisc,
+    sock::Received,
+    validate::Scope,
+};
+
+use self::{
+    dad::Dad,
+    registration::{Effect, Registrations, Stats},
+    signalling::Signalling,
+};
+
+/// How often the log gets a summary of what happened to Binding Updates.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+/// Bindings created or removed logged one by one per summary interval; the rest are counted.
+const LOGGED_CHANGES: u32 = 20;
+
+/// Where a control request's answer goes.
+pub type ReplyTo = oneshot::Sender<anyhow::Result<serde_json::Value>>;
+
+enum Pending {
+    Add(ReplyTo),
+    Del(ReplyTo),
+}
+
+/// The log's view of the counters: one line per interval instead of one per refusal.
+struct Summary {
+    next: Instant,
+    last: Stats,
+    logged: u32,
+    suppressed: u32,
+}
+
+pub struct HomeAgent {
+    registrations: Registrations,
+    dad: Dad,
+    signalling: Signalling,
+    ndisc: Ndisc,
+    links: Vec<Served>,
+    replies: HashMap<u64, Pending>,
+    next_id: u64,
+    summary: Summary,
+}
+
+impl HomeAgent {
+    pub fn new(
+        config: &Config,
+        scope: Scope,
+        links: Vec<Served>,
+        bindings: &Bindings,
+        now: Instant,
+    ) -> anyhow::Result<Self> {
+        let ndisc = Ndisc::new()?;
+        Ok(Self {
+            registrations: Registrations::new(
+                &config.home_agent,
+                scope,
+                bindings.capacity() as usize,
+            ),
+            dad: Dad::new(bindings.dataplane().dad_probes()?, ndisc.clone()),
+            signalling: Signalling::new()?,
+            ndisc,
+            links,
+            replies: HashMap::new(),
+            next_id: 0,
+            summary: Summary {
+                next: now + SUMMARY_INTERVAL,
+                last: Stats::default(),
+                logged: 0,
+                suppressed: 0,
+            },
+        })
+    }
+
+    /// The interfaces' addresses changed: new home prefixes, new sources for NAs.
+    pub fn set_links(&mut self, links: Vec<Served>, scope: Scope) {
+        self.links = links;
+        self.registrations.set_scope(scope);
+    }
+
+    /// A Mobility Header arrived (RFC 6275 §9.2, §9.5.1, §10.3).
+    pub async fn on_mh(&mut self, rx: Received, bindings: &mut Bindings, now: Instant) {
+        let s = &mut self.signalling.stats;
+        let bu = match mobility::parse_bu(&rx) {
+            Ok(bu) => bu,
+            Err(Rejected::BadChecksum) => return s.dropped_bad_checksum += 1,
+            Err(Rejected::Malformed(_)) => return s.dropped_malformed += 1,
+            Err(Rejected::NotBindingUpdate) => return s.dropped_not_bu += 1,
+            Err(Rejected::UnknownType {
+                mh_type,
+                reply_to,
+                hoa,
+            }) => {
+                tracing::debug!(%reply_to, mh_type, "unknown MH type: Binding Error status 2");
+                self.signalling.send_be(
+                    rx.dst,
+                    reply_to,
+                    mh::BE_STATUS_UNRECOGNIZED_MH_TYPE,
+                    hoa,
+                    now,
+                );
+                return;
+            }
+        };
+        s.bu_received += 1;
+        let existing = bindings.get(&bu.hoa);
+        self.registrations
+            .handle_bu(bu, existing, bindings.len(), now);
+        self.drive(bindings, now).await;
+    }
+
+    /// The binding of `hoa` expired.
+    pub async fn on_expired(&mut self, hoa: Ipv6Addr, bindings: &mut Bindings, now: Instant) {
+        self.registrations.handle_expired(hoa);
+        self.drive(bindings, now).await;
+    }
+
+    /// `hagent binding add`: answered when DAD and the binding layer are done.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn binding_add(
+        &mut self,
+        hoa: Ipv6Addr,
+        coa: Ipv6Addr,
+        lifetime: Option<Duration>,
+        prefixes: Vec<(Ipv6Addr, u8)>,
+        reply: ReplyTo,
+        bindings: &mut Bindings,
+        now: Instant,
+    ) {
+        let id = self.request(Pending::Add(reply));
+        let existing = bindings.get(&hoa);
+        self.registrations.handle_static_add(
+            id,
+            hoa,
+            coa,
+            lifetime,
+            prefixes,
+            existing,
+            bindings.len(),
+        );
+        self.drive(bindings, now).await;
+    }
+
+    /// `hagent binding del`.
+    pub async fn binding_del(
+        &mut self,
+        hoa: Ipv6Addr,
+        reply: ReplyTo,
+        bindings: &mut Bindings,
+        now: Instant,
+    ) {
+        let id = self.request(Pending::Del(reply));
+        let bound = bindings.get(&hoa).is_some();
+        self.registrations.handle_static_remove(id, hoa, bound);
+        self.drive(bindings, now).await;
+    }
+
+    fn request(&mut self, p: Pending) -> u64 {
+        self.next_id += 1;
+        self.replies.insert(self.next_id, p);
+        self.next_id
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) has something to do.
+    pub fn poll_timeout(&self) -> Instant {
+        [self.dad.poll_timeout(), self.signalling.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .fold(self.summary.next, Instant::min)
+    }
+
+    pub async fn handle_timeout(&mut self, bindings: &mut Bindings, now: Instant) {
+        for (hoa, result) in self.dad.handle_timeout(now) {
+            self.registrations.handle_dad(hoa, result);
+        }
+        self.signalling.handle_timeout(bindings, now);
+        if now >= self.summary.next {
+            self.log_summary(now);
+        }
+        self.drive(bindings, now).await;
+    }
+
+    /// Carries out what the registrations ask, feeding outcomes back, until nothing is left.
+    async fn drive(&mut self, bindings: &mut Bindings, now: Instant) {
+        while let Some(effect) = self.registrations.poll_effect() {
+            match effect {
+                Effect::Ba {
+                    bu,
+                    fields,
+                    refresh_units,
+                } => {
+                    let home = self
+                        .registrations
+                        .scope()
+                        .home_prefix_of(&bu.hoa)
+                        .map(|h| h.ifindex);
+                    self.signalling
+                        .send_ba(bindings, &bu, fields, refresh_units, home, now)
+                        .await;
+                }
+                Effect::StartDad { hoa, ifindex } => {
+                    if let Err(e) = self.dad.start(hoa, ifindex, now) {
+                        self.registrations.handle_dad(hoa, Err(format!("{e:#}")));
+                    }
+                }
+                Effect::CancelDad { hoa } => self.dad.cancel(hoa),
+                Effect::Apply(op) => {
+                    let hoa = op.hoa();
+                    let result = bindings.apply(op, now).await;
+                    self.log_change(hoa, &result, bindings);
+                    self.registrations.handle_applied(hoa, &result);
+                }
+                Effect::Advertise { hoa, ifindex } => self.advertise(ifindex, hoa),
+                Effect::Reply { id, result } => self.reply(id, result, bindings, now),
+            }
+        }
+    }
+
+    fn log_change(
+        &mut self,
+        hoa: Ipv6Addr,
+        result: &Result<Applied, crate::bindings::ApplyError>,
+        bindings: &Bindings,
+    ) {
+        let what = match result {
+            Ok(Applied::Created { .. }) => "binding created",
+            Ok(Applied::Removed(_)) => "binding removed",
+            _ => return,
+        };
+        if self.summary.logged >= LOGGED_CHANGES {
+            self.summary.suppressed += 1;
+            return;
+        }
+        self.summary.logged += 1;
+        match bindings.get(&hoa) {
+            Some(b) => tracing::info!(%hoa, coa = %b.spec.coa, seq = b.spec.sequence, origin = ?b.spec.origin, "{what}"),
+            None => tracing::info!(%hoa, "{what}"),
+        }
+    }
+
+    fn log_summary(&mut self, now: Instant) {
+        let s = self.registrations.stats().clone();
+        let l = &self.summary.last;
+        let turned_away = s.turned_away() - l.turned_away();
+        let (created, removed, updated) =
+            (s.created - l.created, s.removed - l.removed, s.updated - l.updated);
+        if turned_away > 0 || self.summary.suppressed > 0 {
+            let refused: Vec<String> = s
+                .refused
+                .iter()
+                .map(|(st, n)| (st, n - l.refused.get(st).copied().unwrap_or(0)))
+                .filter(|(_, n)| *n > 0)
+                .map(|(st, n)| format!("{n}×{st}"))
+                .collect();
+            tracing::warn!(
+                created,
+                updated,
+                removed,
+                not_logged = self.summary.suppressed,
+                turned_away,
+                refused = %refused.join(" "),
+                discarded_home_address = s.discarded_home_address - l.discarded_home_address,
+                discarded_care_of_address = s.discarded_care_of_address - l.discarded_care_of_address,
+                dropped_rate_limited = s.dropped_rate_limited - l.dropped_rate_limited,
+                dropped_dad_full = s.dropped_dad_full - l.dropped_dad_full,
+                dropped_busy = s.dropped_busy - l.dropped_busy,
+                "binding updates in the last {} s",
+                SUMMARY_INTERVAL.as_secs()
+            );
+        }
+        self.summary = Summary {
+            next: now + SUMMARY_INTERVAL,
+            last: s,
+            logged: 0,
+            suppressed: 0,
+        };
+    }
+
+    fn reply(
+        &mut self,
+        id: u64,
+        result: Result<Ipv6Addr, String>,
+        bindings: &Bindings,
+        now: Instant,
+    ) {
+        let Some(pending) = self.replies.remove(&id) else {
+            return;
+        };
+        let (tx, value) = match pending {
+            Pending::Add(tx) => (
+                tx,
+                result.map_err(|e| anyhow!(e)).and_then(|hoa| {
+                    let v = bindings
+                        .view(&hoa, now)?
+                        .ok_or_else(|| anyhow!("the binding of {hoa} is gone"))?;
+                    Ok(serde_json::to_value(v)?)
+                }),
+            ),
+            Pending::Del(tx) => (
+                tx,
+                result
+                    .map(|hoa| json!({ "removed": hoa }))
+                    .map_err(|e| anyhow!(e)),
+            ),
+        };
+        let _ = tx.send(value);
+    }
+
+    /// The unsolicited NA after a new binding (RFC 6275 §10.4.1).
+    fn advertise(&self, ifindex: u32, hoa: Ipv6Addr) {
+        let Some(link) = self.links.iter().find(|l| l.ifindex == ifindex) else {
+            return;
+        };
+        let Some(src) = link.nd_source() else {
+            return;
+        };
+        if let Err(e) = self.ndisc.advertise(ifindex, src, hoa, link.mac) {
+            tracing::warn!(%hoa, error = %format!("{e:#}"), "unsolicited neighbour advertisement failed");
+        }
+    }
+
+    /// What `hagent stats` shows of the home agent.
+    pub fn stats(&self, dropped_queue_full: u64) -> serde_json::Value {
+        json!({
+            "signalling": self.signalling.stats,
+            "registrations": self.registrations.stats(),
+            "in_progress": self.registrations.in_progress(),
+            "dad_probes": self.dad.running(),
+            "dropped_queue_full": dropped_queue_full,
+        })
+    }
+
+    /// Whether an ACL rule allows `hoa`.
+    pub fn is_allowed(&self, hoa: &Ipv6Addr) -> bool {
+        self.registrations.is_allowed(hoa)
+    }
+}
