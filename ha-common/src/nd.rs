@@ -189,9 +189,10 @@ pub fn check_ns_fields(
         if pos + 2 > len {
             return Err(NsInvalid::Options);
         }
-        // Masked: the verifier tracks masks where it cannot follow the comparison above.
-        let t = msg[pos & (NS_MAX_LEN - 1)];
-        let l = msg[(pos + 1) & (NS_MAX_LEN - 1)] as usize * 8;
+        // Masked: the verifier tracks masks where it cannot follow the comparison above
+        // (6.1's cannot); black_box keeps LLVM from dropping the mask it proves redundant.
+        let t = msg[core::hint::black_box(pos) & (NS_MAX_LEN - 1)];
+        let l = msg[core::hint::black_box(pos + 1) & (NS_MAX_LEN - 1)] as usize * 8;
         if l == 0 || pos + l > len {
             return Err(NsInvalid::Options);
         }

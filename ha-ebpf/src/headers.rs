@@ -29,6 +29,37 @@ pub fn outer_ipv6(
     h
 }
 
+/// Writes an Ethernet header (`dmac`, `smac`, IPv6) and [`outer_ipv6`] over the first 54
+/// bytes of `h` — which may be packet memory, so the programs need no copy on their stack.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn write_tunnel_headers(
+    h: &mut [u8; 14 + IPV6_HLEN],
+    dmac: &[u8; 6],
+    smac: &[u8; 6],
+    inner_first_word: [u8; 4],
+    inner_len: u16,
+    hop_limit: u8,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+) {
+    h[..6].copy_from_slice(dmac);
+    h[6..12].copy_from_slice(smac);
+    h[12] = 0x86;
+    h[13] = 0xdd;
+    h[14] = 0x60 | (inner_first_word[0] & 0x0f);
+    h[15] = inner_first_word[1];
+    h[16] = inner_first_word[2];
+    h[17] = inner_first_word[3];
+    let len = inner_len.to_be_bytes();
+    h[18] = len[0];
+    h[19] = len[1];
+    h[20] = IPPROTO_IPV6;
+    h[21] = hop_limit;
+    h[22..38].copy_from_slice(src);
+    h[38..54].copy_from_slice(dst);
+}
+
 /// ICMPv6 Packet Too Big type.
 pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
 /// The IPv6 minimum link MTU.
@@ -81,6 +112,32 @@ mod tests {
         assert_eq!(&h[..8], &[0x6b, 0x81, 0x23, 0x45, 0x03, 0xe8, 41, 64]);
         assert_eq!(&h[8..24], &src);
         assert_eq!(&h[24..40], &dst);
+    }
+
+    #[test]
+    fn tunnel_headers_in_place_match_the_outer_header() {
+        let (src, dst) = ([1u8; 16], [2u8; 16]);
+        let mut h = [0xeeu8; 54];
+        write_tunnel_headers(
+            &mut h,
+            &[0xa; 6],
+            &[0xb; 6],
+            [0x6b, 0x81, 0x23, 0x45],
+            1000,
+            64,
+            &src,
+            &dst,
+        );
+        assert_eq!(
+            &h[..14],
+            &[
+                0xa, 0xa, 0xa, 0xa, 0xa, 0xa, 0xb, 0xb, 0xb, 0xb, 0xb, 0xb, 0x86, 0xdd
+            ]
+        );
+        assert_eq!(
+            h[14..],
+            outer_ipv6([0x6b, 0x81, 0x23, 0x45], 1000, 64, &src, &dst)
+        );
     }
 
     #[test]

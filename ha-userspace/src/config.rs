@@ -469,7 +469,11 @@ impl Config {
         };
         // UMIP masks host bits (the parser warns about them): so do we.
         let pfx = |(a, l): &(Ipv6Addr, u8)| {
-            let keep = if *l == 0 { 0 } else { u128::MAX << (128 - u32::from((*l).min(128))) };
+            let keep = if *l == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from((*l).min(128)))
+            };
             format!("{}/{l}", Ipv6Addr::from(u128::from(*a) & keep))
         };
         let mut config = Config {
@@ -603,7 +607,11 @@ impl Config {
         let lim = &self.home_agent.limits;
         for (name, v, max) in [
             ("max_pending_dad", lim.max_pending_dad, 1 << 20),
-            ("registrations_per_source", lim.registrations_per_source, 1 << 24),
+            (
+                "registrations_per_source",
+                lim.registrations_per_source,
+                1 << 24,
+            ),
             (
                 "registration_burst_per_source",
                 lim.registration_burst_per_source,

@@ -108,7 +108,10 @@ fn load_dataplane(
     if config.role == Role::HomeAgent {
         for a in ha_addresses {
             dataplane.add_local_address(*a)?;
-            if !served.iter().any(|s| s.addresses.iter().any(|x| x.addr == *a)) {
+            if !served
+                .iter()
+                .any(|s| s.addresses.iter().any(|x| x.addr == *a))
+            {
                 tracing::warn!(address = %a, "home agent address is not configured on any served interface");
             }
         }
@@ -156,9 +159,7 @@ async fn serve(
     let priority = match config.role {
         Role::HomeAgent => Some(Priority {
             bound: aya::maps::HashMap::try_from(aya::maps::Map::HashMap(
-                bindings
-                    .dataplane()
-                    .map_handle(ha_common::maps::BINDINGS)?,
+                bindings.dataplane().map_handle(ha_common::maps::BINDINGS)?,
             ))?,
             allowed: config
                 .home_agent

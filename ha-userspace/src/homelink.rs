@@ -26,9 +26,7 @@ use rtnetlink::{
     Handle, LinkUnspec, RouteMessageBuilder,
     packet_route::{
         AddressFamily,
-        neighbour::{
-            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
-        },
+        neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
         route::{RouteAttribute, RouteMetric, RouteProtocol},
     },
 };
@@ -93,7 +91,12 @@ impl HomeLink {
     }
 
     /// A permanent neighbour entry `addr` → `mac` on `ifindex` (replacing the kernel's own).
-    pub async fn add_neighbour(&self, ifindex: u32, addr: Ipv6Addr, mac: [u8; 6]) -> anyhow::Result<()> {
+    pub async fn add_neighbour(
+        &self,
+        ifindex: u32,
+        addr: Ipv6Addr,
+        mac: [u8; 6],
+    ) -> anyhow::Result<()> {
         self.handle
             .neighbours()
             .add(ifindex, IpAddr::V6(addr))
@@ -111,12 +114,16 @@ impl HomeLink {
         msg.header.family = AddressFamily::Inet6;
         msg.header.ifindex = ifindex;
         msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(addr)));
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(
+                addr,
+            )));
         match self.handle.neighbours().del(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(anyhow::Error::from(e)
-                .context(format!("removing the neighbour entry for {addr}"))),
+            Err(e) => {
+                Err(anyhow::Error::from(e)
+                    .context(format!("removing the neighbour entry for {addr}")))
+            }
         }
     }
 
@@ -136,8 +143,7 @@ impl HomeLink {
             .execute();
         let mut ours = Vec::new();
         while let Some(n) = dump.try_next().await.context("listing neighbour entries")? {
-            let Some(&(ifindex, mac)) = links.iter().find(|(i, _)| *i == n.header.ifindex)
-            else {
+            let Some(&(ifindex, mac)) = links.iter().find(|(i, _)| *i == n.header.ifindex) else {
                 continue;
             };
             let lladdr = n.attributes.iter().find_map(|a| match a {
@@ -179,9 +185,7 @@ impl HomeLink {
 
     /// Sets or clears allmulti on `ifindex`.
     pub async fn set_allmulti(&self, ifindex: u32, on: bool) -> anyhow::Result<()> {
-        let msg = LinkUnspec::new_with_index(ifindex)
-            .allmulticast(on)
-            .build();
+        let msg = LinkUnspec::new_with_index(ifindex).allmulticast(on).build();
         Ok(self.handle.link().set(msg).execute().await?)
     }
 

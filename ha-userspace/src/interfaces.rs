@@ -79,7 +79,11 @@ pub fn home_agent_addresses(config: &Config, served: &[Served]) -> anyhow::Resul
     if !config.home_agent.addresses.is_empty() {
         return Ok(config.home_agent.addresses.clone());
     }
-    let configured = |a: &Ipv6Addr| served.iter().any(|s| s.addresses.iter().any(|x| x.addr == *a));
+    let configured = |a: &Ipv6Addr| {
+        served
+            .iter()
+            .any(|s| s.addresses.iter().any(|x| x.addr == *a))
+    };
     let mut out: Vec<Ipv6Addr> = Vec::new();
     for set in &config.ipsec.sets {
         if configured(&set.home_agent) && !out.contains(&set.home_agent) {
@@ -144,9 +148,10 @@ pub fn scope(config: &Config, served: &[Served], ha: &[Ipv6Addr]) -> Scope {
                 }
             }
         }
-        let home = served
-            .iter()
-            .find(|s| ha.first().is_some_and(|h| s.addresses.iter().any(|a| a.addr == *h)));
+        let home = served.iter().find(|s| {
+            ha.first()
+                .is_some_and(|h| s.addresses.iter().any(|a| a.addr == *h))
+        });
         let home = home.map(|s| (s, ha_on(s))).or_else(|| {
             // The home agent address is not on-link anywhere (a loopback address, say): the
             // extra prefixes go to the first served interface.

@@ -219,9 +219,8 @@ impl Scope {
     /// none of them.
     pub fn mobile_network_prefix(&self, prefix: &Ipv6Addr, len: u8) -> Result<(), Problem> {
         well_formed_prefix(prefix, len)?;
-        let overlaps = |p: Ipv6Addr, l: u8| {
-            prefix_contains(p, l, *prefix) || prefix_contains(*prefix, len, p)
-        };
+        let overlaps =
+            |p: Ipv6Addr, l: u8| prefix_contains(p, l, *prefix) || prefix_contains(*prefix, len, p);
         if self.home_prefixes.iter().any(|h| overlaps(h.prefix, h.len)) {
             return Err(Problem::OverlapsHomePrefix);
         }
@@ -329,7 +328,12 @@ mod tests {
     #[test]
     fn a_home_address_is_unicast_routable_rfc6275_9_5_1() {
         let s = scope();
-        assert_eq!(s.home_address(&a("2001:db8:bee5::dead:face")).unwrap().ifindex, 2);
+        assert_eq!(
+            s.home_address(&a("2001:db8:bee5::dead:face"))
+                .unwrap()
+                .ifindex,
+            2
+        );
         for (addr, problem) in [
             ("::", Problem::Unspecified),
             ("::1", Problem::Loopback),
@@ -349,10 +353,16 @@ mod tests {
             Err(Problem::Ours)
         );
         // The home-agents anycast address (anycast ID 0x7e) and the rest of RFC 2526's range.
-        for x in ["2001:db8:bee5::fdff:ffff:ffff:fffe", "2001:db8:bee5::fdff:ffff:ffff:ff80"] {
+        for x in [
+            "2001:db8:bee5::fdff:ffff:ffff:fffe",
+            "2001:db8:bee5::fdff:ffff:ffff:ff80",
+        ] {
             assert_eq!(s.home_address(&a(x)), Err(Problem::SubnetAnycast), "{x}");
         }
-        assert!(s.home_address(&a("2001:db8:bee5::fdff:ffff:ffff:ff7f")).is_ok());
+        assert!(
+            s.home_address(&a("2001:db8:bee5::fdff:ffff:ffff:ff7f"))
+                .is_ok()
+        );
         assert_eq!(
             s.home_address(&a("2001:db8:bee5::")),
             Err(Problem::SubnetRouterAnycast)
@@ -364,7 +374,10 @@ mod tests {
             s56.home_address(&a("2001:db8:bee5:ff:ffff:ffff:ffff:fffe")),
             Err(Problem::SubnetAnycast)
         );
-        assert!(s56.home_address(&a("2001:db8:bee5:ff:ffff:ffff:ffff:ff7f")).is_ok());
+        assert!(
+            s56.home_address(&a("2001:db8:bee5:ff:ffff:ffff:ffff:ff7f"))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -413,11 +426,7 @@ mod tests {
             ("ff00::", 16, Problem::Multicast),
             ("fe80::", 64, Problem::LinkLocal),
         ] {
-            assert_eq!(
-                s.mobile_network_prefix(&a(p), l),
-                Err(problem),
-                "{p}/{l}"
-            );
+            assert_eq!(s.mobile_network_prefix(&a(p), l), Err(problem), "{p}/{l}");
         }
     }
 
@@ -451,6 +460,9 @@ mod tests {
     fn served_prefixes_are_not_everything() {
         assert_eq!(well_formed_prefix(&a("::"), 0), Err(Problem::PrefixLength));
         assert_eq!(well_formed_prefix(&a("2001:db8::"), 32), Ok(()));
-        assert_eq!(well_formed_prefix(&a("2001:db8::1"), 32), Err(Problem::HostBits));
+        assert_eq!(
+            well_formed_prefix(&a("2001:db8::1"), 32),
+            Err(Problem::HostBits)
+        );
     }
 }

@@ -26,6 +26,11 @@ ip netns exec ha $HAGENT run -c /tmp/ha.toml --socket /tmp/ha.sock > /tmp/ha.log
 wait_socket /tmp/ha.sock $! /tmp/ha.log
 cat /tmp/ha.log
 $HAGENT binding add 2001:db8:bee5::dead:face 2001:db8:f00d::dead:face --socket /tmp/ha.sock
+# The peer learns the HoA's MAC statically: what hagent's XDP program transmits (its answer to
+# the peer's Neighbor Solicitation, like the tunnelled pings) is dropped by a veth whose peer
+# runs no XDP program, and this test is about the 6.1 verifier and native attach, not ND.
+HA_MAC=$(ip netns exec ha cat /sys/class/net/eth0/address)
+ip -n peer -6 neigh replace 2001:db8:bee5::dead:face lladdr "$HA_MAC" dev eth0 nud permanent
 ip netns exec peer ping -c 5 -i 0.2 -W 1 2001:db8:bee5::dead:face || true
 $HAGENT stats --socket /tmp/ha.sock
 ENCAP=$($HAGENT stats --socket /tmp/ha.sock | awk '$1 == "encap_tx" || $1 == "tc_encap_neigh" || $1 == "tc_encap" { n += $2 } END { print n + 0 }')

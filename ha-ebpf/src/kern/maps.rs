@@ -61,9 +61,10 @@ pub static HA_DAD: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1024, 0);
 #[map(name = "HA_ND_SEEN")]
 pub static HA_ND_SEEN: LruHashMap<[u8; 16], u32> = LruHashMap::with_max_entries(1024, 0);
 
-/// Benchmarks only: the frame bytes a run saves to restore (`HA_CFG_BENCH_RESTORE`).
-#[map(name = "HA_BENCH")]
-pub static HA_BENCH: PerCpuArray<[u8; 54]> = PerCpuArray::with_max_entries(1, 0);
+/// Per-CPU scratch space for what would not fit the programs' 512-byte stack: the Destination
+/// Options header being scanned, the frame bytes a benchmark run restores.
+#[map(name = "HA_SCRATCH")]
+pub static HA_SCRATCH: PerCpuArray<[u8; 64]> = PerCpuArray::with_max_entries(1, 0);
 
 // Read-only globals (.rodata), set by the loader before the verifier sees the program, so the
 // branches on them are resolved at load time.

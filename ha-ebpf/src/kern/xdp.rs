@@ -30,7 +30,7 @@ use ha_ebpf::{
     csum,
     frame::Frame,
     hao::{DstOpts, HAO_SWAPPED, MAX_DSTOPTS_LEN, header_len, scan_dstopts},
-    headers::{PTB_QUOTE_LEN, icmp_error_ipv6, outer_ipv6, ptb_header, tunnel_mtu},
+    headers::{PTB_QUOTE_LEN, icmp_error_ipv6, ptb_header, tunnel_mtu, write_tunnel_headers},
     parse::{
         ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ESP, IPPROTO_ICMPV6, IPPROTO_IPV6,
         IPPROTO_MH, IPPROTO_ROUTING, IPV6_HLEN, Ipv6, parse_ipv6, parse_l2,
@@ -40,7 +40,7 @@ use ha_ebpf::{
 
 use super::{
     maps::{
-        HA_BENCH, HA_DAD, HA_DEVMAP, HA_ICMP_RL, HA_IFACES, HA_PUNT, bench_restore, count,
+        HA_DAD, HA_DEVMAP, HA_ICMP_RL, HA_IFACES, HA_PUNT, HA_SCRATCH, bench_restore, count,
         count_binding, icmp_rate, is_local, lookup_binding, lookup_hoa, outer_hop_limit, role,
     },
     nexthop::{Route, resolve},
@@ -448,15 +448,19 @@ fn encap(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
 fn push_outer(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, nh: &NextHop) -> Result<(), ()> {
     store(ctx, L3 + 7, &[ip.hop_limit - 1])?;
     adjust_head(ctx, -(IPV6_HLEN as i32))?;
-    store(ctx, 0, &eth_header(&nh.dmac, &nh.smac))?;
-    let outer = outer_ipv6(
+    let h = Pkt(ctx).ptr_at_mut::<[u8; INNER]>(0).ok_or(())?;
+    // SAFETY: `ptr_at_mut` checked that the frame holds INNER bytes at `h`.
+    write_tunnel_headers(
+        unsafe { &mut *h },
+        &nh.dmac,
+        &nh.smac,
         ip.first_word,
         ip.total_len() as u16,
         outer_hop_limit(),
         &b.local,
         &b.remote,
     );
-    store(ctx, L3, &outer)
+    Ok(())
 }
 
 /// Benchmarks only: saves the frame's first [`INNER`] bytes — Ethernet, IPv6 and what follows —
@@ -464,7 +468,7 @@ fn push_outer(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, nh: &NextHop) -> Re
 /// stack (the verifier's 512 bytes are for the real paths).
 #[inline(always)]
 fn bench_save(ctx: &XdpContext) {
-    if let Some(p) = HA_BENCH.get_ptr_mut(0) {
+    if let Some(p) = HA_SCRATCH.get_ptr_mut(0) {
         // SAFETY: `p` is this CPU's INNER-byte slot; the helper checks the frame bounds.
         unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, p as *mut c_void, INNER as u32) };
     }
@@ -473,7 +477,7 @@ fn bench_save(ctx: &XdpContext) {
 /// Benchmarks only: writes back what [`bench_save`] saved, over a frame of the same length.
 #[inline(always)]
 fn bench_restore_frame(ctx: &XdpContext) -> Result<(), ()> {
-    let p = HA_BENCH.get_ptr_mut(0).ok_or(())?;
+    let p = HA_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: as in `bench_save`.
     match unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, p as *mut c_void, INNER as u32) } {
         0 => Ok(()),
@@ -625,20 +629,19 @@ fn signalling(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
     if hlen > MAX_DSTOPTS_LEN || INNER + hlen > Pkt(ctx).len() {
         return pass(Counter::PassMalformed, len);
     }
-    let mut opts = [0u8; MAX_DSTOPTS_LEN];
-    // SAFETY: hlen ≤ MAX_DSTOPTS_LEN = size of `opts`, and the frame holds INNER + hlen bytes.
-    if unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            INNER as u32,
-            opts.as_mut_ptr() as *mut c_void,
-            hlen as u32,
-        )
-    } != 0
-    {
+    // The header goes to this CPU's scratch slot, not the stack (64 of its 512 bytes).
+    let Some(slot) = HA_SCRATCH.get_ptr_mut(0) else {
         return pass(Counter::PassMalformed, len);
-    }
-    match scan_dstopts(&opts, hlen) {
+    };
+    // SAFETY: hlen ≤ MAX_DSTOPTS_LEN = size of the slot, and the frame holds INNER + hlen
+    // bytes; the slot is this CPU's for the run.
+    let opts = unsafe {
+        if bpf_xdp_load_bytes(ctx.ctx, INNER as u32, slot as *mut c_void, hlen as u32) != 0 {
+            return pass(Counter::PassMalformed, len);
+        }
+        &*slot
+    };
+    match scan_dstopts(opts, hlen) {
         DstOpts::Forged => drop(Counter::DropForgedHaoMarker, len),
         DstOpts::HomeAddress(pos) if pos + 18 <= MAX_DSTOPTS_LEN => {
             // Copied out of the packet by the helper: its offset is a runtime scalar, which
@@ -829,19 +832,23 @@ fn reencap(ctx: &XdpContext, inner: &Ipv6, b: &BindingEntry, len: usize) -> u32 
     if bench_restore() {
         bench_save(ctx);
     }
-    let new_outer = outer_ipv6(
+    if store(ctx, INNER + 7, &[inner.hop_limit - 1]).is_err() {
+        return drop(Counter::DropHelperFailed, len);
+    }
+    let Some(h) = Pkt(ctx).ptr_at_mut::<[u8; INNER]>(0) else {
+        return drop(Counter::DropHelperFailed, len);
+    };
+    // SAFETY: `ptr_at_mut` checked that the frame holds INNER bytes at `h`.
+    write_tunnel_headers(
+        unsafe { &mut *h },
+        &nh.dmac,
+        &nh.smac,
         inner.first_word,
         inner_len as u16,
         outer_hop_limit(),
         &b.local,
         &b.remote,
     );
-    if store(ctx, INNER + 7, &[inner.hop_limit - 1]).is_err()
-        || store(ctx, 0, &eth_header(&nh.dmac, &nh.smac)).is_err()
-        || store(ctx, L3, &new_outer).is_err()
-    {
-        return drop(Counter::DropHelperFailed, len);
-    }
     count_binding(b.binding_id, false, inner_len);
     if bench_restore()
         && (bench_restore_frame(ctx).is_err() || store(ctx, INNER + 7, &[inner.hop_limit]).is_err())

@@ -321,7 +321,11 @@ mod tests {
             )
             .unwrap();
         }
-        assert!(c.expiry_entries() <= 2 * c.len() + 1025, "{}", c.expiry_entries());
+        assert!(
+            c.expiry_entries() <= 2 * c.len() + 1025,
+            "{}",
+            c.expiry_entries()
+        );
         assert_eq!(
             c.next_expiry(),
             Some(t + Duration::from_millis(99_999) + Duration::from_secs(600))

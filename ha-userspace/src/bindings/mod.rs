@@ -82,7 +82,10 @@ impl std::fmt::Display for ApplyError {
                 "binding cache full ({capacity} bindings; raise dataplane.max_bindings)"
             ),
             ApplyError::PrefixTaken { prefix, len, owner } => {
-                write!(f, "mobile network prefix {prefix}/{len} is bound to {owner}")
+                write!(
+                    f,
+                    "mobile network prefix {prefix}/{len} is bound to {owner}"
+                )
             }
             ApplyError::NotBound(hoa) => write!(f, "no binding for {hoa}"),
             ApplyError::Failed(e) => write!(f, "{e:#}"),
@@ -283,31 +286,34 @@ impl Bindings {
 
     /// The binding of `hoa` with its counters.
     pub fn view(&self, hoa: &Ipv6Addr, now: Instant) -> anyhow::Result<Option<View>> {
-        self.cache.get(hoa).map(|b| self.view_of(b, now)).transpose()
+        self.cache
+            .get(hoa)
+            .map(|b| self.view_of(b, now))
+            .transpose()
     }
 
     fn view_of(&self, b: &Binding, now: Instant) -> anyhow::Result<View> {
-                let c = self.dataplane.binding_counters(b.id)?;
-                let s = &b.spec;
-                Ok(View {
-                    hoa: s.hoa,
-                    coa: s.coa,
-                    ha_address: s.ha_address,
-                    sequence: s.sequence,
-                    lifetime_remaining_s: b.lifetime_remaining(now),
-                    origin: s.origin,
-                    id: b.id,
-                    interface: self
-                        .links
-                        .iter()
-                        .find(|l| l.ifindex == s.home_ifindex)
-                        .map(|l| l.name.clone()),
-                    prefixes: s.prefixes.iter().map(|(p, l)| format!("{p}/{l}")).collect(),
-                    packets_tunnelled: c.tunnelled_packets,
-                    bytes_tunnelled: c.tunnelled_bytes,
-                    packets_reverse: c.reverse_packets,
-                    bytes_reverse: c.reverse_bytes,
-                })
+        let c = self.dataplane.binding_counters(b.id)?;
+        let s = &b.spec;
+        Ok(View {
+            hoa: s.hoa,
+            coa: s.coa,
+            ha_address: s.ha_address,
+            sequence: s.sequence,
+            lifetime_remaining_s: b.lifetime_remaining(now),
+            origin: s.origin,
+            id: b.id,
+            interface: self
+                .links
+                .iter()
+                .find(|l| l.ifindex == s.home_ifindex)
+                .map(|l| l.name.clone()),
+            prefixes: s.prefixes.iter().map(|(p, l)| format!("{p}/{l}")).collect(),
+            packets_tunnelled: c.tunnelled_packets,
+            bytes_tunnelled: c.tunnelled_bytes,
+            packets_reverse: c.reverse_packets,
+            bytes_reverse: c.reverse_bytes,
+        })
     }
 
     /// Whether signalling for `hoa` must be ESP-protected (an `IPsecPolicySet` lists it).
@@ -395,7 +401,9 @@ impl Bindings {
         if self.role == Role::HomeAgent {
             if moved_link || !dropped.is_empty() {
                 // Old routes first: a moved binding re-adds the same destinations.
-                let prev = previous.as_ref().expect("dropped routes have a previous binding");
+                let prev = previous
+                    .as_ref()
+                    .expect("dropped routes have a previous binding");
                 for &p in &dropped {
                     self.drop_route(self.prefix_route(prev, p)).await;
                 }
@@ -685,7 +693,9 @@ impl Bindings {
             match self.sweep_neighbours().await {
                 Ok(n) if n > 0 => tracing::info!(entries = n, "neighbour entries removed"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "removing neighbour entries failed"),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "removing neighbour entries failed")
+                }
             }
         }
         for ifindex in std::mem::take(&mut self.allmulti) {

@@ -11,7 +11,10 @@ use std::{
     time::Instant,
 };
 
-use crate::{dataplane::DadProbes, ndisc::{DAD_TIMEOUT, Ndisc}};
+use crate::{
+    dataplane::DadProbes,
+    ndisc::{DAD_TIMEOUT, Ndisc},
+};
 
 /// The probes in flight.
 pub struct Dad {
@@ -45,7 +48,8 @@ impl Dad {
         }
         self.generation += 1;
         self.running.insert(hoa, self.generation);
-        self.queue.push_back((now + DAD_TIMEOUT, hoa, self.generation));
+        self.queue
+            .push_back((now + DAD_TIMEOUT, hoa, self.generation));
         Ok(())
     }
 

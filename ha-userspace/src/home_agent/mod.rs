@@ -259,7 +259,9 @@ impl HomeAgent {
         }
         self.summary.logged += 1;
         match bindings.get(&hoa) {
-            Some(b) => tracing::info!(%hoa, coa = %b.spec.coa, seq = b.spec.sequence, origin = ?b.spec.origin, "{what}"),
+            Some(b) => {
+                tracing::info!(%hoa, coa = %b.spec.coa, seq = b.spec.sequence, origin = ?b.spec.origin, "{what}")
+            }
             None => tracing::info!(%hoa, "{what}"),
         }
     }
@@ -268,8 +270,11 @@ impl HomeAgent {
         let s = self.registrations.stats().clone();
         let l = &self.summary.last;
         let turned_away = s.turned_away() - l.turned_away();
-        let (created, removed, updated) =
-            (s.created - l.created, s.removed - l.removed, s.updated - l.updated);
+        let (created, removed, updated) = (
+            s.created - l.created,
+            s.removed - l.removed,
+            s.updated - l.updated,
+        );
         if turned_away > 0 || self.summary.suppressed > 0 {
             let refused: Vec<String> = s
                 .refused

@@ -397,7 +397,10 @@ impl Registrations {
             if p.bounded && self.dad_bounded >= self.config.limits.max_pending_dad as usize {
                 self.stats.dropped_dad_full += 1;
                 if let Waiter::Operator(id) = p.waiter {
-                    self.reply_err(id, "too many duplicate address detections in flight; try again");
+                    self.reply_err(
+                        id,
+                        "too many duplicate address detections in flight; try again",
+                    );
                 }
                 return;
             }
@@ -630,7 +633,8 @@ impl Registrations {
             None => false,
         };
         if bound {
-            self.phases.insert(hoa, Phase::Removing(Waiter::Operator(id)));
+            self.phases
+                .insert(hoa, Phase::Removing(Waiter::Operator(id)));
             self.effects.push_back(Effect::Apply(Op::Remove(hoa)));
         } else if cancelled {
             self.effects.push_back(Effect::Reply {
@@ -845,7 +849,10 @@ mod tests {
         assert_eq!(h.r.stats().discarded_home_address, 3);
         assert!(h.cache.is_empty() && h.dad_started.is_empty());
         // Outside the home prefixes: 132, as RFC 6275 §10.3.1 says.
-        assert_eq!(status_of(&h.bu(bu("2001:db8:cafe::1", COA, 7, 100))), vec![132]);
+        assert_eq!(
+            status_of(&h.bu(bu("2001:db8:cafe::1", COA, 7, 100))),
+            vec![132]
+        );
     }
 
     #[test]
@@ -864,9 +871,7 @@ mod tests {
         let mut h = Harness::new(c, 64);
         // Burst 3 from one /64, then nothing more at this instant.
         let accepted = (1..=10u16)
-            .filter(|i| {
-                status_of(&h.bu(bu(&format!("2001:db8:bee5::1:{i}"), COA, 1, 100))) == [0]
-            })
+            .filter(|i| status_of(&h.bu(bu(&format!("2001:db8:bee5::1:{i}"), COA, 1, 100))) == [0])
             .count();
         assert_eq!(accepted, 3);
         assert_eq!(h.r.stats().dropped_rate_limited, 7);
@@ -938,7 +943,10 @@ mod tests {
         let out = h.bu(bu(HOA, COA, 2, 0));
         match &out[..] {
             [Effect::Ba { fields, .. }] => {
-                assert_eq!((fields.status, fields.lifetime_units, fields.sequence), (0, 0, 2))
+                assert_eq!(
+                    (fields.status, fields.lifetime_units, fields.sequence),
+                    (0, 0, 2)
+                )
             }
             o => panic!("{o:?}"),
         }
@@ -979,7 +987,12 @@ mod tests {
         );
         h.drive();
         match &h.out[..] {
-            [Effect::Reply { id: 1, result: Err(e) }] => {
+            [
+                Effect::Reply {
+                    id: 1,
+                    result: Err(e),
+                },
+            ] => {
                 assert!(e.contains("::/0"), "{e}")
             }
             o => panic!("{o:?}"),
@@ -987,10 +1000,16 @@ mod tests {
         h.out.clear();
         h.r.handle_static_add(2, hoa, a(COA), None, vec![], None, h.cache.len());
         h.drive();
-        assert_eq!(h.dad_started, vec![hoa], "an address in use must be refused");
+        assert_eq!(
+            h.dad_started,
+            vec![hoa],
+            "an address in use must be refused"
+        );
         h.r.handle_dad(hoa, Ok(true));
         h.drive();
-        assert!(matches!(&h.out[..], [Effect::Reply { id: 2, result: Err(e) }] if e.contains("in use")));
+        assert!(
+            matches!(&h.out[..], [Effect::Reply { id: 2, result: Err(e) }] if e.contains("in use"))
+        );
         assert!(h.cache.is_empty());
         // A BU does not move the operator's binding.
         let mut c = config(AclVerdict::ALLOW);

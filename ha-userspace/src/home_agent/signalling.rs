@@ -82,7 +82,8 @@ impl Signalling {
             // Another node on the home link holds the HoA: the kernel resolves it to that
             // node (a neighbour entry of ours would hijack it) and may still be doing so.
             self.log_send(bu, &fields, refresh_units);
-            self.forget.push_back((now + SIGNAL_COA_HOLD, bu.hoa, bu.coa));
+            self.forget
+                .push_back((now + SIGNAL_COA_HOLD, bu.hoa, bu.coa));
             return;
         }
         // No binding (a refusal, RFC 3776 §4.1): xfrm needs the packet routed out of the home
@@ -136,7 +137,14 @@ impl Signalling {
     }
 
     /// Sends a Binding Error, at most one per destination per second (RFC 6275 §9.3.3).
-    pub fn send_be(&mut self, src: Ipv6Addr, dst: Ipv6Addr, status: u8, hoa: Ipv6Addr, now: Instant) {
+    pub fn send_be(
+        &mut self,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        status: u8,
+        hoa: Ipv6Addr,
+        now: Instant,
+    ) {
         if self
             .last_be
             .get(&dst)

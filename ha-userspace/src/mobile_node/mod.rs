@@ -274,13 +274,9 @@ impl MobileNodeRole {
                 "the home agent refused the binding update"
             ),
         }
-        let actions = self.bul.on_ba(
-            ba.status,
-            ba.sequence,
-            ba.lifetime_units,
-            refresh,
-            now,
-        );
+        let actions = self
+            .bul
+            .on_ba(ba.status, ba.sequence, ba.lifetime_units, refresh, now);
         self.run(actions, bindings, now).await;
     }
 
