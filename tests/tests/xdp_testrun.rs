@@ -922,3 +922,89 @@ fn run_tc(dp: &mut Dataplane, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32
     out.truncate(r.data_size_out as usize);
     Ok((r.return_value, out))
 }
+
+#[test]
+fn what_the_node_sends_a_hoa_too_big_for_the_tunnel_gets_a_packet_too_big_rfc2473_7_1()
+-> anyhow::Result<()> {
+    with_dataplane(
+        "what_the_node_sends_a_hoa_too_big_for_the_tunnel_gets_a_packet_too_big_rfc2473_7_1",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            bind_on_home_link(dp, fx);
+            // A 1500-byte packet for the HoA leaves through the kernel (no route MTU per
+            // binding sizes it): with the outer header it exceeds ha0's 1500.
+            let inner = ipv6(
+                0,
+                0,
+                17,
+                63,
+                cn(),
+                hoa(),
+                &udp(cn(), hoa(), 1, 2, &pattern(1452)),
+            );
+            let mut input = eth(ROUTER_MAC, HA_MAC);
+            input.extend(&inner);
+            let (action, out) = run_tc(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, TC_ACT_REDIRECT, "into our own input");
+            let mut body = 1460u32.to_be_bytes().to_vec();
+            body.extend_from_slice(&inner[..1232]);
+            let mut expected = eth(HA_MAC, HA_MAC);
+            expected.extend(ipv6(
+                0,
+                0,
+                58,
+                64,
+                ha(),
+                cn(),
+                &icmpv6(ha(), cn(), 2, 0, &body),
+            ));
+            assert_eq!(out.len(), expected.len());
+            assert_eq!(out[..62], expected[..62], "headers differ");
+            assert_eq!(out, expected);
+            assert_eq!(counter(dp, "tc_ptb_sent"), 1);
+        },
+    )
+}
+
+#[test]
+fn a_small_packet_the_node_sends_needing_fragmentation_goes_to_the_daemon() -> anyhow::Result<()> {
+    with_dataplane(
+        "a_small_packet_the_node_sends_needing_fragmentation_goes_to_the_daemon",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            // 2001:db8:bee5::5 is bound to a CoA behind a 1300-byte MTU.
+            let dst = addr("2001:db8:bee5::5");
+            let mut e = entry(ha(), addr("2001:db8:f00e::5"), 9);
+            e.home_ifindex = fx.ifindex;
+            dp.set_binding(dst, &e).unwrap();
+            let inner = ipv6(
+                0,
+                0,
+                17,
+                64,
+                ha(),
+                dst,
+                &udp(ha(), dst, 1, 2, &pattern(1232)),
+            );
+            let mut input = eth(ROUTER_MAC, HA_MAC);
+            input.extend(&inner);
+            let mut ring = dp.take_punt_ring().unwrap();
+            let (action, _) = run_tc(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(action, 2, "TC_ACT_SHOT: handed to the daemon");
+            assert_eq!(counter(dp, "punt_fragment"), 1);
+            let item = ring.next().expect("a punted record");
+            // SAFETY: the record was written by the program as a PuntRecord.
+            let rec: PuntRecord =
+                unsafe { std::ptr::read_unaligned(item.as_ptr() as *const PuntRecord) };
+            assert_eq!(rec.len, 1280);
+            assert_eq!(rec.binding, e);
+            assert_eq!(
+                &rec.packet[..1280],
+                &inner[..],
+                "sent as it is (the kernel routed it)"
+            );
+        },
+    )
+}

@@ -13,11 +13,17 @@ use aya_ebpf::{
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV6,
         bpf_adj_room_mode::{BPF_ADJ_ROOM_MAC, BPF_ADJ_ROOM_NET},
     },
-    helpers::{bpf_csum_diff, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail},
+    helpers::{
+        bpf_csum_diff, bpf_ktime_get_ns, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail,
+        bpf_skb_load_bytes,
+    },
     programs::TcContext,
 };
 use ha_common::{
-    abi::{BINDING_F_IPSEC_PAYLOAD, BindingEntry, ROLE_MOBILE_NODE, SIGNALLING_MARK},
+    abi::{
+        BINDING_F_IPSEC_PAYLOAD, BindingEntry, PUNT_MAX_PACKET, PUNT_REASON_FRAGMENT, PuntRecord,
+        ROLE_MOBILE_NODE, SIGNALLING_MARK,
+    },
     mh,
     nd::{
         ICMPV6_NS, NA_CHECKSUM, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED, NA_FRAME_LEN, NA_LEN,
@@ -28,16 +34,17 @@ use ha_common::{
 use ha_ebpf::{
     classify::never_tunnel,
     csum,
-    headers::outer_ipv6,
+    headers::{PTB_QUOTE_LEN, icmp_error_ipv6, outer_ipv6, ptb_header, tunnel_mtu},
     parse::{
         ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPV6_HLEN, Ipv6,
     },
+    ratelimit,
 };
 
 use super::{
     maps::{
-        HA_ND_SEEN, HA_SIGNAL_COA, count, count_binding, lookup_binding, lookup_hoa,
-        outer_hop_limit, role,
+        HA_ICMP_RL, HA_ND_SEEN, HA_PUNT, HA_SIGNAL_COA, count, count_binding, icmp_rate,
+        lookup_binding, lookup_hoa, outer_hop_limit, role,
     },
     nexthop::{FIB_OUTPUT, Route, resolve},
 };
@@ -98,8 +105,10 @@ pub fn egress(ctx: &TcContext) -> i32 {
     // SAFETY: as above.
     let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
     let tot_len = if gso { 0 } else { inner_len + IPV6_HLEN };
-    let Some((egress, macs)) = next_hop(ctx, ifindex, &b, tot_len, len) else {
-        return TC_SHOT;
+    let via = match next_hop(ctx, ifindex, &b, tot_len, len) {
+        Hop::Go(via) => via,
+        Hop::TooBig(path_mtu) => return too_big(ctx, &ip, &b, path_mtu),
+        Hop::Drop => return TC_SHOT,
     };
     if ctx
         .adjust_room(
@@ -127,8 +136,7 @@ pub fn egress(ctx: &TcContext) -> i32 {
     transmit(
         ctx,
         ifindex,
-        egress,
-        macs,
+        via,
         Counter::TcEncap,
         Counter::TcEncapNeigh,
         len,
@@ -214,19 +222,52 @@ fn reflect_solicitation(ctx: &TcContext, ip: &Ipv6, len: usize) -> i32 {
     unsafe { bpf_redirect(ifindex, BPF_F_INGRESS) as i32 }
 }
 
-/// A next hop's (destination, source) MACs.
-type Macs = ([u8; 6], [u8; 6]);
+/// Where a packet leaves: out of `egress`, with the Ethernet addresses of its next hop when
+/// `resolved`, else through the neighbour subsystem. Every byte initialised (an `Option` with
+/// an undefined payload made LLVM spill an unset register, which the verifier refuses).
+#[derive(Clone, Copy)]
+struct Via {
+    egress: u32,
+    resolved: bool,
+    /// Destination, then source MAC.
+    macs: [u8; 12],
+}
 
-/// Where a packet from `b.local` to `b.remote` leaves, with the next hop's MACs when they are
-/// known: `None` (counted) when it must be dropped. `tot_len` 0 skips the MTU check.
+impl Via {
+    #[inline(always)]
+    fn resolved(egress: u32, dmac: &[u8; 6], smac: &[u8; 6]) -> Self {
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(dmac);
+        macs[6..].copy_from_slice(smac);
+        Self {
+            egress,
+            resolved: true,
+            macs,
+        }
+    }
+
+    #[inline(always)]
+    fn unresolved(egress: u32) -> Self {
+        Self {
+            egress,
+            resolved: false,
+            macs: [0; 12],
+        }
+    }
+}
+
+/// Where a tunnel packet leaves.
+enum Hop {
+    Go(Via),
+    /// It does not fit the path, whose MTU this is.
+    TooBig(u32),
+    /// Dropped (counted).
+    Drop,
+}
+
+/// Where a packet from `b.local` to `b.remote` leaves. `tot_len` 0 skips the MTU check.
 #[inline(always)]
-fn next_hop(
-    ctx: &TcContext,
-    ifindex: u32,
-    b: &BindingEntry,
-    tot_len: usize,
-    len: usize,
-) -> Option<(u32, Option<Macs>)> {
+fn next_hop(ctx: &TcContext, ifindex: u32, b: &BindingEntry, tot_len: usize, len: usize) -> Hop {
     match resolve(
         ctx.skb.skb as *mut c_void,
         ifindex,
@@ -235,25 +276,158 @@ fn next_hop(
         tot_len,
         FIB_OUTPUT,
     ) {
-        Route::Forward(nh) => Some((nh.ifindex, Some((nh.dmac, nh.smac)))),
+        Route::Forward(nh) => Hop::Go(Via::resolved(nh.ifindex, &nh.dmac, &nh.smac)),
         // Unresolved neighbour: let the kernel resolve it on the egress interface (often not
         // this one).
-        Route::NoNeigh(egress) => Some((egress, None)),
+        Route::NoNeigh(egress) => Hop::Go(Via::unresolved(egress)),
         // A host that does not forward (a mobile node: the FIB helper refuses lookups on
         // interfaces with forwarding off): let the kernel route the packet out of this
         // interface and resolve its next hop.
-        Route::Pass(Counter::PassFibOther) => Some((ifindex, None)),
+        Route::Pass(Counter::PassFibOther) => Hop::Go(Via::unresolved(ifindex)),
         Route::Pass(reason) | Route::Drop(reason) => {
             // Count the FIB's reason too, so `hagent stats` says why.
             count(reason, len);
             count(Counter::TcDrop, len);
-            None
+            Hop::Drop
         }
-        Route::TooBig(_) => {
+        Route::TooBig(mtu) => Hop::TooBig(mtu),
+    }
+}
+
+/// A packet the node sends (or forwards) to a bound HoA does not fit the tunnel (RFC 2473
+/// §7.1). No route MTU per binding sizes such packets in advance; instead, as a tunnel entry
+/// point must: an inner packet of at most 1280 bytes is handed to the daemon, which sends it
+/// so the kernel fragments the outer packet (as XDP does); a larger one becomes an ICMPv6
+/// Packet Too Big to its sender — put into this interface's input, so the local stack learns
+/// the path MTU to the HoA (or forwards the error to a remote sender) — rate-limited like the
+/// XDP program's.
+#[inline(always)]
+fn too_big(ctx: &TcContext, ip: &Ipv6, b: &BindingEntry, path_mtu: u32) -> i32 {
+    let len = ctx.len() as usize;
+    // SAFETY: ctx.skb.skb is the kernel's __sk_buff for this run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let inner_len = len.saturating_sub(ETH_HLEN);
+    if inner_len <= PUNT_MAX_PACKET {
+        return punt(ctx, b, inner_len, len);
+    }
+    // SAFETY: per-CPU slot of this CPU, valid for the run.
+    let allowed = match HA_ICMP_RL.get_ptr_mut(0) {
+        Some(state) => ratelimit::allow(
+            unsafe { &mut *state },
+            unsafe { bpf_ktime_get_ns() },
+            icmp_rate(),
+        ),
+        None => false,
+    };
+    if !allowed {
+        count(Counter::DropPtbRateLimited, len);
+        return TC_SHOT;
+    }
+    match packet_too_big(ctx, ip, &b.local, tunnel_mtu(path_mtu)) {
+        Ok(()) => {
+            count(Counter::TcPtbSent, len);
+            // SAFETY: plain helper call.
+            unsafe { bpf_redirect(ifindex, BPF_F_INGRESS) as i32 }
+        }
+        Err(()) => {
             count(Counter::TcDrop, len);
-            None
+            TC_SHOT
         }
     }
+}
+
+/// Turns the packet into an ICMPv6 Packet Too Big from `from` to its sender, quoting its
+/// first [`PTB_QUOTE_LEN`] bytes (RFC 4443 §3.2), addressed to this node's own MAC.
+#[inline(always)]
+fn packet_too_big(ctx: &TcContext, ip: &Ipv6, from: &[u8; 16], mtu: u32) -> Result<(), ()> {
+    let our_mac = ctx.load::<[u8; 6]>(6).map_err(|_| ())?;
+    const NEW: usize = ETH_HLEN + IPV6_HLEN + 8;
+    // SAFETY: plain helper calls on our own skb; no old packet pointer is used after them.
+    unsafe {
+        if bpf_skb_change_tail(ctx.skb.skb, (ETH_HLEN + PTB_QUOTE_LEN) as u32, 0) != 0 {
+            return Err(());
+        }
+    }
+    ctx.adjust_room((IPV6_HLEN + 8) as i32, BPF_ADJ_ROOM_MAC, 0)
+        .map_err(|_| ())?;
+    let mut eth = [0u8; ETH_HLEN];
+    eth[..6].copy_from_slice(&our_mac);
+    eth[6..12].copy_from_slice(&our_mac);
+    eth[12..].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+    ctx.store(0, &eth, 0).map_err(|_| ())?;
+    ctx.store(ETH_HLEN, &icmp_error_ipv6(from, &ip.src, 64), 0)
+        .map_err(|_| ())?;
+    let hdr = ptb_header(mtu);
+    ctx.store(ETH_HLEN + IPV6_HLEN, &hdr, 0).map_err(|_| ())?;
+    // The quote's sum, from the now linear packet in 512-byte pieces (bpf_csum_diff's most).
+    ctx.pull_data((NEW + PTB_QUOTE_LEN) as u32)
+        .map_err(|_| ())?;
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + NEW + PTB_QUOTE_LEN > end {
+        return Err(());
+    }
+    let q = (start + NEW) as *mut u8;
+    let mut native = 0u64;
+    for (off, n) in [
+        (0usize, 512u32),
+        (512, 512),
+        (1024, (PTB_QUOTE_LEN - 1024) as u32),
+    ] {
+        // SAFETY: `q .. q + PTB_QUOTE_LEN` was bounds-checked above; off + n ≤ PTB_QUOTE_LEN.
+        let s = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, q.add(off) as *mut u32, n, 0) };
+        if s < 0 {
+            return Err(());
+        }
+        native += s as u64;
+    }
+    let sum = csum::pseudo_header(from, &ip.src, (8 + PTB_QUOTE_LEN) as u32, IPPROTO_ICMPV6)
+        + csum::sum_be16(&hdr)
+        + csum::from_native(native);
+    ctx.store(
+        ETH_HLEN + IPV6_HLEN + 2,
+        &csum::finish(sum).to_be_bytes(),
+        0,
+    )
+    .map_err(|_| ())
+}
+
+/// Hands an inner packet of at most 1280 bytes to the daemon, which sends it through the
+/// kernel so the outer packet is fragmented (RFC 2473 §7.1); see the XDP program's twin.
+#[inline(always)]
+fn punt(ctx: &TcContext, b: &BindingEntry, inner_len: usize, len: usize) -> i32 {
+    // Bound n - 1 with one unsigned comparison, then + 1 (see the XDP program).
+    let m = core::hint::black_box(inner_len).wrapping_sub(1);
+    if m >= PUNT_MAX_PACKET {
+        count(Counter::TcDrop, len);
+        return TC_SHOT;
+    }
+    let n = core::hint::black_box(m) + 1;
+    let Some(mut entry) = HA_PUNT.reserve::<PuntRecord>(0) else {
+        count(Counter::DropPuntFull, len);
+        return TC_SHOT;
+    };
+    let rec = entry.as_mut_ptr();
+    // SAFETY: `rec` points to a reserved record of the right size; the copy is bounded by
+    // n ≤ PUNT_MAX_PACKET, the size of `packet`.
+    let copied = unsafe {
+        (*rec).reason = PUNT_REASON_FRAGMENT;
+        (*rec).len = n as u32;
+        (*rec).binding = *b;
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            ETH_HLEN as u32,
+            (*rec).packet.as_mut_ptr() as *mut c_void,
+            n as u32,
+        )
+    };
+    if copied != 0 {
+        entry.discard(0);
+        count(Counter::TcDrop, len);
+        return TC_SHOT;
+    }
+    entry.submit(0);
+    count(Counter::PuntFragment, len);
+    TC_SHOT
 }
 
 /// Sends the rewritten packet on: with the MACs of a resolved next hop (redirecting when it is
@@ -262,37 +436,30 @@ fn next_hop(
 fn transmit(
     ctx: &TcContext,
     ifindex: u32,
-    egress: u32,
-    macs: Option<Macs>,
+    via: Via,
     resolved: Counter,
     via_neigh: Counter,
     len: usize,
 ) -> i32 {
-    match macs {
-        Some((dmac, smac)) => {
-            let mut eth = [0u8; 12];
-            eth[..6].copy_from_slice(&dmac);
-            eth[6..].copy_from_slice(&smac);
-            if ctx.store(0, &eth, 0).is_err() {
-                count(Counter::TcDrop, len);
-                return TC_SHOT;
-            }
-            count(resolved, len);
-            if egress == ifindex {
-                TC_OK
-            } else {
-                // SAFETY: plain helper call.
-                unsafe { bpf_redirect(egress, 0) as i32 }
-            }
+    if via.resolved {
+        if ctx.store(0, &via.macs, 0).is_err() {
+            count(Counter::TcDrop, len);
+            return TC_SHOT;
         }
-        None => {
-            // Let the neighbour subsystem resolve the next hop of the new destination, on
-            // the interface the FIB chose.
-            count(via_neigh, len);
-            // SAFETY: plain helper call; a null params pointer makes the kernel look the next
-            // hop up itself.
-            unsafe { bpf_redirect_neigh(egress, core::ptr::null_mut(), 0, 0) as i32 }
+        count(resolved, len);
+        if via.egress == ifindex {
+            TC_OK
+        } else {
+            // SAFETY: plain helper call.
+            unsafe { bpf_redirect(via.egress, 0) as i32 }
         }
+    } else {
+        // Let the neighbour subsystem resolve the next hop of the new destination, on the
+        // interface the FIB chose.
+        count(via_neigh, len);
+        // SAFETY: plain helper call; a null params pointer makes the kernel look the next hop
+        // up itself.
+        unsafe { bpf_redirect_neigh(via.egress, core::ptr::null_mut(), 0, 0) as i32 }
     }
 }
 
@@ -332,12 +499,13 @@ fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) 
     // SAFETY: ctx.skb.skb is the kernel's __sk_buff for this run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // The HA's BA changes destination: find the CoA's next hop before touching anything.
-    let (egress, macs) = if mn {
-        (ifindex, None)
+    let via = if mn {
+        Via::unresolved(ifindex)
     } else {
         match next_hop(ctx, ifindex, &b, 0, len) {
-            Some(hop) => hop,
-            None => return TC_SHOT,
+            Hop::Go(via) => via,
+            // No MTU question was asked (tot_len 0).
+            Hop::TooBig(_) | Hop::Drop => return TC_SHOT,
         }
     };
     let Some(new_header) = signalling_headers(ip, header, &b, mn) else {
@@ -361,8 +529,7 @@ fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) 
     transmit(
         ctx,
         ifindex,
-        egress,
-        macs,
+        via,
         Counter::TcSignalRh2,
         Counter::TcSignalRh2,
         len,
