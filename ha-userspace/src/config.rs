@@ -730,6 +730,47 @@ mod tests {
     }
 
     #[test]
+    fn served_prefixes_and_lifetimes_that_serve_everything_or_nothing_are_errors() {
+        let umip = |extra: &str| {
+            let text = format!("NodeConfig HA;\nInterface \"eth0\";\n{extra}\n");
+            let u = umip::parse_str(&text, Path::new("t.conf")).unwrap();
+            Config::from_umip(&u)
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"))
+        };
+        let e = umip("HaServedPrefix ::/0;").unwrap_err();
+        assert!(e.contains("HaServedPrefix") && e.contains("::/0"), "{e}");
+        let e = umip("HaServedPrefix 2000::/3;").unwrap_err();
+        assert!(e.contains("2000::/3"), "{e}");
+        assert!(umip("HaServedPrefix 2001:db8:100::/48;").is_ok());
+        // UMIP masks host bits (and its parser warns): so do we.
+        assert!(umip("HaServedPrefix 2001:db8:100::1/48;").is_ok());
+        let e = umip("HaMaxBindingLife 0;").unwrap_err();
+        assert!(e.contains("HaMaxBindingLife") && e.contains("0 s"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::from_toml(
+                "[home_agent]\nhome_prefixes = [\"::/0\"]\n[dataplane]\ninterfaces = [\"eth0\"]\n",
+                "t"
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("home_agent.home_prefixes") && e.contains("::/0"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            Config::from_toml(
+                "[home_agent.limits]\nmax_pending_dad = 0\n[dataplane]\ninterfaces = [\"eth0\"]\n",
+                "t"
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("home_agent.limits.max_pending_dad"), "{e}");
+    }
+
+    #[test]
     fn toml_errors_never_echo_a_key() {
         let text = "[dataplane]\ninterfaces = [\"eth0\"]\n\n[ipsec]\nuse_mn_ha_ipsec = true\n\n[[ipsec.sa]]\nsrc = \"2001:db8::1\"\ndst = \"2001:db8::2\"\nspi = 4096\nencryption = \"aes-gcm-16\"\nencrytion_key = \"0x00112233445566778899aabbccddeeff00112233\"\n";
         let e = format!("{:#}", Config::from_toml(text, "f.toml").unwrap_err());

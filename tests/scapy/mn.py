@@ -7,6 +7,7 @@ end-to-end tests to talk to hagent. Prints one JSON object per command on stdout
   reverse   send reverse-tunnelled echo requests to a CN, wait for the tunnelled replies
   ha        play a home agent: answer the first Binding Update with a BA (status 0, type 2
             routing header), print what the BU said
+  ns        send a Neighbor Solicitation (or, from ::, a DAD probe), print the advertisement
 """
 import argparse
 import json
@@ -61,7 +62,11 @@ def cmd_bu(a):
     got = []
 
     def is_ba(p):
-        return IPv6 in p and p[IPv6].dst == a.coa and MIP6MH_BA in p
+        if not (IPv6 in p and p[IPv6].dst == a.coa and MIP6MH_BA in p):
+            return False
+        # Ours, not another home address's (a flood from the same CoA may be answered too).
+        rh = p.getlayer(IPv6ExtHdrRouting)
+        return rh is None or not rh.addresses or rh.addresses[0] == a.hoa
 
     sniffer = AsyncSniffer(iface=a.iface, lfilter=is_ba, store=True, count=1)
     sniffer.start()
@@ -153,14 +158,48 @@ def cmd_ha(a):
                       "flags": str(bu.flags), "checksum_ok": mh_checksum_ok(hao or coa, a.ha, raw(bu))}))
 
 
+def cmd_ns(a):
+    """Sends a Neighbor Solicitation for a.target (from a.src, :: for a DAD probe) to its
+    solicited-node group and prints the Neighbor Advertisement that answers it."""
+    from scapy.all import get_if_hwaddr
+    from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6ND_NA, ICMPv6NDOptSrcLLAddr, ICMPv6NDOptDstLLAddr, in6_getnsma, in6_getnsmac, inet_pton, inet_ntop
+    import socket
+    group = inet_ntop(socket.AF_INET6, in6_getnsma(inet_pton(socket.AF_INET6, a.target)))
+    mac = get_if_hwaddr(a.iface)
+    ns = Ether(src=mac, dst=in6_getnsmac(inet_pton(socket.AF_INET6, group))) / IPv6(src=a.src, dst=group, hlim=255) / ICMPv6ND_NS(tgt=a.target)
+    if a.src != "::":
+        ns = ns / ICMPv6NDOptSrcLLAddr(lladdr=mac)
+
+    def is_na(p):
+        return ICMPv6ND_NA in p and p[ICMPv6ND_NA].tgt == a.target
+
+    sniffer = AsyncSniffer(iface=a.iface, lfilter=is_na, store=True, count=1)
+    sniffer.start()
+    time.sleep(0.3)
+    sendp(ns, iface=a.iface)
+    sniffer.join(timeout=a.timeout)
+    if sniffer.running:
+        sniffer.stop()
+    res = sniffer.results or []
+    if not res:
+        print(json.dumps({"timeout": True}))
+        return
+    p = res[0]
+    na = p[ICMPv6ND_NA]
+    tlla = p[ICMPv6NDOptDstLLAddr].lladdr if ICMPv6NDOptDstLLAddr in p else None
+    print(json.dumps({"eth_src": p[Ether].src, "eth_dst": p[Ether].dst, "src": p[IPv6].src,
+                      "dst": p[IPv6].dst, "hlim": p[IPv6].hlim, "target": na.tgt, "tlla": tlla,
+                      "R": na.R, "S": na.S, "O": na.O}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("bu", "tunnel", "reverse", "ha"):
+    for name in ("bu", "tunnel", "reverse", "ha", "ns"):
         p = sub.add_parser(name)
         p.add_argument("--iface", default="eth0")
         p.add_argument("--router-mac", default=None)
-        p.add_argument("--coa", required=(name != "ha"))
+        p.add_argument("--coa", required=(name not in ("ha", "ns")))
         p.add_argument("--timeout", type=float, default=3.0)
         if name == "ha":
             p.add_argument("--ha", required=True)
@@ -178,8 +217,11 @@ def main():
         if name == "reverse":
             p.add_argument("--cn", required=True)
             p.add_argument("--count", type=int, default=3)
+        if name == "ns":
+            p.add_argument("--src", required=True)
+            p.add_argument("--target", required=True)
     a = ap.parse_args()
-    {"bu": cmd_bu, "tunnel": cmd_tunnel, "reverse": cmd_reverse, "ha": cmd_ha}[a.cmd](a)
+    {"bu": cmd_bu, "tunnel": cmd_tunnel, "reverse": cmd_reverse, "ha": cmd_ha, "ns": cmd_ns}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+pub mod flood;
 pub mod packet;
 pub mod roaming;
 pub mod topology;
@@ -114,6 +115,23 @@ impl Netns {
             Ok(r) => r,
             Err(panic) => std::panic::resume_unwind(panic),
         }
+    }
+
+    /// Runs `f` on a new thread that has entered this namespace, without waiting for it.
+    pub fn spawn_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<T>>> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        Ok(std::thread::spawn(move || {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns on a namespace fd we own; affects only this new thread.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                anyhow::bail!("setns failed: {}", std::io::Error::last_os_error());
+            }
+            f()
+        }))
     }
 
     /// The interface index of `ifname` in this namespace.

@@ -136,6 +136,42 @@ fn tunnel(mode: &str) -> anyhow::Result<()> {
         mn.cli(&["stats"])?
     );
 
+    // The HA itself talks to the HoA (its kernel's packets take the TC path): no route per
+    // binding sizes them, so the first 1500-byte ping does not fit the tunnel and comes back as
+    // a Packet Too Big to the HA's own stack; the next ones are fragmented to fit.
+    let ping = lab
+        .ha
+        .command("ping")
+        .args([
+            "-6",
+            "-c",
+            "4",
+            "-i",
+            "0.3",
+            "-W",
+            "2",
+            "-s",
+            "1452",
+            seed::HOA,
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&ping.stdout).to_string();
+    let received: u32 = text
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" received")?.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        received >= 2,
+        "HA -> HoA, 1500 bytes: {text}
+HA: {}",
+        ha.cli(&["stats"])?
+    );
+    assert!(ha.counter("tc_ptb_sent")? >= 1);
+    assert!(
+        ha.counter("tc_nd_reflected")? >= 1,
+        "the HA's kernel resolved the HoA to itself"
+    );
+
     // 1 MB over TCP from the CN to the HoA, checksum verified at both ends.
     let mut server = lab
         .mn

@@ -973,6 +973,39 @@ mod tests {
     }
 
     #[test]
+    fn the_operators_static_binding_supersedes_a_registration_in_dad() {
+        let mut h = Harness::new(config(AclVerdict::ALLOW), 8);
+        h.bu(bu(HOA, COA, 7, 100));
+        assert_eq!(h.dad_started, vec![a(HOA)]);
+        h.r.handle_static_add(1, a(HOA), a("2001:db8:f00e::1"), None, vec![], None, 0);
+        h.drive();
+        assert!(h.out.contains(&Effect::CancelDad { hoa: a(HOA) }));
+        assert_eq!(
+            h.dad_started.len(),
+            2,
+            "the operator's binding is probed anew"
+        );
+        h.out.clear();
+        h.r.handle_dad(a(HOA), Ok(false));
+        h.drive();
+        assert_eq!(
+            h.out,
+            vec![
+                Effect::Advertise {
+                    hoa: a(HOA),
+                    ifindex: 2
+                },
+                Effect::Reply {
+                    id: 1,
+                    result: Ok(a(HOA))
+                }
+            ],
+            "no BA for the cancelled registration"
+        );
+        assert_eq!(h.cache.get(&a(HOA)).unwrap().spec.origin, Origin::Static);
+    }
+
+    #[test]
     fn static_bindings_are_validated_and_probed_like_registrations() {
         let mut h = Harness::new(config(AclVerdict::DENY), 8);
         let hoa = a("2001:db8:bee5::1:2");
