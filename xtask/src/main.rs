@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: everything a developer or CI runs, so the README needs two commands.
 
+mod fuzz;
 mod setup;
 mod vmtest;
 
@@ -37,6 +38,15 @@ enum Cmd {
     },
     /// The VM tier: Debian's kernel (ESP, 6.1) under qemu with hagent inside.
     Vmtest,
+    /// The cargo-fuzz targets (libFuzzer): codecs, configuration parsers, the registration
+    /// state machine. Long runs: `cargo xtask fuzz --seconds 3600 registration`.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        /// Targets to run (default: all).
+        targets: Vec<String>,
+    },
     /// ESP smoke test of the VM tier alone (no hagent inside).
     VmSmoke,
     /// Formatting, clippy (host and BPF target), unit and end-to-end tests, the VM tier.
@@ -105,6 +115,10 @@ fn real_main() -> anyhow::Result<()> {
             vm_suite(true)
         }
         Cmd::VmSmoke => vmtest::smoke(),
+        Cmd::Fuzz { seconds, targets } => {
+            setup::ensure()?;
+            fuzz::fuzz(root, &targets, seconds)
+        }
         Cmd::Test { args } => {
             setup::ensure()?;
             test(&args)
@@ -156,6 +170,18 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         test_args.extend(args.iter().map(String::as_str));
     }
     cargo(&test_args)?;
+    if args.is_empty() {
+        // Bounded fuzzing of every target (HAGENT_FUZZ_SECONDS each, 0 to skip).
+        let seconds = std::env::var("HAGENT_FUZZ_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30);
+        if seconds > 0 {
+            fuzz::fuzz(&std::env::current_dir()?, &[], seconds)?;
+        } else {
+            eprintln!("\x1b[1;33m!!! HAGENT_FUZZ_SECONDS=0: fuzzing SKIPPED\x1b[0m");
+        }
+    }
     if is_root() && args.is_empty() {
         step("the VM tier: Debian's kernel under qemu (ESP, kernel 6.1)");
         vm_suite(true)?;

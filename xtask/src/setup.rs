@@ -22,6 +22,8 @@ const APT_PACKAGES: &[&str] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The fuzzer driver (`cargo xtask fuzz`, and the bounded runs in `cargo xtask test`).
+const CARGO_FUZZ_VERSION: &str = "0.13.1";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 /// What is missing, as human-readable items (empty when all is present).
@@ -39,6 +41,9 @@ pub fn missing() -> Vec<String> {
     }
     if !bpffs_mounted() {
         m.push("bpffs at /sys/fs/bpf".into());
+    }
+    if !cargo_fuzz_ok() {
+        m.push(format!("cargo-fuzz {CARGO_FUZZ_VERSION}"));
     }
     m
 }
@@ -117,6 +122,21 @@ pub fn setup() -> anyhow::Result<()> {
         )?;
     }
 
+    if !cargo_fuzz_ok() {
+        eprintln!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} (libFuzzer driver)");
+        run_step(
+            Command::new("cargo").args([
+                "install",
+                "cargo-fuzz",
+                "--locked",
+                "--version",
+                CARGO_FUZZ_VERSION,
+                "--force",
+            ]),
+            "cargo must reach crates.io",
+        )?;
+    }
+
     if !bpffs_mounted() {
         require_root_for("mounting bpffs")?;
         eprintln!("setup: mounting bpffs at /sys/fs/bpf");
@@ -181,6 +201,16 @@ fn bpf_linker_ok() -> bool {
         .output()
         .map(|o| {
             o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+        })
+        .unwrap_or(false)
+}
+
+fn cargo_fuzz_ok() -> bool {
+    Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)
         })
         .unwrap_or(false)
 }
