@@ -396,8 +396,11 @@ pub fn registration(data: &[u8]) {
     }
 }
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the regression test and `cargo xtask fuzz` use the names).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("mobility_header", mobility_header),
     ("binding_update", binding_update),
     ("neighbor_solicitation", neighbor_solicitation),
