@@ -33,6 +33,9 @@ use crate::{
 
 /// Longest page of bindings one control request returns (the CLI asks for the next).
 pub const MAX_PAGE: usize = 1000;
+/// Mobility Headers handled per wake-up of the loop: a signal or a control request waits for
+/// at most one batch (a few milliseconds).
+const BATCH: usize = 64;
 
 /// The role the node plays, with the state only that role has.
 enum RoleState {
@@ -216,6 +219,12 @@ async fn serve(
             .chain(bindings.next_expiry())
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        // Timers are checked on every turn, not only when tokio's timer wheel fires: under a
+        // flood the queues are never empty, and a DAD deadline must not wait for the runtime.
+        if timers <= Instant::now() {
+            on_timers(&mut role, bindings).await;
+            continue;
+        }
         // `biased`: termination first, then the operator, then Binding Updates for bindings
         // that exist (or the ACL allows), timers, routing — and last the rest, so a flood of
         // new home addresses waits behind everything else.
@@ -245,24 +254,15 @@ async fn serve(
                     other => handle(other, cmd.reply, &mut role, bindings, now).await,
                 }
             }
-            Some(rx) = inbox.priority.recv() => on_mh(&mut role, rx, bindings).await,
-            _ = tokio::time::sleep_until(timers.into()) => {
-                let now = Instant::now();
-                for hoa in bindings.expired(now) {
-                    match &mut role {
-                        RoleState::HomeAgent(ha) => ha.on_expired(hoa, bindings, now).await,
-                        RoleState::MobileNode(_) => {
-                            if let Err(e) = bindings.apply(Op::Remove(hoa), now).await {
-                                tracing::warn!(%hoa, error = %e, "removing an expired binding failed");
-                            }
-                        }
-                    }
-                }
-                match &mut role {
-                    RoleState::HomeAgent(ha) => ha.handle_timeout(bindings, now).await,
-                    RoleState::MobileNode(mn) => mn.handle_timeout(bindings, now).await,
+            Some(rx) = inbox.priority.recv() => {
+                on_mh(&mut role, rx, bindings).await;
+                // A batch per wake-up (the select costs more than a refresh).
+                for _ in 1..BATCH {
+                    let Ok(rx) = inbox.priority.try_recv() else { break };
+                    on_mh(&mut role, rx, bindings).await;
                 }
             }
+            _ = tokio::time::sleep_until(timers.into()) => on_timers(&mut role, bindings).await,
             _ = routing_changed.notified() => {
                 if let Err(e) = bindings.bump_nexthop_epoch() {
                     tracing::error!(error = %e, "invalidating cached next hops failed");
@@ -282,7 +282,16 @@ async fn serve(
                     RoleState::MobileNode(mn) => mn.set_links(served.clone()),
                 }
             }
-            Some(rx) = inbox.others.recv() => on_mh(&mut role, rx, bindings).await,
+            Some(rx) = inbox.others.recv() => {
+                on_mh(&mut role, rx, bindings).await;
+                for _ in 1..BATCH {
+                    if !inbox.priority.is_empty() {
+                        break;
+                    }
+                    let Ok(rx) = inbox.others.try_recv() else { break };
+                    on_mh(&mut role, rx, bindings).await;
+                }
+            }
         }
     };
     control_task.abort();
@@ -294,6 +303,25 @@ async fn serve(
         mn.shutdown().await;
     }
     result
+}
+
+/// Expiries and the role's timers that are due.
+async fn on_timers(role: &mut RoleState, bindings: &mut Bindings) {
+    let now = Instant::now();
+    for hoa in bindings.expired(now) {
+        match role {
+            RoleState::HomeAgent(ha) => ha.on_expired(hoa, bindings, now).await,
+            RoleState::MobileNode(_) => {
+                if let Err(e) = bindings.apply(Op::Remove(hoa), now).await {
+                    tracing::warn!(%hoa, error = %e, "removing an expired binding failed");
+                }
+            }
+        }
+    }
+    match role {
+        RoleState::HomeAgent(ha) => ha.handle_timeout(bindings, now).await,
+        RoleState::MobileNode(mn) => mn.handle_timeout(bindings, now).await,
+    }
 }
 
 fn role_timeout(role: &RoleState) -> Option<Instant> {
@@ -333,6 +361,7 @@ fn stats(
         "attachments": bindings.dataplane().attachments(),
         "bindings": bindings.len(),
         "slow_path": *punt.lock().map_err(|_| anyhow!("stats lock poisoned"))?,
+        "rtnetlink_requests": crate::homelink::REQUESTS.load(std::sync::atomic::Ordering::Relaxed),
         "signalling": signalling,
     });
     if let (Some(o), Some(r)) = (v.as_object_mut(), role_stats.as_object()) {

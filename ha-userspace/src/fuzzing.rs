@@ -345,7 +345,7 @@ pub fn registration(data: &[u8]) {
                             Err(ApplyError::Failed(anyhow::anyhow!("injected")))
                         }
                         (_, Op::Put(spec)) => match cache.upsert(spec, now) {
-                            Ok(Change::Created { id }) => Ok(Applied::Created { id }),
+                            Ok(Change::Created { id, .. }) => Ok(Applied::Created { id }),
                             Ok(Change::Updated { id, previous }) => {
                                 Ok(Applied::Updated { id, previous })
                             }

@@ -49,6 +49,14 @@ pub struct OwnedRoute {
     pub mtu: Option<u32>,
 }
 
+/// Requests this process made over rtnetlink (every [`HomeLink`]), for `hagent stats`: the
+/// measure of kernel work per binding.
+pub static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn counted() {
+    REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// An rtnetlink handle (the connection task runs on the tokio runtime).
 #[derive(Clone)]
 pub struct HomeLink {
@@ -63,10 +71,15 @@ impl HomeLink {
         Ok(Self { handle })
     }
 
+    fn handle(&self) -> &Handle {
+        counted();
+        &self.handle
+    }
+
     /// Adds `r`; fails if a route for the same destination exists (anyone's: the kernel's
     /// `NLM_F_EXCL` check), so hagent never replaces a route it does not own.
     pub async fn add_route(&self, r: &OwnedRoute) -> anyhow::Result<()> {
-        match self.handle.route().add(route_message(r)).execute().await {
+        match self.handle().route().add(route_message(r)).execute().await {
             Ok(()) => Ok(()),
             Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => {
                 anyhow::bail!(
@@ -82,7 +95,7 @@ impl HomeLink {
 
     /// Removes `r` — only ours: the kernel matches the protocol number. Gone already is fine.
     pub async fn del_route(&self, r: &OwnedRoute) -> anyhow::Result<()> {
-        match self.handle.route().del(route_message(r)).execute().await {
+        match self.handle().route().del(route_message(r)).execute().await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(anyhow::Error::from(e)
@@ -97,7 +110,7 @@ impl HomeLink {
         addr: Ipv6Addr,
         mac: [u8; 6],
     ) -> anyhow::Result<()> {
-        self.handle
+        self.handle()
             .neighbours()
             .add(ifindex, IpAddr::V6(addr))
             .link_layer_address(&mac)
@@ -117,7 +130,7 @@ impl HomeLink {
             .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(
                 addr,
             )));
-        match self.handle.neighbours().del(msg).execute().await {
+        match self.handle().neighbours().del(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => {
@@ -136,7 +149,7 @@ impl HomeLink {
         keep: impl Fn(Ipv6Addr) -> bool,
     ) -> anyhow::Result<usize> {
         let mut dump = self
-            .handle
+            .handle()
             .neighbours()
             .get()
             .set_address_family(AddressFamily::Inet6)
@@ -186,7 +199,7 @@ impl HomeLink {
     /// Sets or clears allmulti on `ifindex`.
     pub async fn set_allmulti(&self, ifindex: u32, on: bool) -> anyhow::Result<()> {
         let msg = LinkUnspec::new_with_index(ifindex).allmulticast(on).build();
-        Ok(self.handle.link().set(msg).execute().await?)
+        Ok(self.handle().link().set(msg).execute().await?)
     }
 
     /// Adds `addr/len` to `ifindex` without DAD. Ok(false) if it was there already.
@@ -194,7 +207,7 @@ impl HomeLink {
         use rtnetlink::packet_route::address::{
             AddressAttribute, AddressFlags, AddressHeaderFlags,
         };
-        let mut req = self.handle.address().add(ifindex, IpAddr::V6(addr), len);
+        let mut req = self.handle().address().add(ifindex, IpAddr::V6(addr), len);
         let msg = req.message_mut();
         msg.header.flags = AddressHeaderFlags::Nodad;
         msg.attributes
@@ -215,7 +228,7 @@ impl HomeLink {
         msg.header.prefix_len = len;
         msg.attributes
             .push(AddressAttribute::Address(IpAddr::V6(addr)));
-        match self.handle.address().del(msg).execute().await {
+        match self.handle().address().del(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e)
                 if is_not_found(&e)
@@ -230,7 +243,7 @@ impl HomeLink {
     /// Removes every route with our protocol number (left over by a daemon that died).
     pub async fn flush_stale_routes(&self) -> anyhow::Result<usize> {
         let mut routes = self
-            .handle
+            .handle()
             .route()
             .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
             .execute();
@@ -242,7 +255,7 @@ impl HomeLink {
         }
         let n = stale.len();
         for r in stale {
-            if let Err(e) = self.handle.route().del(r).execute().await
+            if let Err(e) = self.handle().route().del(r).execute().await
                 && !is_not_found(&e)
             {
                 return Err(e.into());

@@ -92,8 +92,9 @@ impl Priority {
 }
 
 /// Queue sizes of the [`Inbox`].
-pub const PRIORITY_QUEUE: usize = 16_384;
-pub const OTHERS_QUEUE: usize = 2_048;
+/// A queued message is ~150 bytes: both together stay under 10 MB.
+pub const PRIORITY_QUEUE: usize = 32_768;
+pub const OTHERS_QUEUE: usize = 32_768;
 
 /// Reads `sock` on a task of its own into an [`Inbox`]; without `priority` (the mobile node,
 /// which receives only BAs from its home agent) everything goes to the priority queue.

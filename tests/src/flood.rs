@@ -130,8 +130,8 @@ impl Gen {
         }
     }
 
-    /// Drains received BAs: (HoA from the RH2, status).
-    pub fn drain(&self, out: &mut Vec<(Ipv6Addr, u8)>) {
+    /// Drains received BAs: (HoA from the RH2, status, sequence number).
+    pub fn drain(&self, out: &mut Vec<(Ipv6Addr, u8, u16)>) {
         let Some(rx) = &self.rx else {
             return;
         };
@@ -157,7 +157,11 @@ impl Gen {
                 && p[64 + 2] == mh::MH_TYPE_BA
             {
                 let hoa: [u8; 16] = p[48..64].try_into().expect("16 bytes");
-                out.push((Ipv6Addr::from(hoa), p[64 + 6]));
+                out.push((
+                    Ipv6Addr::from(hoa),
+                    p[64 + 6],
+                    u16::from_be_bytes([p[64 + 8], p[64 + 9]]),
+                ));
             }
         }
     }

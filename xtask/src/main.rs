@@ -98,17 +98,31 @@ fn real_main() -> anyhow::Result<()> {
             if !is_root() {
                 bail!("benchmarks load eBPF programs and create a namespace: run them as root");
             }
+            // The daemon the benchmarks start is the release build.
             cargo(&[
-                "run",
+                "build",
                 "--release",
                 "--quiet",
                 "-p",
-                "tests",
+                "ha-userspace",
                 "--bin",
-                "bench",
-                "--",
-                &suite,
-            ])
+                "hagent",
+            ])?;
+            run(
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .env("HAGENT_BIN", root.join("target/release/hagent"))
+                    .args([
+                        "run",
+                        "--release",
+                        "--quiet",
+                        "-p",
+                        "tests",
+                        "--bin",
+                        "bench",
+                        "--",
+                        &suite,
+                    ]),
+            )
         }
         Cmd::Vmtest => {
             setup::ensure()?;

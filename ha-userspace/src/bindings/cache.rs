@@ -66,8 +66,9 @@ impl Binding {
 /// How an insert changed the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// A new binding with this id.
-    Created { id: u32 },
+    /// A new binding with this id (`reused`: an id an earlier binding had, whose counters
+    /// must be zeroed).
+    Created { id: u32, reused: bool },
     /// An existing binding was refreshed or moved; `previous` is what it was.
     Updated { id: u32, previous: BindingSpec },
 }
@@ -195,11 +196,11 @@ impl BindingCache {
             b.expires_at = expires_at;
             return Ok(Change::Updated { id: b.id, previous });
         }
-        let id = match self.free_ids.pop() {
-            Some(id) => id,
+        let (id, reused) = match self.free_ids.pop() {
+            Some(id) => (id, true),
             None if self.next_id < self.capacity => {
                 self.next_id += 1;
-                self.next_id - 1
+                (self.next_id - 1, false)
             }
             None => {
                 return Err(CacheError::Full {
@@ -216,7 +217,7 @@ impl BindingCache {
                 expires_at,
             },
         );
-        Ok(Change::Created { id })
+        Ok(Change::Created { id, reused })
     }
 
     /// Removes the binding for `hoa`, freeing its id.
@@ -285,11 +286,17 @@ mod tests {
         let t = Instant::now();
         assert_eq!(
             c.upsert(spec("2001:db8::1", "2001:db8:f::1", None), t),
-            Ok(Change::Created { id: 0 })
+            Ok(Change::Created {
+                id: 0,
+                reused: false
+            })
         );
         assert_eq!(
             c.upsert(spec("2001:db8::2", "2001:db8:f::2", None), t),
-            Ok(Change::Created { id: 1 })
+            Ok(Change::Created {
+                id: 1,
+                reused: false
+            })
         );
         // A CoA change keeps the id (and with it the counters).
         match c.upsert(spec("2001:db8::1", "2001:db8:f::9", None), t) {
@@ -305,7 +312,10 @@ mod tests {
         assert_eq!(c.remove(&"2001:db8::2".parse().unwrap()).unwrap().id, 1);
         assert_eq!(
             c.upsert(spec("2001:db8::3", "2001:db8:f::3", None), t),
-            Ok(Change::Created { id: 1 })
+            Ok(Change::Created {
+                id: 1,
+                reused: true
+            })
         );
         assert_eq!(c.len(), 2);
     }

@@ -442,7 +442,7 @@ impl Bindings {
             self.release_local(prev.coa);
         }
         Ok(match change {
-            Change::Created { id } => Applied::Created { id },
+            Change::Created { id, .. } => Applied::Created { id },
             Change::Updated { id, previous } => Applied::Updated { id, previous },
         })
     }
@@ -545,9 +545,10 @@ impl Bindings {
 
     fn write_maps(&mut self, spec: &BindingSpec, change: &Change) -> anyhow::Result<()> {
         let id = match change {
-            Change::Created { id } | Change::Updated { id, .. } => *id,
+            Change::Created { id, .. } | Change::Updated { id, .. } => *id,
         };
-        if let Change::Created { .. } = change {
+        // A fresh id's counters are zero already (one syscall fewer per new binding).
+        if let Change::Created { reused: true, .. } = change {
             self.dataplane.reset_binding_counters(id)?;
         }
         if self.role == Role::MobileNode {

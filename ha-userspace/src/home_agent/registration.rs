@@ -738,7 +738,7 @@ mod tests {
                         let hoa = op.hoa();
                         let result = match op {
                             Op::Put(spec) => match self.cache.upsert(spec, self.now) {
-                                Ok(crate::bindings::Change::Created { id }) => {
+                                Ok(crate::bindings::Change::Created { id, .. }) => {
                                     Ok(Applied::Created { id })
                                 }
                                 Ok(crate::bindings::Change::Updated { id, previous }) => {

@@ -1,192 +1,483 @@
-//! `cargo xtask bench signalling`: Binding Updates processed per second end to end.
+//! `cargo xtask bench signalling`: what registrations cost and what a flood does, end to end.
 //!
-//! Two namespaces on one veth: `ha` runs the daemon (TOML config, DAD on, as in production),
-//! `gen` is a load generator that sends BUs for N home addresses from one care-of address
-//! (IPPROTO_RAW, each BU with its Home Address option and checksum) keeping a bounded window
-//! outstanding, and counts the BAs on an AF_PACKET socket (its kernel cannot take a type 2
-//! routing header). Phase 1 registers N new mobile nodes; phase 2 refreshes them all.
+//! Four namespaces: `ha` runs the daemon, its home link `eth0` goes to `home` (a host that
+//! hears the DAD probes), `eth1` to `gen` (a generator: the benchmark's mobile nodes, or an
+//! attacker's flood) and `eth2` to `mn` (one mobile node the ACL allows). BUs are built whole
+//! with a Home Address option and checksum and sent on raw sockets; BAs are counted on
+//! AF_PACKET sockets. Every phase is bounded in count and in time.
+//!
+//! Scenarios (`HAGENT_BENCH_MNS` scales the registrations, default 100,000;
+//! `HAGENT_BENCH_FLOOD_S` the floods, default 30):
+//!  1. new registrations with DAD off: the rate with 1,000 bindings in the cache and with
+//!     100,000, refreshes, kernel work and memory per binding;
+//!  2. new registrations with DAD on (probes overlapped);
+//!  3. a flood of random new HoAs under `deny` with one ACL'd mobile node: its BU answered at
+//!     every try, `hagent bindings` latency, memory, SIGTERM in the middle of it;
+//!  4. the same flood under `allow` with a 100,000-binding cache: 130 beyond it without DAD,
+//!     nothing evicted, refreshes answered, memory per binding.
 
 use std::{
-    collections::HashSet,
     net::Ipv6Addr,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use anyhow::bail;
-use ha_common::mh::{self, BuFields};
-use hagent::mobility::ipv6_header;
-use tests::{Netns, step, topology::Hagent};
+use anyhow::{Context as _, bail};
+use tests::{
+    Netns,
+    flood::{Flood, Gen, bu_packet},
+    step,
+    topology::{Hagent, addr, veth},
+};
 
 const HA: &str = "2001:db8:bee5::c001:babe";
-const COA: &str = "2001:db8:f00d::1";
-/// Unanswered BUs the generator keeps in flight.
-const WINDOW: usize = 4096;
+const GEN_COA: &str = "2001:db8:f00d::1";
+const MN_COA: &str = "2001:db8:f00e::1";
+const MN_HOA: &str = "2001:db8:bee5::dead:face";
+/// Unanswered BUs a generator keeps in flight.
+const WINDOW: usize = 16_384;
 
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().expect("address")
+}
+
+/// The `i`-th home address of the benchmark's mobile nodes.
 fn hoa(i: u32) -> Ipv6Addr {
-    Ipv6Addr::from(u128::from("2001:db8:bee5::1:0:0".parse::<Ipv6Addr>().unwrap()) + i as u128)
+    Ipv6Addr::from(u128::from(a("2001:db8:bee5::1:0:0")) + i as u128)
 }
 
-fn bu_packet(hoa: Ipv6Addr, seq: u16) -> Vec<u8> {
-    let (ha, coa): (Ipv6Addr, Ipv6Addr) = (HA.parse().unwrap(), COA.parse().unwrap());
-    let mut mhbuf = [0u8; 16];
-    let n = mh::build_binding_update(
-        &mut mhbuf,
-        &hoa.octets(),
-        &ha.octets(),
-        &BuFields {
-            sequence: seq,
-            flags: mh::BU_FLAG_A | mh::BU_FLAG_H,
-            lifetime_units: 1000,
-        },
-        &[],
+struct Lab {
+    ha: Netns,
+    _home: Netns,
+    gen_ns: Netns,
+    mn: Netns,
+}
+
+fn lab() -> anyhow::Result<Lab> {
+    let lab = Lab {
+        ha: Netns::new("sig-ha")?,
+        _home: Netns::new("sig-home")?,
+        gen_ns: Netns::new("sig-gen")?,
+        mn: Netns::new("sig-mn")?,
+    };
+    lab.ha.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    veth(&lab.ha, "eth0", &lab._home, "eth0")?;
+    veth(&lab.ha, "eth1", &lab.gen_ns, "eth0")?;
+    veth(&lab.ha, "eth2", &lab.mn, "eth0")?;
+    addr(&lab.ha, "eth0", &format!("{HA}/64"))?;
+    addr(&lab._home, "eth0", "2001:db8:bee5::1/64")?;
+    addr(&lab.ha, "eth1", "2001:db8:f00d::ffff/64")?;
+    addr(&lab.gen_ns, "eth0", &format!("{GEN_COA}/64"))?;
+    addr(&lab.ha, "eth2", "2001:db8:f00e::ffff/64")?;
+    addr(&lab.mn, "eth0", &format!("{MN_COA}/64"))?;
+    for (ns, via) in [
+        (&lab.gen_ns, "2001:db8:f00d::ffff"),
+        (&lab.mn, "2001:db8:f00e::ffff"),
+    ] {
+        ns.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:bee5::/64",
+            "via",
+            via,
+            "dev",
+            "eth0",
+        ])?;
+    }
+    Ok(lab)
+}
+
+fn config(policy: &str, dad: bool, max_bindings: u32, open_sources: bool) -> String {
+    let limits = if open_sources {
+        "\n[home_agent.limits]\nregistrations_per_source = 10000000\nregistration_burst_per_source = 10000000\n"
+    } else {
+        ""
+    };
+    format!(
+        "role = \"home_agent\"\n[home_agent]\naddresses = [\"{HA}\"]\ndad = {dad}\ndefault_acl = \"{policy}\"\n\n[[home_agent.acl]]\nhoa = \"{MN_HOA}\"\naction = \"allow\"\n{limits}\n[dataplane]\ninterfaces = [\"eth0\", \"eth1\", \"eth2\"]\nmax_bindings = {max_bindings}\n"
     )
-    .expect("BU");
-    let mut d = [0u8; 24];
-    mh::build_hao_dest_opts(&mut d, mh::IPPROTO_MH, &hoa.octets()).expect("HAO");
-    let mut p = ipv6_header(mh::IPPROTO_DSTOPTS, 64, coa, ha, 24 + n).to_vec();
-    p.extend_from_slice(&d);
-    p.extend_from_slice(&mhbuf[..n]);
-    p
 }
 
-struct Gen {
-    tx: OwnedFd,
-    rx: OwnedFd,
-}
-
-impl Gen {
-    fn new(ifindex: u32) -> anyhow::Result<Self> {
-        // SAFETY: plain socket calls; fds owned immediately.
-        unsafe {
-            let tx = libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW);
-            let rx = libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
-                (libc::ETH_P_IPV6 as u16).to_be() as i32,
-            );
-            if tx < 0 || rx < 0 {
-                bail!("sockets: {}", std::io::Error::last_os_error());
-            }
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = (libc::ETH_P_IPV6 as u16).to_be();
-            sll.sll_ifindex = ifindex as i32;
-            if libc::bind(
-                rx,
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            ) < 0
-            {
-                bail!("bind AF_PACKET: {}", std::io::Error::last_os_error());
-            }
-            let big: i32 = 64 << 20;
-            libc::setsockopt(
-                rx,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                &big as *const i32 as *const libc::c_void,
-                4,
-            );
-            Ok(Self {
-                tx: OwnedFd::from_raw_fd(tx),
-                rx: OwnedFd::from_raw_fd(rx),
-            })
-        }
-    }
-
-    fn send(&self, p: &[u8]) -> bool {
-        let ha: Ipv6Addr = HA.parse().unwrap();
-        // SAFETY: a valid sockaddr_in6 and buffer for the call.
-        unsafe {
-            let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
-            sa.sin6_family = libc::AF_INET6 as u16;
-            sa.sin6_addr.s6_addr = ha.octets();
-            libc::sendto(
-                self.tx.as_raw_fd(),
-                p.as_ptr() as *const libc::c_void,
-                p.len(),
-                0,
-                &sa as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_in6>() as u32,
-            ) >= 0
-        }
-    }
-
-    /// Drains received BAs: (HoA from the RH2, status).
-    fn drain(&self, out: &mut Vec<(Ipv6Addr, u8)>) {
-        let mut buf = [0u8; 2048];
-        loop {
-            // SAFETY: buffer valid for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.rx.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                )
-            };
-            if n <= 0 {
-                return;
-            }
-            let p = &buf[..n as usize];
-            // IPv6 → RH2 (43) → MH BA.
-            if p.len() >= 40 + 24 + 12
-                && p[6] == 43
-                && p[40 + 2] == 2
-                && p[64 + 2] == mh::MH_TYPE_BA
-            {
-                let hoa: [u8; 16] = p[48..64].try_into().unwrap();
-                out.push((Ipv6Addr::from(hoa), p[64 + 6]));
-            }
-        }
-    }
-}
-
-/// Sends one BU per HoA with `seq`, keeping at most WINDOW unanswered; returns the elapsed
-/// time until every HoA got a BA with status 0.
-fn phase(g: &Gen, first: u32, n: u32, seq: u16, timeout: Duration) -> anyhow::Result<Duration> {
-    let packets: Vec<Vec<u8>> = (first..first + n).map(|i| bu_packet(hoa(i), seq)).collect();
-    let mut acked: HashSet<Ipv6Addr> = HashSet::with_capacity(n as usize);
+/// Sends one BU per HoA with `seq`, at most WINDOW unanswered, and — as mobile nodes do
+/// (InitialBindackTimeoutFirstReg) — sends again what goes unanswered for 1.5 s; returns the
+/// time until every one got a BA with status 0.
+fn phase(
+    g: &Gen,
+    coa: Ipv6Addr,
+    hoas: &[Ipv6Addr],
+    seq: u16,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    const RETRANSMIT: Duration = Duration::from_millis(1500);
+    let ha = a(HA);
+    let packets: Vec<Vec<u8>> = hoas
+        .iter()
+        .map(|h| bu_packet(coa, ha, *h, seq, 1000))
+        .collect();
+    let index: std::collections::HashMap<Ipv6Addr, usize> =
+        hoas.iter().enumerate().map(|(i, h)| (*h, i)).collect();
+    let mut acked = vec![false; hoas.len()];
+    let mut n_acked = 0usize;
+    // Sent and not yet answered, oldest first.
+    let mut in_flight: std::collections::VecDeque<(Instant, usize)> = Default::default();
     let mut got = Vec::new();
     let start = Instant::now();
     let mut next = 0usize;
-    let mut last_progress = Instant::now();
-    while acked.len() < n as usize {
-        while next < packets.len() && next - acked.len().min(next) < WINDOW {
+    while n_acked < hoas.len() {
+        let now = Instant::now();
+        while let Some(&(t, i)) = in_flight.front() {
+            if acked[i] {
+                in_flight.pop_front();
+            } else if now.duration_since(t) > RETRANSMIT {
+                in_flight.pop_front();
+                if g.send(&packets[i]) {
+                    in_flight.push_back((now, i));
+                } else {
+                    in_flight.push_front((t, i));
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        while next < packets.len() && in_flight.len() < WINDOW {
             if !g.send(&packets[next]) {
                 break;
             }
+            in_flight.push_back((now, next));
             next += 1;
         }
         got.clear();
         g.drain(&mut got);
-        for (h, status) in &got {
+        for (h, status, _) in &got {
+            let Some(&i) = index.get(h) else { continue };
             if *status != 0 {
                 bail!("BA status {status} for {h}");
             }
-            if acked.insert(*h) {
-                last_progress = Instant::now();
+            if !acked[i] {
+                acked[i] = true;
+                n_acked += 1;
             }
         }
         if got.is_empty() {
             std::thread::sleep(Duration::from_micros(200));
         }
-        // Resend what has gone unanswered for a while (the daemon may have dropped BUs under
-        // load, as a real MN's retransmission would recover).
-        if last_progress.elapsed() > Duration::from_secs(3) && next == packets.len() {
-            for (i, p) in packets.iter().enumerate() {
-                if !acked.contains(&hoa(first + i as u32)) {
-                    g.send(p);
-                }
-            }
-            last_progress = Instant::now();
-        }
         if start.elapsed() > timeout {
-            bail!("only {} of {n} BAs after {timeout:?}", acked.len());
+            bail!("only {n_acked} of {} BAs after {timeout:?}", hoas.len());
         }
     }
     Ok(start.elapsed())
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// Routes and neighbour entries in a namespace (kernel objects).
+fn kernel_objects(ns: &Netns) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for args in [
+        &["-6", "route", "show", "table", "all"][..],
+        &["-6", "neigh", "show"],
+        &["-6", "neigh", "show", "proxy"],
+    ] {
+        n += String::from_utf8(ns.ip(args)?.stdout)?.lines().count();
+    }
+    Ok(n)
+}
+
+fn stat(s: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut v = s;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_u64().unwrap_or(0)
+}
+
+fn cli_ms(d: &Hagent, args: &[&str]) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    d.cli(args)?;
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
+type Scenario = fn(&Lab, u32, u64, &mut Vec<String>) -> anyhow::Result<()>;
+
+fn dad_off(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyhow::Result<()> {
+    let (gen_if, mn_if) = (lab.gen_ns.ifindex("eth0")?, lab.mn.ifindex("eth0")?);
+    let _ = (n, flood_s, gen_if, mn_if);
+    // 1. DAD off.
+    step(&format!("1. {n} new registrations, DAD off"));
+    let d = Hagent::start(&lab.ha, &config("allow", false, 262_144, true))?;
+    let pid = d.process.pid();
+    let (objects0, rss0) = (kernel_objects(&lab.ha)?, rss_kib(pid)?);
+    let s0 = d.stats()?;
+    let warm: Vec<Ipv6Addr> = (0..1000).map(hoa).collect();
+    let batch_1k: Vec<Ipv6Addr> = (1000..11_000).map(hoa).collect();
+    let fill: Vec<Ipv6Addr> = (11_000..n.max(20_000)).map(hoa).collect();
+    let batch_big: Vec<Ipv6Addr> = (n.max(20_000)..n.max(20_000) + 10_000).map(hoa).collect();
+    let (t_1k, t_fill, t_big, t_refresh) = lab.gen_ns.run_in({
+        let (warm, batch_1k, fill, batch_big) = (
+            warm.clone(),
+            batch_1k.clone(),
+            fill.clone(),
+            batch_big.clone(),
+        );
+        move || -> anyhow::Result<_> {
+            let g = Gen::new(a(HA), Some(gen_if))?;
+            let coa = a(GEN_COA);
+            phase(&g, coa, &warm, 1, Duration::from_secs(60))?;
+            let t_1k = phase(&g, coa, &batch_1k, 1, Duration::from_secs(120))?;
+            let t_fill = phase(&g, coa, &fill, 1, Duration::from_secs(600))?;
+            let t_big = phase(&g, coa, &batch_big, 1, Duration::from_secs(120))?;
+            let all: Vec<Ipv6Addr> = warm
+                .iter()
+                .chain(&batch_1k)
+                .chain(&fill)
+                .chain(&batch_big)
+                .copied()
+                .collect();
+            let t_refresh = phase(&g, coa, &all, 2, Duration::from_secs(600))?;
+            Ok((t_1k, t_fill, t_big, t_refresh))
+        }
+    })??;
+    let s1 = d.stats()?;
+    let bound = stat(&s1, &["bindings"]);
+    let (objects1, rss1) = (kernel_objects(&lab.ha)?, rss_kib(pid)?);
+    let requests = stat(&s1, &["rtnetlink_requests"]) - stat(&s0, &["rtnetlink_requests"]);
+    let rate = |k: usize, t: Duration| k as f64 / t.as_secs_f64();
+    let (r1k, rbig) = (rate(batch_1k.len(), t_1k), rate(batch_big.len(), t_big));
+    report.push(format!(
+        "1. DAD off: 10,000 new with 1,000 bound: {r1k:.0}/s; {} new: {:.0}/s; 10,000 new with {} bound: {rbig:.0}/s (÷ {:.2} of the rate at 1,000; target within 1.2×)",
+        fill.len(),
+        rate(fill.len(), t_fill),
+        fill.len() + 11_000,
+        r1k / rbig
+    ));
+    report.push(format!(
+        "   the daemon dropped {} BUs from full queues (the generator resends after 1.5 s)",
+        stat(&s1, &["home_agent", "dropped_queue_full"])
+    ));
+    report.push(format!(
+        "   {} refreshes in {:.2} s: {:.0} BU/s (target ≥ 50,000)",
+        bound,
+        t_refresh.as_secs_f64(),
+        rate(bound as usize, t_refresh)
+    ));
+    report.push(format!(
+        "   kernel per binding: {requests} rtnetlink requests for {bound} bindings ({:.4} each; target 0), kernel objects {objects0} → {objects1}; daemon RSS {} → {} KiB ({:.0} bytes per binding)",
+        requests as f64 / bound as f64,
+        rss0,
+        rss1,
+        (rss1 - rss0) as f64 * 1024.0 / bound as f64
+    ));
+    drop(d);
+
+    Ok(())
+}
+
+fn dad_on(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyhow::Result<()> {
+    let (gen_if, mn_if) = (lab.gen_ns.ifindex("eth0")?, lab.mn.ifindex("eth0")?);
+    let _ = (n, flood_s, gen_if, mn_if);
+    // 2. DAD on.
+    step(&format!("2. {n} new registrations, DAD on"));
+    let d = Hagent::start(&lab.ha, &config("allow", true, 262_144, true))?;
+    let hoas: Vec<Ipv6Addr> = (0..n).map(hoa).collect();
+    let t = lab.gen_ns.run_in(move || -> anyhow::Result<Duration> {
+        let g = Gen::new(a(HA), Some(gen_if))?;
+        phase(&g, a(GEN_COA), &hoas, 1, Duration::from_secs(600))
+    })??;
+    let s = d.stats()?;
+    report.push(format!(
+        "2. DAD on: {n} new in {:.2} s: {:.0}/s (target < 20 s); DAD probes sent {}, queue drops {}",
+        t.as_secs_f64(),
+        n as f64 / t.as_secs_f64(),
+        stat(&s, &["home_agent", "registrations", "created"]),
+        stat(&s, &["home_agent", "dropped_queue_full"])
+    ));
+    drop(d);
+
+    Ok(())
+}
+
+fn flood_deny(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyhow::Result<()> {
+    let (gen_if, mn_if) = (lab.gen_ns.ifindex("eth0")?, lab.mn.ifindex("eth0")?);
+    let _ = (n, flood_s, gen_if, mn_if);
+    // 3. Flood under deny.
+    step(&format!(
+        "3. a {flood_s} s flood of new HoAs under deny, one ACL'd mobile node"
+    ));
+    let d = Hagent::start(&lab.ha, &config("deny", true, 1 << 20, false))?;
+    let pid = d.process.pid();
+    let rss0 = rss_kib(pid)?;
+    let flood = Flood::start(
+        &lab.gen_ns,
+        a(GEN_COA),
+        a(HA),
+        a("2001:db8:bee5::"),
+        Duration::from_secs(flood_s + 15),
+        u64::MAX,
+    )?;
+    let mn = lab
+        .mn
+        .spawn_thread(move || -> anyhow::Result<Vec<Option<f64>>> {
+            let g = Gen::new(a(HA), Some(mn_if))?;
+            let mut out = Vec::new();
+            let mut got = Vec::new();
+            for i in 0..flood_s {
+                let t = Instant::now();
+                let seq = 100 + i as u16;
+                g.send(&bu_packet(a(MN_COA), a(HA), a(MN_HOA), seq, 100));
+                let mut answered = None;
+                // The first try is a new registration: it waits for DAD (1 s).
+                let wait = Duration::from_secs(if i == 0 { 3 } else { 1 });
+                while t.elapsed() < wait {
+                    got.clear();
+                    g.drain(&mut got);
+                    if got
+                        .iter()
+                        .any(|(h, s, q)| *h == a(MN_HOA) && *s == 0 && *q == seq)
+                    {
+                        answered = Some(t.elapsed().as_secs_f64() * 1e3);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                out.push(answered);
+                if let Some(left) = Duration::from_secs(1).checked_sub(t.elapsed()) {
+                    std::thread::sleep(left);
+                }
+            }
+            Ok(out)
+        })?;
+    let (mut cli, mut api) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(flood_s) {
+        std::thread::sleep(Duration::from_millis(1000));
+        cli.push(cli_ms(&d, &["bindings"])?);
+        let t = Instant::now();
+        hagent::control::call(
+            &d.socket,
+            &hagent::control::Request::Bindings {
+                after: None,
+                limit: None,
+            },
+        )?;
+        api.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let tries = mn
+        .join()
+        .map_err(|_| anyhow::anyhow!("the MN thread panicked"))??;
+    let rss1 = rss_kib(pid)?;
+    let s = d.stats()?;
+    let sent = flood.sent();
+    let t = Instant::now();
+    let status = d.stop()?;
+    let stop_s = t.elapsed().as_secs_f64();
+    drop(flood);
+    let first = tries.first().copied().flatten();
+    let answered: Vec<f64> = tries.iter().skip(1).flatten().copied().collect();
+    let worst = answered.iter().copied().fold(0.0, f64::max);
+    let cli_worst = cli.iter().copied().fold(0.0, f64::max);
+    let api_worst = api.iter().copied().fold(0.0, f64::max);
+    report.push(format!(
+        "3. flood under deny: {sent} BUs in {flood_s} s ({:.0}/s) reached {} at the daemon; the ACL's MN registered in {} ms (DAD included), then its BU was answered at {} of {} tries (worst {worst:.1} ms; target every try within 1 s); `hagent bindings` worst {cli_worst:.1} ms, of which the control socket's round trip worst {api_worst:.1} ms (target < 100 ms); RSS {rss0} → {rss1} KiB (+{} KiB; target ≤ 64 MiB); SIGTERM → exit in {stop_s:.2} s ({status}; target < 2 s)",
+        sent as f64 / flood_s as f64,
+        stat(&s, &["signalling", "bu_received"]),
+        first.map_or("no answer".to_string(), |ms| format!("{ms:.0}")),
+        answered.len(),
+        tries.len().saturating_sub(1),
+        rss1.saturating_sub(rss0)
+    ));
+    report.push(format!(
+        "   the MN's tries, ms to the BA of each: {:?}",
+        tries
+            .iter()
+            .map(|t| t.map(|ms| (ms * 10.0).round() / 10.0))
+            .collect::<Vec<_>>()
+    ));
+    report.push(format!(
+        "   turned away: {}",
+        s["home_agent"]["registrations"]
+    ));
+    let left = Command::new("ip")
+        .args(["-n", lab.ha.name(), "-6", "route", "show", "proto", "0xa6"])
+        .output()?;
+    report.push(format!(
+        "   after SIGTERM: {} routes of ours, {} proxy entries",
+        String::from_utf8_lossy(&left.stdout).lines().count(),
+        String::from_utf8(lab.ha.ip(&["-6", "neigh", "show", "proxy"])?.stdout)?
+            .lines()
+            .count()
+    ));
+
+    Ok(())
+}
+
+fn flood_allow(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyhow::Result<()> {
+    let (gen_if, mn_if) = (lab.gen_ns.ifindex("eth0")?, lab.mn.ifindex("eth0")?);
+    let _ = (n, flood_s, gen_if, mn_if);
+    // 4. Flood under allow, 100k cache.
+    step(&format!(
+        "4. a {flood_s} s flood of new HoAs under allow into a 100,000-binding cache"
+    ));
+    let d = Hagent::start(&lab.ha, &config("allow", true, 100_000, true))?;
+    let pid = d.process.pid();
+    let refresh: Vec<Ipv6Addr> = (0..100)
+        .map(|i| Ipv6Addr::from(u128::from(a("2001:db8:bee5::2:0:0")) + i))
+        .collect();
+    let r = refresh.clone();
+    lab.mn.run_in(move || -> anyhow::Result<()> {
+        let g = Gen::new(a(HA), Some(mn_if))?;
+        phase(&g, a(MN_COA), &r, 1, Duration::from_secs(30)).map(|_| ())
+    })??;
+    let rss0 = rss_kib(pid)?;
+    let flood = Flood::start(
+        &lab.gen_ns,
+        a(GEN_COA),
+        a(HA),
+        a("2001:db8:bee5::"),
+        Duration::from_secs(flood_s),
+        u64::MAX,
+    )?;
+    let r = refresh.clone();
+    let mn = lab.mn.spawn_thread(move || -> anyhow::Result<(u32, u32)> {
+        let g = Gen::new(a(HA), Some(mn_if))?;
+        let (mut ok, mut tries) = (0, 0);
+        for i in 0..flood_s.saturating_sub(2) {
+            tries += 1;
+            if phase(&g, a(MN_COA), &r, 2 + i as u16, Duration::from_secs(2)).is_ok() {
+                ok += 1;
+            }
+        }
+        Ok((ok, tries))
+    })?;
+    let mut dad_max = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(flood_s) {
+        std::thread::sleep(Duration::from_millis(500));
+        dad_max = dad_max.max(stat(&d.stats()?, &["home_agent", "dad_probes"]));
+    }
+    let (ok, tries) = mn
+        .join()
+        .map_err(|_| anyhow::anyhow!("the MN thread panicked"))??;
+    let sent = flood.finish()?;
+    let s = d.stats()?;
+    let rss1 = rss_kib(pid)?;
+    let bound = stat(&s, &["bindings"]);
+    report.push(format!(
+        "4. flood under allow: {sent} BUs; {bound} bindings (cap 100,000), {} answered 130 (no DAD for them; probes in flight at most {dad_max}), {} removed (target 0); the MN's 100 refreshes answered in {ok} of {tries} rounds; RSS {rss0} → {rss1} KiB ({:.0} bytes per binding; target ≤ 100 MiB + 1 KiB per binding)",
+        stat(&s, &["home_agent", "registrations", "refused", "130"]),
+        stat(&s, &["home_agent", "registrations", "removed"]),
+        (rss1.saturating_sub(rss0)) as f64 * 1024.0 / bound.max(1) as f64
+    ));
+    drop(d);
+
+    Ok(())
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -194,56 +485,34 @@ pub fn run() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
-    // HAGENT_BENCH_DAD=0 measures without Duplicate Address Detection.
-    let dad = std::env::var("HAGENT_BENCH_DAD")
-        .map(|v| v != "0")
-        .unwrap_or(true);
-    step(&format!(
-        "two namespaces on a veth; the daemon with DAD on; {n} mobile nodes"
-    ));
-    let ha = Netns::new("sig-ha")?;
-    let gen_ns = Netns::new("sig-gen")?;
-    tests::topology::veth(&ha, "eth0", &gen_ns, "eth0")?;
-    ha.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-    tests::topology::addr(&ha, "eth0", &format!("{HA}/64"))?;
-    tests::topology::addr(&ha, "eth0", "2001:db8:f00d::ffff/64")?;
-    tests::topology::addr(&gen_ns, "eth0", &format!("{COA}/64"))?;
-    gen_ns.ip(&["-6", "route", "add", "2001:db8:bee5::/64", "dev", "eth0"])?;
-    let config = format!(
-        "role = \"home_agent\"\n[home_agent]\ndad = {dad}\naddresses = [\"{HA}\"]\n[dataplane]\ninterfaces = [\"eth0\"]\nmax_bindings = {}\n",
-        (n + 1024).next_power_of_two()
-    );
-    let daemon = Hagent::start(&ha, &config)?;
-    let ifindex = gen_ns.ifindex("eth0")?;
-    let (t_new, t_refresh) =
-        gen_ns.run_in(move || -> anyhow::Result<(Duration, Duration)> {
-            let g = Gen::new(ifindex)?;
-            // Resolve the HA's MAC first.
-            let _ = phase(&g, n + 100, 1, 1, Duration::from_secs(10));
-            step(&format!(
-                "phase 1: {n} new registrations (each after a 1 s DAD)"
-            ));
-            let t1 = phase(&g, 0, n, 1, Duration::from_secs(600))?;
-            step(&format!("phase 2: {n} refreshes"));
-            let t2 = phase(&g, 0, n, 2, Duration::from_secs(600))?;
-            Ok((t1, t2))
-        })??;
-    let b: serde_json::Value = serde_json::from_str(&daemon.cli(&["stats", "--json"])?)?;
+    let flood_s: u64 = std::env::var("HAGENT_BENCH_FLOOD_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    // HAGENT_BENCH_SCENARIOS=3,4 runs some of them.
+    let only: Vec<String> = std::env::var("HAGENT_BENCH_SCENARIOS")
+        .map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
+        .unwrap_or_default();
+    let lab = lab()?;
+    let mut report = Vec::new();
+    let scenarios: [(&str, Scenario); 4] = [
+        ("1", dad_off),
+        ("2", dad_on),
+        ("3", flood_deny),
+        ("4", flood_allow),
+    ];
+    for (name, f) in scenarios {
+        if only.is_empty() || only.iter().any(|o| o == name) {
+            f(&lab, n, flood_s, &mut report)?;
+        }
+    }
+
     println!();
     println!(
         "Binding Updates end to end (generator → XDP → daemon → BA), one daemon event loop, 2-core VM"
     );
-    println!(
-        "  {n} new mobile nodes registered in {:.2} s: {:.0} BU/s (includes one 1 s DAD, run concurrently)",
-        t_new.as_secs_f64(),
-        n as f64 / t_new.as_secs_f64()
-    );
-    println!(
-        "  {n} refreshes in {:.2} s: {:.0} BU/s",
-        t_refresh.as_secs_f64(),
-        n as f64 / t_refresh.as_secs_f64()
-    );
-    println!("  daemon signalling counters: {}", b["signalling"]);
-    drop(daemon);
+    for line in &report {
+        println!("{line}");
+    }
     Ok(())
 }
