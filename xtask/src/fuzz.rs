@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{run, step};
 
+
 /// The targets, in the order they run.
 pub const TARGETS: &[&str] = &[
     "mobility_header",
@@ -57,12 +58,35 @@ pub fn fuzz(root: &Path, only: &[String], seconds: u64) -> anyhow::Result<()> {
         if dict.exists() {
             cmd.arg(format!("-dict={}", dict.display()));
         }
-        run(&mut cmd).with_context(|| {
-            format!(
-                "fuzz target {t} failed: the input is in fuzz/artifacts/{t}/; fix it and add the \
-                 input to fuzz/regressions/{t}/"
-            )
-        })?;
+        // libFuzzer narrates every new path; keep that in a log and print its verdict.
+        let log_path = root.join("target/fuzz-logs").join(format!("{t}.log"));
+        std::fs::create_dir_all(log_path.parent().expect("a parent"))?;
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let status = cmd
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()
+            .with_context(|| format!("cannot start {}", crate::show(&cmd)))?;
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        for line in text.lines().filter(|l| {
+            l.starts_with("Done ")
+                || l.starts_with("stat::number_of_executed_units")
+                || l.starts_with("stat::peak_rss_mb")
+        }) {
+            eprintln!("  {line}");
+        }
+        if !status.success() {
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            for line in tail.into_iter().rev() {
+                eprintln!("  | {line}");
+            }
+            bail!(
+                "fuzz target {t} failed ({status}; log {}): the input is in fuzz/artifacts/{t}/; \
+                 fix it and add the input to fuzz/regressions/{t}/",
+                log_path.display()
+            );
+        }
     }
     Ok(())
 }
