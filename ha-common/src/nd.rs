@@ -49,7 +49,7 @@ pub const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 /// 33:33:00:00:00:01, the Ethernet address of ff02::1 (RFC 2464 §7).
 pub const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
 
-/// The solicited-node multicast address of `a` (RFC 4291 §2.7.1): ff02::1:ffXX:XXXX.
+/// The solicited-node multicast address of `a` (RFC 4291 §2.7.1): ff02::1:ff00:0/104 plus the low 24 bits of `a`.
 #[inline(always)]
 pub fn solicited_node(a: &[u8; 16]) -> [u8; 16] {
     [

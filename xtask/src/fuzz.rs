@@ -10,7 +10,6 @@ use anyhow::{Context as _, bail};
 
 use crate::{run, step};
 
-
 /// The targets, in the order they run.
 pub const TARGETS: &[&str] = &[
     "mobility_header",

@@ -183,7 +183,7 @@ fn run(interactive: bool) -> anyhow::Result<bool> {
         (
             Link::ForeignA,
             Some(seed::COA),
-            "the MN leaves home: it gets a care-of address on link A and sends a Binding Update; the HA checks the home address (DAD), accepts, proxies it and tunnels",
+            "the MN leaves home: it gets a care-of address on link A and sends a Binding Update; the HA checks the home address (DAD), accepts, answers for it on the home link (XDP) and tunnels",
         ),
         (
             Link::ForeignB,
