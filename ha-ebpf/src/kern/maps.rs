@@ -101,6 +101,20 @@ pub fn nexthop_cache() -> bool {
 pub fn icmp_rate() -> u32 {
     read(&HA_CFG_ICMP_RATE)
 }
+/// Whether this CPU may send one more ICMPv6 error now (RFC 4443 §2.4 (f)): the one token
+/// bucket XDP and TC share, at the configured rate.
+#[inline(always)]
+pub fn icmp_error_allowed() -> bool {
+    match HA_ICMP_RL.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot of this CPU, valid for the run; plain helper call.
+        Some(state) => ha_ebpf::ratelimit::allow(
+            unsafe { &mut *state },
+            unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() },
+            icmp_rate(),
+        ),
+        None => false,
+    }
+}
 #[inline(always)]
 pub fn bench_restore() -> bool {
     read(&HA_CFG_BENCH_RESTORE) != 0

@@ -14,8 +14,7 @@ use aya_ebpf::{
         bpf_adj_room_mode::{BPF_ADJ_ROOM_MAC, BPF_ADJ_ROOM_NET},
     },
     helpers::{
-        bpf_csum_diff, bpf_ktime_get_ns, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail,
-        bpf_skb_load_bytes,
+        bpf_csum_diff, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail, bpf_skb_load_bytes,
     },
     programs::TcContext,
 };
@@ -38,12 +37,11 @@ use ha_ebpf::{
     parse::{
         ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPV6_HLEN, Ipv6,
     },
-    ratelimit,
 };
 
 use super::{
     maps::{
-        HA_ICMP_RL, HA_ND_SEEN, HA_PUNT, HA_SIGNAL_COA, count, count_binding, icmp_rate,
+        HA_ND_SEEN, HA_PUNT, HA_SIGNAL_COA, count, count_binding, icmp_error_allowed,
         lookup_binding, lookup_hoa, outer_hop_limit, role,
     },
     nexthop::{FIB_OUTPUT, Route, resolve},
@@ -310,16 +308,7 @@ fn too_big(ctx: &TcContext, ip: &Ipv6, b: &BindingEntry, path_mtu: u32) -> i32 {
     if inner_len <= PUNT_MAX_PACKET {
         return punt(ctx, b, inner_len, len);
     }
-    // SAFETY: per-CPU slot of this CPU, valid for the run.
-    let allowed = match HA_ICMP_RL.get_ptr_mut(0) {
-        Some(state) => ratelimit::allow(
-            unsafe { &mut *state },
-            unsafe { bpf_ktime_get_ns() },
-            icmp_rate(),
-        ),
-        None => false,
-    };
-    if !allowed {
+    if !icmp_error_allowed() {
         count(Counter::DropPtbRateLimited, len);
         return TC_SHOT;
     }

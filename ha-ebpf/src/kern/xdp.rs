@@ -9,8 +9,8 @@ use core::ffi::c_void;
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
     helpers::{
-        bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
-        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -35,13 +35,12 @@ use ha_ebpf::{
         ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ESP, IPPROTO_ICMPV6, IPPROTO_IPV6,
         IPPROTO_MH, IPPROTO_ROUTING, IPV6_HLEN, Ipv6, parse_ipv6, parse_l2,
     },
-    ratelimit,
 };
 
 use super::{
     maps::{
-        HA_DAD, HA_DEVMAP, HA_ICMP_RL, HA_IFACES, HA_PUNT, HA_SCRATCH, bench_restore, count,
-        count_binding, icmp_rate, is_local, lookup_binding, lookup_hoa, outer_hop_limit, role,
+        HA_DAD, HA_DEVMAP, HA_IFACES, HA_PUNT, HA_SCRATCH, bench_restore, count, count_binding,
+        icmp_error_allowed, is_local, lookup_binding, lookup_hoa, outer_hop_limit, role,
     },
     nexthop::{Route, resolve},
 };
@@ -491,16 +490,7 @@ fn too_big(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, path_mtu: u32, len: us
     if ip.total_len() <= PUNT_MAX_PACKET {
         return punt_for_fragmentation(ctx, ip, b, len);
     }
-    // SAFETY: per-CPU slot of this CPU, valid for the run.
-    let allowed = match HA_ICMP_RL.get_ptr_mut(0) {
-        Some(state) => ratelimit::allow(
-            unsafe { &mut *state },
-            unsafe { bpf_ktime_get_ns() },
-            icmp_rate(),
-        ),
-        None => false,
-    };
-    if !allowed {
+    if !icmp_error_allowed() {
         return drop(Counter::DropPtbRateLimited, len);
     }
     match packet_too_big(ctx, ip, &b.local, tunnel_mtu(path_mtu)) {
