@@ -45,6 +45,20 @@ def l2(iface, dst_ip):
     return Ether()
 
 
+def send_and_await(a, frame, match):
+    """Sends `frame` on a.iface and returns the first received frame `match` accepts, or None
+    after a.timeout seconds. The sniffer starts first so a fast answer is not missed."""
+    sniffer = AsyncSniffer(iface=a.iface, lfilter=match, store=True, count=1)
+    sniffer.start()
+    time.sleep(0.3)
+    sendp(frame, iface=a.iface)
+    sniffer.join(timeout=a.timeout)
+    if sniffer.running:
+        sniffer.stop()
+    res = sniffer.results or []
+    return res[0] if res else None
+
+
 def cmd_bu(a):
     # scapy's BU flags field takes the flag letters (A, H, L, K, M, R, P).
     f = a.flags
@@ -68,18 +82,10 @@ def cmd_bu(a):
         rh = p.getlayer(IPv6ExtHdrRouting)
         return rh is None or not rh.addresses or rh.addresses[0] == a.hoa
 
-    sniffer = AsyncSniffer(iface=a.iface, lfilter=is_ba, store=True, count=1)
-    sniffer.start()
-    time.sleep(0.3)
-    sendp(Ether(dst=a.router_mac) / IPv6(data), iface=a.iface)
-    sniffer.join(timeout=a.timeout)
-    if sniffer.running:
-        sniffer.stop()
-    res = sniffer.results or []
-    if not res:
+    p = send_and_await(a, Ether(dst=a.router_mac) / IPv6(data), is_ba)
+    if p is None:
         print(json.dumps({"timeout": True}))
         return
-    p = res[0]
     ba = p[MIP6MH_BA]
     rh = p.getlayer(IPv6ExtHdrRouting)
     rh2_hoa = None
@@ -173,18 +179,10 @@ def cmd_ns(a):
     def is_na(p):
         return ICMPv6ND_NA in p and p[ICMPv6ND_NA].tgt == a.target
 
-    sniffer = AsyncSniffer(iface=a.iface, lfilter=is_na, store=True, count=1)
-    sniffer.start()
-    time.sleep(0.3)
-    sendp(ns, iface=a.iface)
-    sniffer.join(timeout=a.timeout)
-    if sniffer.running:
-        sniffer.stop()
-    res = sniffer.results or []
-    if not res:
+    p = send_and_await(a, ns, is_na)
+    if p is None:
         print(json.dumps({"timeout": True}))
         return
-    p = res[0]
     na = p[ICMPv6ND_NA]
     tlla = p[ICMPv6NDOptDstLLAddr].lladdr if ICMPv6NDOptDstLLAddr in p else None
     print(json.dumps({"eth_src": p[Ether].src, "eth_dst": p[Ether].dst, "src": p[IPv6].src,

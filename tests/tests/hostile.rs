@@ -40,6 +40,23 @@ fn router_mac(lab: &SeedLab) -> anyhow::Result<String> {
     .to_string())
 }
 
+/// A Neighbor Solicitation for the seed's HoA from `src` on the home router's home link;
+/// the answering NA (or a timeout after `timeout` seconds).
+fn solicit(lab: &SeedLab, src: &str, timeout: &str) -> anyhow::Result<Value> {
+    let args = [
+        "ns",
+        "--iface",
+        "home0",
+        "--src",
+        src,
+        "--target",
+        seed::HOA,
+        "--timeout",
+        timeout,
+    ];
+    scapy(&lab.router, &args)
+}
+
 /// A BU from the MN's namespace (source = the seed's CoA) for `hoa`, optionally with an
 /// Alternate Care-of Address option; waits `timeout` seconds for its BA.
 fn bu(
@@ -213,18 +230,7 @@ fn the_data_plane_answers_solicitations_for_bound_home_addresses_rfc6275_10_4_1(
         .trim()
         .to_string();
     // The home router resolves the HoA.
-    let na = scapy(
-        &lab.router,
-        &[
-            "ns",
-            "--iface",
-            "home0",
-            "--src",
-            seed::ROUTER_HOME,
-            "--target",
-            seed::HOA,
-        ],
-    )?;
+    let na = solicit(&lab, seed::ROUTER_HOME, "3")?;
     assert_eq!(na["tlla"], ha_mac.as_str(), "{na}");
     assert_eq!(na["eth_src"], ha_mac.as_str(), "{na}");
     assert_eq!(na["src"], seed::HA, "{na}");
@@ -237,18 +243,7 @@ fn the_data_plane_answers_solicitations_for_bound_home_addresses_rfc6275_10_4_1(
     assert_eq!(na["hlim"], 255, "{na}");
     // A node probing the HoA (the mobile node back home, before it deregisters): the HA
     // defends it, to all nodes.
-    let na = scapy(
-        &lab.router,
-        &[
-            "ns",
-            "--iface",
-            "home0",
-            "--src",
-            "::",
-            "--target",
-            seed::HOA,
-        ],
-    )?;
+    let na = solicit(&lab, "::", "3")?;
     assert_eq!(na["dst"], "ff02::1", "{na}");
     assert_eq!(na["eth_dst"], "33:33:00:00:00:01", "{na}");
     assert_eq!(na["S"], 0, "{na}");
@@ -264,20 +259,7 @@ fn the_data_plane_answers_solicitations_for_bound_home_addresses_rfc6275_10_4_1(
     );
     // Unbound, nobody answers for it.
     ha.cli(&["binding", "del", seed::HOA])?;
-    let na = scapy(
-        &lab.router,
-        &[
-            "ns",
-            "--iface",
-            "home0",
-            "--src",
-            seed::ROUTER_HOME,
-            "--target",
-            seed::HOA,
-            "--timeout",
-            "1",
-        ],
-    )?;
+    let na = solicit(&lab, seed::ROUTER_HOME, "1")?;
     assert_eq!(na["timeout"], true, "{na}");
     assert!(ha.stop()?.success());
     Ok(())
