@@ -51,14 +51,25 @@ struct Lab {
     _home: Netns,
     gen_ns: Netns,
     mn: Netns,
+    /// The generator's and the mobile node's interfaces, for raw sends.
+    gen_if: u32,
+    mn_if: u32,
+}
+
+/// What the scenarios share: `n` registrations, floods of `flood_s` seconds.
+struct Params {
+    n: u32,
+    flood_s: u64,
 }
 
 fn lab() -> anyhow::Result<Lab> {
-    let lab = Lab {
+    let mut lab = Lab {
         ha: Netns::new("sig-ha")?,
         _home: Netns::new("sig-home")?,
         gen_ns: Netns::new("sig-gen")?,
         mn: Netns::new("sig-mn")?,
+        gen_if: 0,
+        mn_if: 0,
     };
     lab.ha.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     veth(&lab.ha, "eth0", &lab._home, "eth0")?;
@@ -85,6 +96,7 @@ fn lab() -> anyhow::Result<Lab> {
             "eth0",
         ])?;
     }
+    (lab.gen_if, lab.mn_if) = (lab.gen_ns.ifindex("eth0")?, lab.mn.ifindex("eth0")?);
     Ok(lab)
 }
 
@@ -205,11 +217,10 @@ fn cli_ms(d: &Hagent, args: &[&str]) -> anyhow::Result<f64> {
     Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
-type Scenario = fn(&Lab, u32, u64, &mut Vec<String>) -> anyhow::Result<()>;
+type Scenario = fn(&Lab, &Params, &mut Vec<String>) -> anyhow::Result<()>;
 
-fn dad_off(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyhow::Result<()> {
-    let (gen_if, mn_if) = (lab.gen_ns.ifindex("eth0")?, lab.mn.ifindex("eth0")?);
-    let _ = (n, flood_s, gen_if, mn_if);
+fn dad_off(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+    let (n, gen_if) = (p.n, lab.gen_if);
     // 1. DAD off.
     step(&format!("1. {n} new registrations, DAD off"));
     let d = Hagent::start(&lab.ha, &config("allow", false, 262_144, true))?;
@@ -280,9 +291,8 @@ fn dad_off(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyhow:
     Ok(())
 }
 
-fn dad_on(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyhow::Result<()> {
-    let (gen_if, mn_if) = (lab.gen_ns.ifindex("eth0")?, lab.mn.ifindex("eth0")?);
-    let _ = (n, flood_s, gen_if, mn_if);
+fn dad_on(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+    let (n, gen_if) = (p.n, lab.gen_if);
     // 2. DAD on.
     step(&format!("2. {n} new registrations, DAD on"));
     let d = Hagent::start(&lab.ha, &config("allow", true, 262_144, true))?;
@@ -304,9 +314,8 @@ fn dad_on(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyhow::
     Ok(())
 }
 
-fn flood_deny(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyhow::Result<()> {
-    let (gen_if, mn_if) = (lab.gen_ns.ifindex("eth0")?, lab.mn.ifindex("eth0")?);
-    let _ = (n, flood_s, gen_if, mn_if);
+fn flood_deny(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+    let (flood_s, mn_if) = (p.flood_s, lab.mn_if);
     // 3. Flood under deny.
     step(&format!(
         "3. a {flood_s} s flood of new HoAs under deny, one ACL'd mobile node"
@@ -418,9 +427,8 @@ fn flood_deny(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyh
     Ok(())
 }
 
-fn flood_allow(lab: &Lab, n: u32, flood_s: u64, report: &mut Vec<String>) -> anyhow::Result<()> {
-    let (gen_if, mn_if) = (lab.gen_ns.ifindex("eth0")?, lab.mn.ifindex("eth0")?);
-    let _ = (n, flood_s, gen_if, mn_if);
+fn flood_allow(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+    let (flood_s, mn_if) = (p.flood_s, lab.mn_if);
     // 4. Flood under allow, 100k cache.
     step(&format!(
         "4. a {flood_s} s flood of new HoAs under allow into a 100,000-binding cache"
@@ -503,7 +511,7 @@ pub fn run() -> anyhow::Result<()> {
     ];
     for (name, f) in scenarios {
         if only.is_empty() || only.iter().any(|o| o == name) {
-            f(&lab, n, flood_s, &mut report)?;
+            f(&lab, &Params { n, flood_s }, &mut report)?;
         }
     }
 
