@@ -237,26 +237,11 @@ pub fn na_frame(
     flags: u8,
 ) -> [u8; NA_FRAME_LEN] {
     let mut f = [0u8; NA_FRAME_LEN];
-    write_na_frame(&mut f, dst_mac, src_mac, src, dst, target, flags);
-    f
-}
-
-/// Writes [`na_frame`] over every byte of `f` — which may be packet memory, so the programs
-/// need no copy of the frame on their stack.
-#[inline(always)]
-pub fn write_na_frame(
-    f: &mut [u8; NA_FRAME_LEN],
-    dst_mac: &[u8; 6],
-    src_mac: &[u8; 6],
-    src: &[u8; 16],
-    dst: &[u8; 16],
-    target: &[u8; 16],
-    flags: u8,
-) {
-    write_na_fields(f, dst_mac, src_mac, src, dst, target, flags);
-    let c = na_checksum(f).to_be_bytes();
+    write_na_fields(&mut f, dst_mac, src_mac, src, dst, target, flags);
+    let c = na_checksum(&f).to_be_bytes();
     f[NA_CHECKSUM] = c[0];
     f[NA_CHECKSUM + 1] = c[1];
+    f
 }
 
 /// Offset of the ICMPv6 checksum in an NA frame.

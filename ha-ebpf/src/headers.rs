@@ -1,6 +1,17 @@
-//! Header images the programs write: the RFC 2473 outer header and ICMPv6 Packet Too Big.
+//! Header images the programs write: Ethernet, the RFC 2473 outer header and ICMPv6 Packet Too
+//! Big.
 
-use crate::parse::{IPPROTO_ICMPV6, IPPROTO_IPV6, IPV6_HLEN};
+use crate::parse::{ETH_HLEN, ETH_P_IPV6, IPPROTO_ICMPV6, IPPROTO_IPV6, IPV6_HLEN};
+
+/// An Ethernet header for an IPv6 frame from `smac` to `dmac`.
+#[inline(always)]
+pub fn eth_header(dmac: &[u8; 6], smac: &[u8; 6]) -> [u8; ETH_HLEN] {
+    let mut e = [0u8; ETH_HLEN];
+    e[..6].copy_from_slice(dmac);
+    e[6..12].copy_from_slice(smac);
+    e[12..].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+    e
+}
 
 /// The outer IPv6 header of an IPv6-in-IPv6 tunnel packet (RFC 2473 §3.1): traffic class and
 /// flow label copied from the inner header (RFC 2473 §5.1, RFC 6438 permits reusing the inner

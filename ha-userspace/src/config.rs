@@ -264,6 +264,17 @@ impl Default for HomeAgentConfig {
     }
 }
 
+impl HomeAgentConfig {
+    /// The home addresses an ACL rule allows: registrations of these skip the per-source and
+    /// DAD bounds, and a slot of the cache is kept for each.
+    pub fn allowed_hoas(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.acl
+            .iter()
+            .filter(|r| r.action == AclVerdict::ALLOW)
+            .map(|r| r.hoa)
+    }
+}
+
 /// A TOML syntax or schema error as `file:line:col: message` with the offending line — unless
 /// that line may hold key material (`…key…`), which is never echoed.
 fn toml_error(text: &str, origin: &str, e: &toml::de::Error) -> anyhow::Error {
@@ -468,14 +479,7 @@ impl Config {
             _ => None,
         };
         // UMIP masks host bits (the parser warns about them): so do we.
-        let pfx = |(a, l): &(Ipv6Addr, u8)| {
-            let keep = if *l == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from((*l).min(128)))
-            };
-            format!("{}/{l}", Ipv6Addr::from(u128::from(*a) & keep))
-        };
+        let pfx = |&(a, l): &(Ipv6Addr, u8)| format!("{}/{l}", crate::system::network(a, l));
         let mut config = Config {
             role,
             home_agent: HomeAgentConfig {

@@ -18,8 +18,8 @@ use tokio::{
 };
 
 use crate::{
-    bindings::{ApplyError, BindingSpec, Bindings, Op, Origin},
-    config::{AclVerdict, Config, Role, is_global_unicast, parse_prefix},
+    bindings::Bindings,
+    config::{Config, Role, parse_prefix},
     control::{Command, ControlSocket, Request},
     dataplane::{self, Dataplane, DataplaneOptions},
     home_agent::HomeAgent,
@@ -102,7 +102,7 @@ fn load_dataplane(
         outer_hop_limit: d.outer_hop_limit,
         nexthop_cache: d.nexthop_cache,
         icmp_rate: d.icmp_rate,
-        max_dad: config.home_agent.limits.max_pending_dad + ha_acl_allowed(config) as u32 + 64,
+        max_dad: crate::home_agent::dad::map_size(&config.home_agent),
         bench_restore: false,
     })?;
     for s in served {
@@ -111,10 +111,7 @@ fn load_dataplane(
     if config.role == Role::HomeAgent {
         for a in ha_addresses {
             dataplane.add_local_address(*a)?;
-            if !served
-                .iter()
-                .any(|s| s.addresses.iter().any(|x| x.addr == *a))
-            {
+            if !served.iter().any(|s| s.has(a)) {
                 tracing::warn!(address = %a, "home agent address is not configured on any served interface");
             }
         }
@@ -130,15 +127,6 @@ fn load_dataplane(
         }
     }
     Ok(dataplane)
-}
-
-fn ha_acl_allowed(config: &Config) -> usize {
-    config
-        .home_agent
-        .acl
-        .iter()
-        .filter(|r| r.action == AclVerdict::ALLOW)
-        .count()
 }
 
 /// The event loop, from the bound control socket to the first termination signal.
@@ -164,13 +152,7 @@ async fn serve(
             bound: aya::maps::HashMap::try_from(aya::maps::Map::HashMap(
                 bindings.dataplane().map_handle(ha_common::maps::BINDINGS)?,
             ))?,
-            allowed: config
-                .home_agent
-                .acl
-                .iter()
-                .filter(|r| r.action == AclVerdict::ALLOW)
-                .map(|r| r.hoa)
-                .collect(),
+            allowed: config.home_agent.allowed_hoas().collect(),
         }),
         Role::MobileNode => None,
     };
@@ -311,11 +293,7 @@ async fn on_timers(role: &mut RoleState, bindings: &mut Bindings) {
     for hoa in bindings.expired(now) {
         match role {
             RoleState::HomeAgent(ha) => ha.on_expired(hoa, bindings, now).await,
-            RoleState::MobileNode(_) => {
-                if let Err(e) = bindings.apply(Op::Remove(hoa), now).await {
-                    tracing::warn!(%hoa, error = %e, "removing an expired binding failed");
-                }
-            }
+            RoleState::MobileNode(mn) => mn.on_expired(hoa, bindings, now).await,
         }
     }
     match role {
@@ -418,7 +396,8 @@ async fn handle(
                 }
                 RoleState::MobileNode(mn) => {
                     let _ = reply.send(
-                        mobile_node_static(mn, bindings, hoa, coa, lifetime, prefixes, now).await,
+                        mn.binding_add(hoa, coa, lifetime, prefixes, bindings, now)
+                            .await,
                     );
                 }
             }
@@ -433,12 +412,8 @@ async fn handle(
             };
             match role {
                 RoleState::HomeAgent(ha) => ha.binding_del(hoa, reply, bindings, now).await,
-                RoleState::MobileNode(_) => {
-                    let r = match bindings.apply(Op::Remove(hoa), now).await {
-                        Ok(_) => Ok(json!({ "removed": hoa })),
-                        Err(e) => Err(anyhow!(e)),
-                    };
-                    let _ = reply.send(r);
+                RoleState::MobileNode(mn) => {
+                    let _ = reply.send(mn.binding_del(hoa, bindings, now).await);
                 }
             }
         }
@@ -464,42 +439,4 @@ fn parse_binding_add(hoa: &str, coa: &str, prefixes: &[String]) -> anyhow::Resul
         .map(|p| parse_prefix(p).context("--prefix"))
         .collect::<anyhow::Result<_>>()?;
     Ok((h, c, p))
-}
-
-/// A static binding in the mobile node role (a tunnel to the home agent from `coa`).
-async fn mobile_node_static(
-    mn: &MobileNodeRole,
-    bindings: &mut Bindings,
-    hoa: Ipv6Addr,
-    coa: Ipv6Addr,
-    lifetime: Option<Duration>,
-    prefixes: Vec<(Ipv6Addr, u8)>,
-    now: Instant,
-) -> anyhow::Result<serde_json::Value> {
-    for (what, a) in [("home address", hoa), ("care-of address", coa)] {
-        if !is_global_unicast(&a) {
-            bail!("{what} {a} is not a global unicast address");
-        }
-    }
-    if !prefixes.is_empty() {
-        bail!("a mobile node routes no mobile network prefixes");
-    }
-    let spec = BindingSpec {
-        hoa,
-        coa,
-        ha_address: mn.home_agent(),
-        home_ifindex: mn.home_ifindex(),
-        sequence: 0,
-        lifetime,
-        flags: 0,
-        prefixes,
-        origin: Origin::Static,
-    };
-    match bindings.apply(Op::Put(spec), now).await {
-        Ok(_) => Ok(serde_json::to_value(bindings.view(&hoa, now)?)?),
-        Err(ApplyError::Full { capacity }) => {
-            bail!("the binding cache is full ({capacity} bindings)")
-        }
-        Err(e) => Err(anyhow!(e)),
-    }
 }

@@ -141,13 +141,9 @@ impl HomeLink {
     }
 
     /// Removes the IPv6 neighbour entries on the links `(ifindex, mac)` that point at that
-    /// interface's own MAC and for which `keep` says no: entries only hagent makes (by answering
-    /// the kernel's solicitations, or for a protected refusal). One dump; returns how many.
-    pub async fn sweep_neighbours(
-        &self,
-        links: &[(u32, [u8; 6])],
-        keep: impl Fn(Ipv6Addr) -> bool,
-    ) -> anyhow::Result<usize> {
+    /// interface's own MAC: entries only hagent makes (by answering the kernel's solicitations,
+    /// or for a protected refusal). One dump; returns how many.
+    pub async fn sweep_neighbours(&self, links: &[(u32, [u8; 6])]) -> anyhow::Result<usize> {
         let mut dump = self
             .handle()
             .neighbours()
@@ -169,7 +165,6 @@ impl HomeLink {
             });
             if let (Some(l), Some(d)) = (lladdr, dst)
                 && l == mac
-                && !keep(d)
             {
                 ours.push((ifindex, d));
             }

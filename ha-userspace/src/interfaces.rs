@@ -10,7 +10,7 @@ use crate::{
     config::{Config, Role, is_global_unicast, parse_prefix},
     homelink::OwnedRoute,
     system::{self, InterfaceAddress},
-    validate::{HomePrefix, Scope},
+    validate::{HomePrefix, MIN_PREFIX_LEN, Scope},
 };
 
 /// An interface the node serves.
@@ -32,6 +32,11 @@ impl Served {
             mac: self.mac,
             mtu: self.mtu,
         }
+    }
+
+    /// Whether `a` is configured on this interface.
+    pub fn has(&self, a: &Ipv6Addr) -> bool {
+        self.addresses.iter().any(|x| x.addr == *a)
     }
 
     /// A source for Neighbor Advertisements on this link: its link-local address, else any.
@@ -79,11 +84,7 @@ pub fn home_agent_addresses(config: &Config, served: &[Served]) -> anyhow::Resul
     if !config.home_agent.addresses.is_empty() {
         return Ok(config.home_agent.addresses.clone());
     }
-    let configured = |a: &Ipv6Addr| {
-        served
-            .iter()
-            .any(|s| s.addresses.iter().any(|x| x.addr == *a))
-    };
+    let configured = |a: &Ipv6Addr| served.iter().any(|s| s.has(a));
     let mut out: Vec<Ipv6Addr> = Vec::new();
     for set in &config.ipsec.sets {
         if configured(&set.home_agent) && !out.contains(&set.home_agent) {
@@ -113,31 +114,23 @@ pub fn home_agent_addresses(config: &Config, served: &[Served]) -> anyhow::Resul
     Ok(out)
 }
 
-fn masked(a: Ipv6Addr, len: u8) -> Ipv6Addr {
-    if len == 0 {
-        return Ipv6Addr::UNSPECIFIED;
-    }
-    Ipv6Addr::from(u128::from(a) & (u128::MAX << (128 - u32::from(len.min(128)))))
-}
-
 /// What the node serves and owns, for the trust boundary. Home prefixes: the on-link prefixes
 /// of the global addresses of the home links (the served interfaces that hold a home agent
 /// address), each with the home agent address there; and `home_agent.home_prefixes` (UMIP's
 /// `HaServedPrefix`), on the interface that holds the first home agent address.
 pub fn scope(config: &Config, served: &[Served], ha: &[Ipv6Addr]) -> Scope {
     let mut home_prefixes = Vec::new();
-    let ha_on = |s: &Served| {
-        ha.iter()
-            .find(|h| s.addresses.iter().any(|a| a.addr == **h))
-            .copied()
-    };
+    let ha_on = |s: &Served| ha.iter().find(|h| s.has(h)).copied();
     if config.role == Role::HomeAgent {
         for s in served {
             let Some(ha_address) = ha_on(s) else { continue };
             for a in &s.addresses {
-                if a.prefix_len >= 16 && a.prefix_len < 128 && is_global_unicast(&a.addr) {
+                if a.prefix_len >= MIN_PREFIX_LEN
+                    && a.prefix_len < 128
+                    && is_global_unicast(&a.addr)
+                {
                     let p = HomePrefix {
-                        prefix: masked(a.addr, a.prefix_len),
+                        prefix: system::network(a.addr, a.prefix_len),
                         len: a.prefix_len,
                         ifindex: s.ifindex,
                         ha_address,
@@ -148,10 +141,7 @@ pub fn scope(config: &Config, served: &[Served], ha: &[Ipv6Addr]) -> Scope {
                 }
             }
         }
-        let home = served.iter().find(|s| {
-            ha.first()
-                .is_some_and(|h| s.addresses.iter().any(|a| a.addr == *h))
-        });
+        let home = served.iter().find(|s| ha.first().is_some_and(|h| s.has(h)));
         let home = home.map(|s| (s, ha_on(s))).or_else(|| {
             // The home agent address is not on-link anywhere (a loopback address, say): the
             // extra prefixes go to the first served interface.
@@ -181,7 +171,7 @@ pub fn scope(config: &Config, served: &[Served], ha: &[Ipv6Addr]) -> Scope {
             local_addresses.push(a.addr);
         }
         if is_global_unicast(&a.addr) && a.prefix_len < 128 {
-            let p = (masked(a.addr, a.prefix_len), a.prefix_len);
+            let p = (system::network(a.addr, a.prefix_len), a.prefix_len);
             if !local_prefixes.contains(&p) {
                 local_prefixes.push(p);
             }
@@ -202,9 +192,9 @@ pub fn home_routes(scope: &Scope, served: &[Served]) -> Vec<OwnedRoute> {
         .iter()
         .filter(|p| {
             !served.iter().any(|s| {
-                s.addresses
-                    .iter()
-                    .any(|a| a.prefix_len == p.len && masked(a.addr, a.prefix_len) == p.prefix)
+                s.addresses.iter().any(|a| {
+                    a.prefix_len == p.len && system::network(a.addr, a.prefix_len) == p.prefix
+                })
             })
         })
         .map(|p| OwnedRoute {

@@ -69,17 +69,20 @@ impl Ndisc {
 
     /// Sends a DAD probe for `target` on `ifindex` (the XDP program watches for answers).
     pub fn probe(&self, ifindex: u32, target: Ipv6Addr) -> anyhow::Result<()> {
-        self.sender
-            .send(&dad_ns_packet(target), solicited_node(target), ifindex)
+        self.send_unspecified_ns(ifindex, target)
             .with_context(|| format!("sending the DAD probe for {target}"))
     }
 
     /// Sends a Neighbor Solicitation for `target` from the unspecified address (the node
-    /// that owns it answers all nodes).
+    /// that owns it answers all nodes) — the DAD probe's packet, for another purpose.
     pub fn solicit_unspecified(&self, ifindex: u32, target: Ipv6Addr) -> anyhow::Result<()> {
+        self.send_unspecified_ns(ifindex, target)
+            .with_context(|| format!("soliciting {target}"))
+    }
+
+    fn send_unspecified_ns(&self, ifindex: u32, target: Ipv6Addr) -> std::io::Result<()> {
         self.sender
             .send(&dad_ns_packet(target), solicited_node(target), ifindex)
-            .with_context(|| format!("soliciting {target}"))
     }
 
     /// Tells the link `ifindex` that `target` is now at `mac`.

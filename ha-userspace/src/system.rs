@@ -79,13 +79,27 @@ impl InterfaceAddress {
     }
 }
 
+/// The network bits of a `/len` prefix (`len` above 128 counts as 128).
+pub fn prefix_mask(len: u8) -> u128 {
+    match len.min(128) {
+        0 => 0,
+        l => u128::MAX << (128 - u32::from(l)),
+    }
+}
+
+/// `addr` with the bits after the first `len` cleared: the network of `addr/len`.
+pub fn network(addr: std::net::Ipv6Addr, len: u8) -> std::net::Ipv6Addr {
+    (u128::from(addr) & prefix_mask(len)).into()
+}
+
+/// The bits of `addr` after the first `len`.
+pub fn host_bits(addr: std::net::Ipv6Addr, len: u8) -> u128 {
+    u128::from(addr) & !prefix_mask(len)
+}
+
 /// Whether `addr` lies in `prefix/len`.
 pub fn prefix_contains(prefix: std::net::Ipv6Addr, len: u8, addr: std::net::Ipv6Addr) -> bool {
-    let len = len.min(128) as u32;
-    if len == 0 {
-        return true;
-    }
-    let mask = u128::MAX << (128 - len);
+    let mask = prefix_mask(len);
     u128::from(prefix) & mask == u128::from(addr) & mask
 }
 

@@ -9,7 +9,7 @@
 
 use std::{fmt, net::Ipv6Addr};
 
-use crate::system::prefix_contains;
+use crate::system::{host_bits, prefix_contains};
 
 /// The shortest prefix that may be served as a home prefix or bound as a mobile network prefix:
 /// anything shorter (`::/0`, `2000::/3`, ...) would let one binding claim a large part of the
@@ -97,7 +97,9 @@ impl fmt::Display for Problem {
             }
             Problem::InsideHomePrefix => "is inside a home prefix served here",
             Problem::NotHome => "is in no home prefix served here",
-            Problem::PrefixLength => "has a length outside 16..=128",
+            Problem::PrefixLength => {
+                return write!(f, "has a length outside {MIN_PREFIX_LEN}..=128");
+            }
             Problem::HostBits => "has bits set after its length",
             Problem::OverlapsHomePrefix => "overlaps a home prefix served here",
             Problem::OverlapsLocalPrefix => "overlaps the prefix of one of this node's addresses",
@@ -138,21 +140,12 @@ pub fn unicast_routable(a: &Ipv6Addr) -> Result<(), Problem> {
     Ok(())
 }
 
-/// The bits of `a` after the first `len`.
-fn host_part(a: &Ipv6Addr, len: u8) -> u128 {
-    if len >= 128 {
-        0
-    } else {
-        u128::from(*a) & (u128::MAX >> len)
-    }
-}
-
 /// Reserved anycast addresses of the subnet `len` (RFC 4291 §2.6.1, RFC 2526 §2).
 fn subnet_anycast(a: &Ipv6Addr, len: u8) -> Result<(), Problem> {
     if len >= 127 {
         return Ok(());
     }
-    let host = host_part(a, len);
+    let host = host_bits(*a, len);
     if host == 0 {
         return Err(Problem::SubnetRouterAnycast);
     }
@@ -243,7 +236,7 @@ pub fn well_formed_prefix(prefix: &Ipv6Addr, len: u8) -> Result<(), Problem> {
     if !(MIN_PREFIX_LEN..=128).contains(&len) {
         return Err(Problem::PrefixLength);
     }
-    if host_part(prefix, len) != 0 {
+    if host_bits(*prefix, len) != 0 {
         return Err(Problem::HostBits);
     }
     // The prefix's own address may be all zeros after the prefix (its subnet-router

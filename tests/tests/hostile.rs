@@ -30,14 +30,12 @@ fn scapy(ns: &Netns, args: &[&str]) -> anyhow::Result<Value> {
     serde_json::from_str(text.trim()).map_err(|e| anyhow::anyhow!("scapy said {text:?}: {e}"))
 }
 
-fn router_mac(lab: &SeedLab) -> anyhow::Result<String> {
-    Ok(String::from_utf8(
-        lab.router
-            .exec("cat", &["/sys/class/net/foreign0/address"])?
-            .stdout,
-    )?
-    .trim()
-    .to_string())
+/// The MAC address of `iface` in `ns`.
+fn mac(ns: &Netns, iface: &str) -> anyhow::Result<String> {
+    let path = format!("/sys/class/net/{iface}/address");
+    Ok(String::from_utf8(ns.exec("cat", &[&path])?.stdout)?
+        .trim()
+        .to_string())
 }
 
 /// A Neighbor Solicitation for the seed's HoA from `src` on the home router's home link;
@@ -66,7 +64,7 @@ fn bu(
     seq: u16,
     timeout: &str,
 ) -> anyhow::Result<Value> {
-    let mac = router_mac(lab)?;
+    let mac = mac(&lab.router, "foreign0")?;
     let seq = seq.to_string();
     let mut args = vec![
         "bu",
@@ -226,9 +224,7 @@ fn the_data_plane_answers_solicitations_for_bound_home_addresses_rfc6275_10_4_1(
     let lab = SeedLab::new()?;
     let ha = Hagent::start(&lab.ha, &config("deny", ""))?;
     ha.cli(&["binding", "add", seed::HOA, seed::COA])?;
-    let ha_mac = String::from_utf8(lab.ha.exec("cat", &["/sys/class/net/eth0/address"])?.stdout)?
-        .trim()
-        .to_string();
+    let ha_mac = mac(&lab.ha, "eth0")?;
     // The home router resolves the HoA.
     let na = solicit(&lab, seed::ROUTER_HOME, "3")?;
     assert_eq!(na["tlla"], ha_mac.as_str(), "{na}");
@@ -294,9 +290,7 @@ fn a_flood_of_new_home_addresses_holds_back_neither_the_acl_nor_the_cli() -> any
         return Ok(());
     }
     let lab = SeedLab::new()?;
-    let ha_mac = String::from_utf8(lab.ha.exec("cat", &["/sys/class/net/eth0/address"])?.stdout)?
-        .trim()
-        .to_string();
+    let ha_mac = mac(&lab.ha, "eth0")?;
     // The seed's policy: deny all but the ACL's mobile node.
     let ha = Hagent::start(&lab.ha, &config("deny", ""))?;
     // The attacker: another node (the correspondent's link), its BAs not in the way of the

@@ -13,13 +13,14 @@ use aya_ebpf::{
 use ha_common::stats::Counter;
 use ha_ebpf::{
     frame::Frame,
+    headers::eth_header,
     parse::{ETH_HLEN, ETH_P_IPV6, parse_ipv6, parse_l2},
 };
 
 use super::{
     maps::{HA_DEVMAP, bench_restore, count},
     nexthop::{Route, resolve},
-    xdp::{Pkt, eth_header, ingress_ifindex, load, raw, store},
+    xdp::{Pkt, ingress_ifindex, load, raw, store},
 };
 
 pub fn router(ctx: &XdpContext) -> u32 {

@@ -13,9 +13,7 @@ use aya_ebpf::{
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV6,
         bpf_adj_room_mode::{BPF_ADJ_ROOM_MAC, BPF_ADJ_ROOM_NET},
     },
-    helpers::{
-        bpf_csum_diff, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail, bpf_skb_load_bytes,
-    },
+    helpers::{bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail, bpf_skb_load_bytes},
     programs::TcContext,
 };
 use ha_common::{
@@ -32,14 +30,14 @@ use ha_common::{
 };
 use ha_ebpf::{
     classify::never_tunnel,
-    csum,
-    headers::{PTB_QUOTE_LEN, icmp_error_ipv6, outer_ipv6, ptb_header, tunnel_mtu},
+    headers::{PTB_QUOTE_LEN, eth_header, icmp_error_ipv6, outer_ipv6, ptb_header, tunnel_mtu},
     parse::{
         ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPV6_HLEN, Ipv6,
     },
 };
 
 use super::{
+    icmp,
     maps::{
         HA_ND_SEEN, HA_PUNT, HA_SIGNAL_COA, count, count_binding, icmp_error_allowed,
         lookup_binding, lookup_hoa, outer_hop_limit, role,
@@ -178,33 +176,19 @@ fn reflect_solicitation(ctx: &TcContext, ip: &Ipv6, len: usize) -> i32 {
         &target,
         NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE,
     );
-    // Checksum with the helper (an unrolled sum does not fit the stack): the addresses,
-    // contiguous in the IPv6 header, and the message.
-    let base = frame.as_mut_ptr();
+    let base = frame.as_ptr();
     // SAFETY: both ranges lie inside `frame`.
-    let (a, m) = unsafe {
-        (
-            bpf_csum_diff(
-                core::ptr::null_mut(),
-                0,
-                base.add(ETH_HLEN + 8) as *mut u32,
-                32,
-                0,
-            ),
-            bpf_csum_diff(
-                core::ptr::null_mut(),
-                0,
-                base.add(ETH_HLEN + IPV6_HLEN) as *mut u32,
-                NA_LEN as u32,
-                0,
-            ),
+    let Ok(c) = (unsafe {
+        icmp::checksum(
+            base.add(ETH_HLEN + 8),
+            base.add(ETH_HLEN + IPV6_HLEN),
+            NA_LEN as u32,
+            NA_LEN,
         )
-    };
-    if a < 0 || m < 0 {
+    }) else {
         return TC_OK;
-    }
-    let sum = csum::from_native(a as u64 + m as u64) + NA_LEN as u64 + IPPROTO_ICMPV6 as u64;
-    let c = csum::finish(sum).to_be_bytes();
+    };
+    let c = c.to_be_bytes();
     frame[NA_CHECKSUM] = c[0];
     frame[NA_CHECKSUM + 1] = c[1];
     // SAFETY: plain helper call on our own skb; nothing is read through old pointers after it.
@@ -339,11 +323,8 @@ fn packet_too_big(ctx: &TcContext, ip: &Ipv6, from: &[u8; 16], mtu: u32) -> Resu
     }
     ctx.adjust_room((IPV6_HLEN + 8) as i32, BPF_ADJ_ROOM_MAC, 0)
         .map_err(|_| ())?;
-    let mut eth = [0u8; ETH_HLEN];
-    eth[..6].copy_from_slice(&our_mac);
-    eth[6..12].copy_from_slice(&our_mac);
-    eth[12..].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
-    ctx.store(0, &eth, 0).map_err(|_| ())?;
+    ctx.store(0, &eth_header(&our_mac, &our_mac), 0)
+        .map_err(|_| ())?;
     ctx.store(ETH_HLEN, &icmp_error_ipv6(from, &ip.src, 64), 0)
         .map_err(|_| ())?;
     let hdr = ptb_header(mtu);
@@ -355,29 +336,9 @@ fn packet_too_big(ctx: &TcContext, ip: &Ipv6, from: &[u8; 16], mtu: u32) -> Resu
     if start + NEW + PTB_QUOTE_LEN > end {
         return Err(());
     }
-    let q = (start + NEW) as *mut u8;
-    let mut native = 0u64;
-    for (off, n) in [
-        (0usize, 512u32),
-        (512, 512),
-        (1024, (PTB_QUOTE_LEN - 1024) as u32),
-    ] {
-        // SAFETY: `q .. q + PTB_QUOTE_LEN` was bounds-checked above; off + n ≤ PTB_QUOTE_LEN.
-        let s = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, q.add(off) as *mut u32, n, 0) };
-        if s < 0 {
-            return Err(());
-        }
-        native += s as u64;
-    }
-    let sum = csum::pseudo_header(from, &ip.src, (8 + PTB_QUOTE_LEN) as u32, IPPROTO_ICMPV6)
-        + csum::sum_be16(&hdr)
-        + csum::from_native(native);
-    ctx.store(
-        ETH_HLEN + IPV6_HLEN + 2,
-        &csum::finish(sum).to_be_bytes(),
-        0,
-    )
-    .map_err(|_| ())
+    // SAFETY: `start + NEW .. + PTB_QUOTE_LEN` was bounds-checked above.
+    let c = unsafe { icmp::ptb_checksum(from, &ip.src, &hdr, (start + NEW) as *const u8)? };
+    ctx.store(ETH_HLEN + IPV6_HLEN + 2, &c, 0).map_err(|_| ())
 }
 
 /// Hands an inner packet of at most 1280 bytes to the daemon, which sends it through the

@@ -8,10 +8,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
-    helpers::{
-        bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
-        bpf_xdp_store_bytes,
-    },
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use ha_common::{
@@ -27,10 +24,11 @@ use ha_common::{
 };
 use ha_ebpf::{
     classify::never_tunnel,
-    csum,
     frame::Frame,
     hao::{DstOpts, HAO_SWAPPED, MAX_DSTOPTS_LEN, header_len, scan_dstopts},
-    headers::{PTB_QUOTE_LEN, icmp_error_ipv6, ptb_header, tunnel_mtu, write_tunnel_headers},
+    headers::{
+        PTB_QUOTE_LEN, eth_header, icmp_error_ipv6, ptb_header, tunnel_mtu, write_tunnel_headers,
+    },
     parse::{
         ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ESP, IPPROTO_ICMPV6, IPPROTO_IPV6,
         IPPROTO_MH, IPPROTO_ROUTING, IPV6_HLEN, Ipv6, parse_ipv6, parse_l2,
@@ -38,6 +36,7 @@ use ha_ebpf::{
 };
 
 use super::{
+    icmp,
     maps::{
         HA_DAD, HA_DEVMAP, HA_IFACES, HA_PUNT, HA_SCRATCH, bench_restore, count, count_binding,
         icmp_error_allowed, is_local, lookup_binding, lookup_hoa, outer_hop_limit, role,
@@ -108,15 +107,6 @@ fn adjust_head(ctx: &XdpContext, delta: i32) -> Result<(), ()> {
     } else {
         Err(())
     }
-}
-
-#[inline(always)]
-pub fn eth_header(dmac: &[u8; 6], smac: &[u8; 6]) -> [u8; ETH_HLEN] {
-    let mut e = [0u8; ETH_HLEN];
-    e[..6].copy_from_slice(dmac);
-    e[6..12].copy_from_slice(smac);
-    e[12..].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
-    e
 }
 
 /// Transmits a rewritten frame: back out of the ingress interface, or redirected.
@@ -316,23 +306,15 @@ fn neighbour_discovery(ctx: &XdpContext) -> u32 {
         return pass(Counter::PassMalformed, len);
     };
     // SAFETY: `addrs` is a bounds-checked 32-byte packet range, `msg` a 64-byte stack buffer.
-    let (a, m) = unsafe {
-        (
-            bpf_csum_diff(core::ptr::null_mut(), 0, addrs as *mut u32, 32, 0),
-            bpf_csum_diff(
-                core::ptr::null_mut(),
-                0,
-                msg.as_mut_ptr() as *mut u32,
-                NS_MAX_LEN as u32,
-                0,
-            ),
+    let sum = unsafe {
+        icmp::checksum(
+            addrs as *const u8,
+            msg.as_ptr(),
+            NS_MAX_LEN as u32,
+            icmp_len,
         )
     };
-    if a < 0 || m < 0 {
-        return pass(Counter::PassNdInvalid, len);
-    }
-    let sum = csum::from_native(a as u64 + m as u64) + icmp_len as u64 + IPPROTO_ICMPV6 as u64;
-    if csum::finish(sum) != 0 {
+    if sum != Ok(0) {
         return pass(Counter::PassNdInvalid, len);
     }
     // SAFETY: the value is copied out at once.
@@ -361,32 +343,15 @@ fn neighbour_discovery(ctx: &XdpContext) -> u32 {
         &target,
         flags,
     );
-    // Checksum: the addresses and the message, as above.
     // SAFETY: both ranges lie inside the NA_FRAME_LEN bytes checked at `f`.
-    let (a, m) = unsafe {
-        let base = f as *mut u8;
-        (
-            bpf_csum_diff(
-                core::ptr::null_mut(),
-                0,
-                base.add(L3 + 8) as *mut u32,
-                32,
-                0,
-            ),
-            bpf_csum_diff(
-                core::ptr::null_mut(),
-                0,
-                base.add(INNER) as *mut u32,
-                NA_LEN as u32,
-                0,
-            ),
-        )
+    let sum = unsafe {
+        let base = f as *const u8;
+        icmp::checksum(base.add(L3 + 8), base.add(INNER), NA_LEN as u32, NA_LEN)
     };
-    if a < 0 || m < 0 {
+    let Ok(sum) = sum else {
         return drop(Counter::DropHelperFailed, len);
-    }
-    let sum = csum::from_native(a as u64 + m as u64) + NA_LEN as u64 + IPPROTO_ICMPV6 as u64;
-    if store(ctx, NA_CHECKSUM, &csum::finish(sum).to_be_bytes()).is_err() {
+    };
+    if store(ctx, NA_CHECKSUM, &sum.to_be_bytes()).is_err() {
         return drop(Counter::DropHelperFailed, len);
     }
     count(
@@ -520,45 +485,16 @@ fn packet_too_big(ctx: &XdpContext, ip: &Ipv6, from: &[u8; 16], mtu: u32) -> Res
     dmac.copy_from_slice(&eth[6..12]);
     smac.copy_from_slice(&eth[..6]);
     store(ctx, 0, &eth_header(&dmac, &smac))?;
-    let ip6 = icmp_error_ipv6(from, &ip.src, 64);
-    store(ctx, L3, &ip6)?;
+    store(ctx, L3, &icmp_error_ipv6(from, &ip.src, 64))?;
     let hdr = ptb_header(mtu);
     store(ctx, INNER, &hdr)?;
 
-    // Checksum: pseudo-header and ICMPv6 header in network order, the quote by bpf_csum_diff
-    // (at most 512 bytes per call, in native 32-bit words).
-    let quote_off = INNER + 8;
     let q = Pkt(ctx)
-        .ptr_at_mut::<[u8; PTB_QUOTE_LEN]>(quote_off)
-        .ok_or(())? as *mut u8;
-    let mut native = 0u64;
-    for (off, n) in [
-        (0usize, 512u32),
-        (512, 512),
-        (1024, (PTB_QUOTE_LEN - 1024) as u32),
-    ] {
-        // SAFETY: `q .. q + PTB_QUOTE_LEN` was bounds-checked above; off + n ≤ PTB_QUOTE_LEN.
-        let s = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, q.add(off) as *mut u32, n, 0) };
-        if s < 0 {
-            return Err(());
-        }
-        native += s as u64;
-    }
-    let sum = csum::pseudo_header(
-        &ip6_src(&ip6),
-        &ip.src,
-        (8 + PTB_QUOTE_LEN) as u32,
-        IPPROTO_ICMPV6,
-    ) + csum::sum_be16(&hdr)
-        + csum::from_native(native);
-    store(ctx, INNER + 2, &csum::finish(sum).to_be_bytes())
-}
-
-#[inline(always)]
-fn ip6_src(h: &[u8; IPV6_HLEN]) -> [u8; 16] {
-    let mut s = [0u8; 16];
-    s.copy_from_slice(&h[8..24]);
-    s
+        .ptr_at::<[u8; PTB_QUOTE_LEN]>(INNER + 8)
+        .ok_or(())? as *const u8;
+    // SAFETY: `ptr_at` bounds-checked the quote.
+    let c = unsafe { icmp::ptb_checksum(from, &ip.src, &hdr, q)? };
+    store(ctx, INNER + 2, &c)
 }
 
 /// Hands an inner packet of at most 1280 bytes whose tunnel packet must be fragmented to the

@@ -224,7 +224,11 @@ impl Bindings {
 
     async fn sweep_neighbours(&self) -> anyhow::Result<usize> {
         let links: Vec<(u32, [u8; 6])> = self.links.iter().map(|l| (l.ifindex, l.mac)).collect();
-        self.kernel.sweep_neighbours(&links, |_| false).await
+        self.kernel.sweep_neighbours(&links).await
+    }
+
+    fn link(&self, ifindex: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.ifindex == ifindex)
     }
 
     pub fn get(&self, hoa: &Ipv6Addr) -> Option<&Binding> {
@@ -303,11 +307,7 @@ impl Bindings {
             lifetime_remaining_s: b.lifetime_remaining(now),
             origin: s.origin,
             id: b.id,
-            interface: self
-                .links
-                .iter()
-                .find(|l| l.ifindex == s.home_ifindex)
-                .map(|l| l.name.clone()),
+            interface: self.link(s.home_ifindex).map(|l| l.name.clone()),
             prefixes: s.prefixes.iter().map(|(p, l)| format!("{p}/{l}")).collect(),
             packets_tunnelled: c.tunnelled_packets,
             bytes_tunnelled: c.tunnelled_bytes,
@@ -498,11 +498,7 @@ impl Bindings {
     }
 
     fn prefix_route(&self, spec: &BindingSpec, (prefix, len): (Ipv6Addr, u8)) -> OwnedRoute {
-        let mtu = self
-            .links
-            .iter()
-            .find(|l| l.ifindex == spec.home_ifindex)
-            .map_or(1500, |l| l.mtu);
+        let mtu = self.link(spec.home_ifindex).map_or(1500, |l| l.mtu);
         OwnedRoute {
             prefix,
             len,
@@ -646,9 +642,7 @@ impl Bindings {
     /// routed out of the home link, where the TC program adds the RH2 and redirects it.
     pub async fn route_refusal(&mut self, hoa: Ipv6Addr, ifindex: u32) -> anyhow::Result<()> {
         let mac = self
-            .links
-            .iter()
-            .find(|l| l.ifindex == ifindex)
+            .link(ifindex)
             .map(|l| l.mac)
             .ok_or_else(|| anyhow!("interface {ifindex} is not served"))?;
         self.kernel.add_neighbour(ifindex, hoa, mac).await?;
@@ -711,48 +705,7 @@ impl Bindings {
 /// then the manually keyed SAs. A failure removes what was installed.
 async fn start_ipsec(config: &Config) -> anyhow::Result<Ipsec> {
     let mut ipsec = Ipsec::new()?;
-    let side = Side::of(config.role);
-    let mut policies = ipsec::nd_bypass_policies();
-    for set in &config.ipsec.sets {
-        policies.extend(ipsec::transport_policies(set, side)?);
-    }
-    let mut result = Ok(());
-    for p in &policies {
-        if let Err(e) = ipsec.install(p).await {
-            result = Err(e);
-            break;
-        }
-    }
-    if result.is_ok() {
-        result = ipsec.probe_esp().await;
-    }
-    if result.is_ok() {
-        for sa in &config.ipsec.manual_sas {
-            if let Err(e) = ipsec.install_sa(sa).await {
-                result = Err(e);
-                break;
-            }
-        }
-    }
-    if result.is_ok()
-        && let Some(path) = &config.ipsec.sa_file
-    {
-        match crate::config::setkey::parse_file(path) {
-            Ok(f) => {
-                for w in &f.warnings {
-                    tracing::warn!("{w}");
-                }
-                for sa in &f.sas {
-                    if let Err(e) = ipsec.install_sa(sa).await {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            Err(e) => result = Err(anyhow!("{e}")),
-        }
-    }
-    if let Err(e) = result {
+    if let Err(e) = install_ipsec(&mut ipsec, config).await {
         if let Err(cleanup) = ipsec.remove_all().await {
             tracing::error!(error = %format!("{cleanup:#}"), "removing the IPsec policies again failed");
         }
@@ -763,4 +716,29 @@ async fn start_ipsec(config: &Config) -> anyhow::Result<Ipsec> {
         "IPsec policies installed"
     );
     Ok(ipsec)
+}
+
+async fn install_ipsec(ipsec: &mut Ipsec, config: &Config) -> anyhow::Result<()> {
+    let side = Side::of(config.role);
+    let mut policies = ipsec::nd_bypass_policies();
+    for set in &config.ipsec.sets {
+        policies.extend(ipsec::transport_policies(set, side)?);
+    }
+    for p in &policies {
+        ipsec.install(p).await?;
+    }
+    ipsec.probe_esp().await?;
+    for sa in &config.ipsec.manual_sas {
+        ipsec.install_sa(sa).await?;
+    }
+    if let Some(path) = &config.ipsec.sa_file {
+        let f = crate::config::setkey::parse_file(path).map_err(|e| anyhow!("{e}"))?;
+        for w in &f.warnings {
+            tracing::warn!("{w}");
+        }
+        for sa in &f.sas {
+            ipsec.install_sa(sa).await?;
+        }
+    }
+    Ok(())
 }

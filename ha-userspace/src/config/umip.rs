@@ -1102,15 +1102,11 @@ fn homoglyph_fix(w: &str) -> Option<Ipv6Addr> {
 }
 
 fn has_host_bits((addr, len): Prefix) -> bool {
-    len < 128 && u128::from(addr) & (u128::MAX >> len) != 0
+    crate::system::host_bits(addr, len) != 0
 }
 
 fn network_of((addr, len): Prefix) -> Ipv6Addr {
-    if len == 0 {
-        Ipv6Addr::UNSPECIFIED
-    } else {
-        Ipv6Addr::from(u128::from(addr) & (u128::MAX << (128 - u32::from(len))))
-    }
+    crate::system::network(addr, len)
 }
 
 fn check_ifname(name: &str) -> bool {

@@ -12,9 +12,20 @@ use std::{
 };
 
 use crate::{
+    config::HomeAgentConfig,
     dataplane::DadProbes,
     ndisc::{DAD_TIMEOUT, Ndisc},
 };
+
+/// Probes for static bindings the operator may have in flight beyond the configured bound
+/// (one `hagent binding add` each; a full map answers the operator with an error).
+const OPERATOR_PROBES: u32 = 64;
+
+/// The size of the data plane's `HA_DAD` map: the probes `limits.max_pending_dad` allows, one
+/// per HoA an ACL rule allows (exempt from that bound) and the operator's.
+pub fn map_size(config: &HomeAgentConfig) -> u32 {
+    config.limits.max_pending_dad + config.allowed_hoas().count() as u32 + OPERATOR_PROBES
+}
 
 /// The probes in flight.
 pub struct Dad {

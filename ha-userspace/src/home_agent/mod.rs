@@ -360,9 +360,4 @@ impl HomeAgent {
             "dropped_queue_full": dropped_queue_full,
         })
     }
-
-    /// Whether an ACL rule allows `hoa`.
-    pub fn is_allowed(&self, hoa: &Ipv6Addr) -> bool {
-        self.registrations.is_allowed(hoa)
-    }
 }

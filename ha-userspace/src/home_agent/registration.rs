@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     bindings::{Applied, ApplyError, Binding, BindingSpec, Op, Origin},
-    config::{AclVerdict, HomeAgentConfig},
+    config::HomeAgentConfig,
     validate::{Problem, Scope},
 };
 
@@ -152,6 +152,9 @@ pub struct Registrations {
     stats: Stats,
 }
 
+/// What an operator is told when the cache has no room.
+const CACHE_FULL: &str = "the binding cache is full (dataplane.max_bindings)";
+
 /// The BA of a home registration to `bu`.
 fn ba(status: u8, sequence: u16, lifetime_units: u16, flags: u8) -> BaFields {
     BaFields {
@@ -165,12 +168,7 @@ fn ba(status: u8, sequence: u16, lifetime_units: u16, flags: u8) -> BaFields {
 impl Registrations {
     /// `capacity`: the binding cache's size.
     pub fn new(config: &HomeAgentConfig, scope: Scope, capacity: usize) -> Self {
-        let allowed: HashSet<Ipv6Addr> = config
-            .acl
-            .iter()
-            .filter(|r| r.action == AclVerdict::ALLOW)
-            .map(|r| r.hoa)
-            .collect();
+        let allowed: HashSet<Ipv6Addr> = config.allowed_hoas().collect();
         let l = &config.limits;
         Self {
             allowed_unbound: allowed.len(),
@@ -209,11 +207,6 @@ impl Registrations {
         self.phases.len()
     }
 
-    /// Whether an ACL rule allows `hoa` (its BUs are never held back by admission).
-    pub fn is_allowed(&self, hoa: &Ipv6Addr) -> bool {
-        self.allowed.contains(hoa)
-    }
-
     /// The next thing to do.
     pub fn poll_effect(&mut self) -> Option<Effect> {
         self.effects.pop_front()
@@ -232,9 +225,7 @@ impl Registrations {
             Waiter::Operator(id) => self.effects.push_back(Effect::Reply {
                 id,
                 result: Err(match fields.status {
-                    status::INSUFFICIENT_RESOURCES => {
-                        "the binding cache is full (dataplane.max_bindings)".to_string()
-                    }
+                    status::INSUFFICIENT_RESOURCES => CACHE_FULL.to_string(),
                     status::DAD_FAILED => {
                         "the address is in use on the home link (duplicate address detection)"
                             .to_string()
@@ -520,23 +511,20 @@ impl Registrations {
                 }
                 (Ok(_), _) => self.stats.removed += 1,
                 (Err(ApplyError::NotBound(_)), Waiter::MobileNode(bu)) => {
-                    let seq = bu.sequence;
-                    self.refuse(&bu, status::NOT_HOME_AGENT_FOR_MN, seq)
+                    self.refuse(&bu, status::NOT_HOME_AGENT_FOR_MN, bu.sequence)
                 }
                 (Err(e), Waiter::MobileNode(bu)) => {
-                    let seq = bu.sequence;
-                    self.refuse(&bu, status::UNSPECIFIED, seq);
+                    self.refuse(&bu, status::UNSPECIFIED, bu.sequence);
                     tracing::warn!(%hoa, error = %e, "deregistration failed");
                 }
                 (Err(e), Waiter::Operator(id)) => self.reply_err(id, e.to_string()),
                 (Err(_), Waiter::Nobody) => {}
             },
-            // A change this machine did not start (the mobile node role, a removal at
-            // shutdown): nothing waits for it.
             Some(Phase::Dad(p)) => {
                 // Cannot happen: DAD ends before the change is applied. Keep the entry.
                 self.phases.insert(hoa, Phase::Dad(p));
             }
+            // A change this machine did not start: nothing waits for it.
             None => {}
         }
     }
@@ -572,12 +560,7 @@ impl Registrations {
         // node retransmits, and finds the static binding).
         match self.phases.remove(&hoa) {
             Some(Phase::Dad(p)) => {
-                self.dad_bounded -= usize::from(p.bounded);
-                self.new_in_flight -= 1;
-                self.effects.push_back(Effect::CancelDad { hoa });
-                if let Waiter::Operator(other) = p.waiter {
-                    self.reply_err(other, format!("superseded by another request for {hoa}"));
-                }
+                self.cancel_dad(hoa, p, format!("superseded by another request for {hoa}"))
             }
             Some(other) => {
                 self.phases.insert(hoa, other);
@@ -587,7 +570,7 @@ impl Registrations {
         }
         let new = existing.is_none();
         if new && !self.room(bindings, true) {
-            return self.reply_err(id, "the binding cache is full (dataplane.max_bindings)");
+            return self.reply_err(id, CACHE_FULL);
         }
         let spec = BindingSpec {
             hoa,
@@ -611,17 +594,23 @@ impl Registrations {
         });
     }
 
+    /// Ends `hoa`'s registration in DAD (taken out of `phases`) for an operator's request;
+    /// an operator waiting for it is told `why`, a mobile node retransmits.
+    fn cancel_dad(&mut self, hoa: Ipv6Addr, p: Pending, why: String) {
+        self.dad_bounded -= usize::from(p.bounded);
+        self.new_in_flight -= 1;
+        self.effects.push_back(Effect::CancelDad { hoa });
+        if let Waiter::Operator(other) = p.waiter {
+            self.reply_err(other, why);
+        }
+    }
+
     /// An operator removes the binding of `hoa` (request `id`); a registration of it in
     /// progress is cancelled first, so nothing brings it back.
     pub fn handle_static_remove(&mut self, id: u64, hoa: Ipv6Addr, bound: bool) {
         let cancelled = match self.phases.remove(&hoa) {
             Some(Phase::Dad(p)) => {
-                self.dad_bounded -= usize::from(p.bounded);
-                self.new_in_flight -= 1;
-                self.effects.push_back(Effect::CancelDad { hoa });
-                if let Waiter::Operator(other) = p.waiter {
-                    self.reply_err(other, format!("cancelled: {hoa} was removed"));
-                }
+                self.cancel_dad(hoa, p, format!("cancelled: {hoa} was removed"));
                 true
             }
             Some(other) => {

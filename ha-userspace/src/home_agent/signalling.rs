@@ -74,14 +74,14 @@ impl Signalling {
         let bound = bindings.get(&bu.hoa).is_some();
         if bound {
             // The binding's route: the packet reaches TC at once.
-            self.log_send(bu, &fields, refresh_units);
+            self.send_protected(bu, &fields, refresh_units);
             bindings.forget_signal_coa(bu.hoa, bu.coa);
             return;
         }
         if fields.status == status::DAD_FAILED {
             // Another node on the home link holds the HoA: the kernel resolves it to that
             // node (a neighbour entry of ours would hijack it) and may still be doing so.
-            self.log_send(bu, &fields, refresh_units);
+            self.send_protected(bu, &fields, refresh_units);
             self.forget
                 .push_back((now + SIGNAL_COA_HOLD, bu.hoa, bu.coa));
             return;
@@ -95,7 +95,7 @@ impl Signalling {
         };
         match bindings.route_refusal(bu.hoa, ifindex).await {
             Ok(()) => {
-                self.log_send(bu, &fields, refresh_units);
+                self.send_protected(bu, &fields, refresh_units);
                 bindings.unroute_refusal(bu.hoa, ifindex).await;
             }
             Err(e) => {
@@ -106,7 +106,12 @@ impl Signalling {
         bindings.forget_signal_coa(bu.hoa, bu.coa);
     }
 
-    fn log_send(&mut self, bu: &BindingUpdate, fields: &BaFields, refresh_units: Option<u16>) {
+    fn send_protected(
+        &mut self,
+        bu: &BindingUpdate,
+        fields: &BaFields,
+        refresh_units: Option<u16>,
+    ) {
         if let Err(e) = self.transmit(bu, fields, refresh_units, true) {
             tracing::warn!(hoa = %bu.hoa, coa = %bu.coa, status = fields.status, error = %format!("{e:#}"), "sending a protected BA failed");
         }

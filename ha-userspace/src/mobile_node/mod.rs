@@ -6,12 +6,12 @@ pub mod bul;
 
 use std::{net::Ipv6Addr, time::Duration, time::Instant};
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use ha_common::mh;
 
 use self::bul::{Action, Location, MnSettings, MobileNode};
 use crate::{
-    bindings::{BindingSpec, Bindings, Op, Origin},
+    bindings::{ApplyError, BindingSpec, Bindings, Op, Origin},
     config::{MobileNodeConfig, is_global_unicast},
     homelink::HomeLink,
     interfaces::Served,
@@ -95,13 +95,8 @@ impl MobileNodeRole {
         &self.bul
     }
 
-    /// The home agent's address (the tunnel's far end).
-    pub fn home_agent(&self) -> Ipv6Addr {
-        self.config.home_agent
-    }
-
     /// The interface bindings are made on (the first served).
-    pub fn home_ifindex(&self) -> u32 {
+    fn home_ifindex(&self) -> u32 {
         self.links.first().map_or(0, |l| l.ifindex)
     }
 
@@ -204,7 +199,7 @@ impl MobileNodeRole {
                     .await?;
             }
             Action::RemoveBinding => match bindings.apply(Op::Remove(hoa), now).await {
-                Ok(_) | Err(crate::bindings::ApplyError::NotBound(_)) => {}
+                Ok(_) | Err(ApplyError::NotBound(_)) => {}
                 Err(e) => return Err(e.into()),
             },
             Action::SendBu {
@@ -278,6 +273,63 @@ impl MobileNodeRole {
             .bul
             .on_ba(ba.status, ba.sequence, ba.lifetime_units, refresh, now);
         self.run(actions, bindings, now).await;
+    }
+
+    /// The operator's static binding (`hagent binding add`): a tunnel to the home agent from
+    /// `coa`.
+    pub async fn binding_add(
+        &self,
+        hoa: Ipv6Addr,
+        coa: Ipv6Addr,
+        lifetime: Option<Duration>,
+        prefixes: Vec<(Ipv6Addr, u8)>,
+        bindings: &mut Bindings,
+        now: Instant,
+    ) -> anyhow::Result<serde_json::Value> {
+        for (what, a) in [("home address", hoa), ("care-of address", coa)] {
+            if !is_global_unicast(&a) {
+                bail!("{what} {a} is not a global unicast address");
+            }
+        }
+        if !prefixes.is_empty() {
+            bail!("a mobile node routes no mobile network prefixes");
+        }
+        let spec = BindingSpec {
+            hoa,
+            coa,
+            ha_address: self.config.home_agent,
+            home_ifindex: self.home_ifindex(),
+            sequence: 0,
+            lifetime,
+            flags: 0,
+            prefixes,
+            origin: Origin::Static,
+        };
+        match bindings.apply(Op::Put(spec), now).await {
+            Ok(_) => Ok(serde_json::to_value(bindings.view(&hoa, now)?)?),
+            Err(ApplyError::Full { capacity }) => {
+                bail!("the binding cache is full ({capacity} bindings)")
+            }
+            Err(e) => Err(anyhow!(e)),
+        }
+    }
+
+    /// The operator removes a binding (`hagent binding del`).
+    pub async fn binding_del(
+        &self,
+        hoa: Ipv6Addr,
+        bindings: &mut Bindings,
+        now: Instant,
+    ) -> anyhow::Result<serde_json::Value> {
+        bindings.apply(Op::Remove(hoa), now).await?;
+        Ok(serde_json::json!({ "removed": hoa }))
+    }
+
+    /// A binding's lifetime ran out (a static one with `--lifetime`).
+    pub async fn on_expired(&mut self, hoa: Ipv6Addr, bindings: &mut Bindings, now: Instant) {
+        if let Err(e) = bindings.apply(Op::Remove(hoa), now).await {
+            tracing::warn!(%hoa, error = %e, "removing an expired binding failed");
+        }
     }
 
     /// Removes what the role added (the HoA on the loopback).
