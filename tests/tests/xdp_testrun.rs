@@ -858,6 +858,11 @@ fn dad_probes_note_a_conflict_rfc4862_5_4_3() -> anyhow::Result<()> {
             let (group, group_mac) = solicited(b);
             let probe = ns_frame(PEER_MAC, group_mac, Ipv6Addr::UNSPECIFIED, group, b, &[]);
             assert_eq!(run(dp, fx.ifindex, &probe).unwrap().0, XDP_PASS);
+            // An advertisement for `c` that was routed here (hop limit below 255, RFC 4861
+            // §7.1.2) is no evidence: an off-link node must not fail a registration's DAD.
+            let mut routed = na_frame([0x33, 0x33, 0, 0, 0, 1], PEER_MAC, c, all_nodes, c, 0x20);
+            routed[14 + 7] = 64;
+            assert_eq!(run(dp, fx.ifindex, &routed).unwrap().0, XDP_PASS);
             assert_eq!(counter(dp, "dad_conflict_seen"), 2);
             assert_eq!(probes.finish(a).unwrap(), Some(true));
             assert_eq!(probes.finish(b).unwrap(), Some(true));

@@ -17,8 +17,8 @@ use ha_common::{
         PUNT_REASON_FRAGMENT, PuntRecord, ROLE_MOBILE_NODE,
     },
     nd::{
-        ICMPV6_NA, ICMPV6_NS, NA_CHECKSUM, NA_FRAME_LEN, NA_LEN, ND_MIN_LEN, NS_MAX_LEN,
-        check_ns_fields, proxy_reply, write_na_fields,
+        ICMPV6_NA, ICMPV6_NS, NA_CHECKSUM, NA_FRAME_LEN, NA_LEN, ND_HOP_LIMIT, ND_MIN_LEN,
+        NS_MAX_LEN, check_ns_fields, proxy_reply, write_na_fields,
     },
     stats::Counter,
 };
@@ -223,8 +223,8 @@ fn downlink(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
 /// kernel a per-binding entry:
 ///
 /// - Duplicate Address Detection for new bindings: an advertisement for an address the daemon
-///   is probing, or another node's probe for it, marks the probe in `HA_DAD` (RFC 4862 §5.4.3,
-///   §5.4.4). The daemon reads the mark when the probe ends.
+///   is probing, or another node's probe for it — with hop limit 255, so from the link —
+///   marks the probe in `HA_DAD` (RFC 4862 §5.4.3, §5.4.4). The daemon reads the mark when the probe ends.
 /// - Defending bound home addresses (RFC 6275 §10.4.1): a valid solicitation for a HoA bound
 ///   on this link gets a Neighbor Advertisement with this interface's MAC, sent back out
 ///   (XDP_TX) — to all nodes for a DAD probe, so a mobile node coming home hears that its
@@ -276,8 +276,11 @@ fn neighbour_discovery(ctx: &XdpContext) -> u32 {
     }
     let mut target = [0u8; 16];
     target.copy_from_slice(&msg[8..24]);
+    // Only from the link itself (RFC 4861 §7.1: hop limit 255): an off-link sender that knows
+    // a registration is under way cannot fail its DAD.
     let unspecified_src = ip.src == [0u8; 16];
     if (icmp_type == ICMPV6_NA || unspecified_src)
+        && ip.hop_limit == ND_HOP_LIMIT
         && let Some(probe) = HA_DAD.get_ptr_mut(target)
     {
         // SAFETY: a map value of this program's map, valid for the run; a plain store.
