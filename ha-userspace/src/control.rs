@@ -24,6 +24,9 @@ pub const DEFAULT_SOCKET: &str = "/run/hagent/hagent.sock";
 /// Longest request line accepted; anything longer is a client bug or an attack.
 const MAX_REQUEST: usize = 64 * 1024;
 
+/// Longest page of bindings one `Bindings` request returns (the client asks for the next).
+pub const MAX_PAGE: u32 = 1000;
+
 /// A request to the daemon.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
@@ -31,7 +34,7 @@ pub enum Request {
     /// Global counters, attachments and slow-path statistics.
     Stats,
     /// A page of the binding cache (in home address order) with per-binding counters:
-    /// `{"total": N, "bindings": [...]}`. At most `limit` (and at most 1000) bindings after
+    /// `{"total": N, "bindings": [...]}`. At most `limit` (and at most [`MAX_PAGE`]) bindings after
     /// `after`; the client asks for the next page — so a listing of a million bindings never
     /// holds up the daemon.
     Bindings {

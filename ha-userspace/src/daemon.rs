@@ -20,7 +20,7 @@ use tokio::{
 use crate::{
     bindings::Bindings,
     config::{Config, Role, parse_prefix},
-    control::{Command, ControlSocket, Request},
+    control::{Command, ControlSocket, MAX_PAGE, Request},
     dataplane::{self, Dataplane, DataplaneOptions},
     home_agent::HomeAgent,
     interfaces::{self, Served},
@@ -31,8 +31,6 @@ use crate::{
     validate::Scope,
 };
 
-/// Longest page of bindings one control request returns (the CLI asks for the next).
-pub const MAX_PAGE: usize = 1000;
 /// Mobility Headers handled per wake-up of the loop: a signal or a control request waits for
 /// at most one batch (a few milliseconds).
 const BATCH: usize = 64;
@@ -368,7 +366,7 @@ async fn handle(
                             .map_err(|_| anyhow!("invalid home address {a:?}"))
                     })
                     .transpose()?;
-                let limit = limit.map_or(MAX_PAGE, |l| (l as usize).min(MAX_PAGE));
+                let limit = limit.map_or(MAX_PAGE, |l| l.min(MAX_PAGE)) as usize;
                 let page = bindings.page(after, limit, now)?;
                 Ok(json!({ "total": bindings.len(), "bindings": page }))
             })();

@@ -226,7 +226,8 @@ fn list_bindings(
         print_bindings_header();
     }
     loop {
-        let want = limit.map_or(1000, |l| l.saturating_sub(shown).min(1000));
+        let page_max = u64::from(control::MAX_PAGE);
+        let want = limit.map_or(page_max, |l| l.saturating_sub(shown).min(page_max));
         if want == 0 {
             break;
         }

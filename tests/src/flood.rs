@@ -14,8 +14,7 @@ use std::{
 };
 
 use anyhow::bail;
-use ha_common::mh::{self, BuFields};
-use hagent::mobility::ipv6_header;
+use ha_common::mh;
 
 use crate::Netns;
 
@@ -27,25 +26,7 @@ pub fn bu_packet(
     seq: u16,
     lifetime_units: u16,
 ) -> Vec<u8> {
-    let mut mhbuf = [0u8; 16];
-    let n = mh::build_binding_update(
-        &mut mhbuf,
-        &hoa.octets(),
-        &ha.octets(),
-        &BuFields {
-            sequence: seq,
-            flags: mh::BU_FLAG_A | mh::BU_FLAG_H,
-            lifetime_units,
-        },
-        &[],
-    )
-    .expect("BU");
-    let mut d = [0u8; 24];
-    mh::build_hao_dest_opts(&mut d, mh::IPPROTO_MH, &hoa.octets()).expect("HAO");
-    let mut p = ipv6_header(mh::IPPROTO_DSTOPTS, 64, coa, ha, 24 + n).to_vec();
-    p.extend_from_slice(&d);
-    p.extend_from_slice(&mhbuf[..n]);
-    p
+    hagent::mobility::bu_packet(hoa, coa, ha, seq, lifetime_units).expect("a BU fits")
 }
 
 /// Sockets of a generator, opened in the namespace of the calling thread.
