@@ -50,8 +50,15 @@ const _: () = assert!(core::mem::size_of::<BindingEntry>() == 48);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Iface {
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// `XDP_MODE_*` the program is attached in (for the next daemon; programs ignore it).
+    pub xdp_mode: u8,
+    pub _pad: u8,
 }
+
+/// `Iface::xdp_mode`: native (driver) mode.
+pub const XDP_MODE_NATIVE: u8 = 1;
+/// `Iface::xdp_mode`: generic (skb) mode.
+pub const XDP_MODE_GENERIC: u8 = 2;
 const _: () = assert!(core::mem::size_of::<Iface>() == 8);
 
 /// Value of a [`crate::maps::DAD`] entry: Duplicate Address Detection for the key is running
@@ -129,6 +136,43 @@ pub struct PuntRecord {
 }
 const _: () = assert!(core::mem::size_of::<PuntRecord>() == 8 + 48 + PUNT_MAX_PACKET);
 
+/// `BindingRecord::origin`: added by the operator.
+pub const ORIGIN_STATIC: u8 = 0;
+/// `BindingRecord::origin`: registered by a mobile node.
+pub const ORIGIN_REGISTERED: u8 = 1;
+/// `BindingRecord::expires_ns` of a binding that never expires.
+pub const NEVER_EXPIRES: u64 = u64::MAX;
+
+/// What the daemon must know of a binding to carry on after a restart (value of
+/// [`crate::maps::RECORDS`], keyed by HoA; the programs never read it). Written before the
+/// Binding Acknowledgement leaves, so a restarted daemon knows every sequence number it
+/// acknowledged. Times are `CLOCK_BOOTTIME` nanoseconds: that clock survives a process
+/// restart (and counts a suspend, as a binding lifetime must). Mobile network prefixes are
+/// not repeated here: the prefix trie holds them with this binding's `binding_id`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindingRecord {
+    pub hoa: Ipv6Addr,
+    pub coa: Ipv6Addr,
+    pub ha_address: Ipv6Addr,
+    pub registered_ns: u64,
+    /// [`NEVER_EXPIRES`] for no expiry.
+    pub expires_ns: u64,
+    pub home_ifindex: u32,
+    /// `BINDING_F_*` as registered (without the IPsec flag, which follows the configuration).
+    pub flags: u32,
+    pub binding_id: u32,
+    pub sequence: u16,
+    /// `ORIGIN_*`.
+    pub origin: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<BindingRecord>() == 80);
+
+/// Version of the pinned maps' layout (names, types, key and value structs). A daemon adopts
+/// a pinned data plane only with the same version; change it with any of them.
+pub const LAYOUT_VERSION: u32 = 1;
+
 /// Role of the node the programs run on.
 pub const ROLE_HOME_AGENT: u8 = 0;
 pub const ROLE_MOBILE_NODE: u8 = 1;
@@ -144,4 +188,5 @@ mod pod {
     unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for BindingCounters {}
     unsafe impl aya::Pod for RateLimit {}
+    unsafe impl aya::Pod for BindingRecord {}
 }

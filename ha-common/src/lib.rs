@@ -47,6 +47,13 @@ pub mod maps {
     /// own Neighbor Solicitations (so the kernel holds a neighbour entry for them pointing at
     /// this node, which the daemon deletes when the binding goes).
     pub const ND_SEEN: &str = "HA_ND_SEEN";
+    /// Hash map HoA → [`crate::abi::BindingRecord`]: the daemon's binding cache, kept in the
+    /// kernel so that it survives the daemon (the programs never read it).
+    pub const RECORDS: &str = "HA_RECORDS";
+    /// Array of one `u32`: the [`crate::abi::LAYOUT_VERSION`] of the maps pinned with it.
+    pub const LAYOUT: &str = "HA_LAYOUT";
+    /// Scratch space of the programs (per CPU).
+    pub const SCRATCH: &str = "HA_SCRATCH";
 }
 
 /// Names of the read-only globals the loader sets before loading.

@@ -17,8 +17,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpMode {
-    /// Native (driver) mode; if the driver has no native XDP, fall back to generic and say so.
+    /// Native where the driver delivers what XDP transmits by itself, generic on veth (whose
+    /// native mode drops every XDP_TX/redirected frame unless the peer runs XDP too).
     #[default]
+    Auto,
+    /// Native (driver) mode; if the driver has no native XDP, fall back to generic and say so.
     Native,
     /// Generic (skb) mode: works on every interface, slower.
     Generic,
@@ -27,6 +30,7 @@ pub enum XdpMode {
 impl XdpMode {
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::Auto => "auto",
             Self::Native => "native",
             Self::Generic => "generic",
         }
@@ -37,9 +41,10 @@ impl std::str::FromStr for XdpMode {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> anyhow::Result<Self> {
         match s {
+            "auto" => Ok(Self::Auto),
             "native" => Ok(Self::Native),
             "generic" => Ok(Self::Generic),
-            _ => bail!("invalid XDP mode {s:?}: expected \"native\" or \"generic\""),
+            _ => bail!("invalid XDP mode {s:?}: expected \"auto\", \"native\" or \"generic\""),
         }
     }
 }
@@ -81,9 +86,15 @@ fn default_max_binding_life() -> u32 {
 pub struct DataplaneConfig {
     /// Interfaces the node serves; the XDP and TC programs are attached to each.
     pub interfaces: Vec<String>,
-    /// Attach mode for all interfaces.
+    /// Attach mode for all interfaces (`auto`, `native`, `generic`).
     #[serde(default)]
     pub xdp_mode: XdpMode,
+    /// Home agent: keep the data plane and the binding cache in pinned BPF maps, so that
+    /// forwarding goes on while the daemon is dead or being replaced and a restarted daemon
+    /// carries on with every binding (UMIP's `NonVolatileBindingCache`). Default on; a mobile
+    /// node's state is always volatile.
+    #[serde(default = "default_true")]
+    pub persistent: bool,
     /// Size of the binding cache (bindings). Default 1,048,576.
     #[serde(default = "default_max_bindings")]
     pub max_bindings: u32,
@@ -518,7 +529,12 @@ impl Config {
             },
             dataplane: DataplaneConfig {
                 interfaces,
-                xdp_mode: XdpMode::Native,
+                xdp_mode: XdpMode::Auto,
+                // A home agent survives restarts unless told otherwise; UMIP's directive
+                // decides when present.
+                persistent: u
+                    .non_volatile_binding_cache
+                    .unwrap_or(role == Role::HomeAgent),
                 // A mobile node holds one binding per home address, not a million: its maps
                 // stay small (the home agent's default preallocates ~100 MB).
                 max_bindings: match role {
@@ -675,7 +691,7 @@ mod tests {
         assert_eq!(c.role, Role::HomeAgent);
         assert_eq!(c.dataplane.max_bindings, 1 << 20);
         assert_eq!(c.dataplane.interfaces, ["eth0"]);
-        assert_eq!(c.dataplane.xdp_mode, XdpMode::Native);
+        assert_eq!(c.dataplane.xdp_mode, XdpMode::Auto);
     }
 
     #[test]

@@ -1,11 +1,20 @@
 //! The eBPF data plane: loads the object embedded in this binary, attaches its programs to the
 //! node's interfaces and keeps its maps — a projection of the daemon's binding cache.
 //!
-//! Attachments are BPF links owned by this process: they are detached when [`Dataplane`] is
-//! dropped, and by the kernel when the process dies, so nothing stays attached after hagent
-//! exits, however it exits.
+//! Volatile (no pin directory): attachments are BPF links owned by this process, detached when
+//! [`Dataplane`] is dropped and by the kernel when the process dies.
+//!
+//! Persistent (a pin directory, `crate::instance`): every map and every program link is pinned
+//! there, so the programs keep forwarding while the daemon is dead or being replaced. The next
+//! daemon loads its own programs against the pinned maps (after checking their layout
+//! version and shapes) and swaps them into the pinned links atomically (`bpf_link_update`):
+//! no packet sees a gap. Only [`Dataplane::unpin`] detaches a persistent data plane.
 
-use std::{net::Ipv6Addr, os::fd::AsFd as _};
+use std::{
+    net::Ipv6Addr,
+    os::fd::AsFd as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
@@ -14,12 +23,17 @@ use aya::{
         Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, RingBuf, lpm_trie::Key,
         xdp::DevMapHash,
     },
-    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode},
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode,
+        links::{FdLink, PinnedLink},
+        tc::SchedClassifierLink,
+        xdp::XdpLink,
+    },
 };
 use ha_common::{
     abi::{
-        BindingCounters, BindingEntry, DAD_CONFLICT, DAD_PROBING, Iface, ROLE_HOME_AGENT,
-        ROLE_MOBILE_NODE,
+        BindingCounters, BindingEntry, BindingRecord, DAD_CONFLICT, DAD_PROBING, Iface,
+        LAYOUT_VERSION, ROLE_HOME_AGENT, ROLE_MOBILE_NODE, XDP_MODE_GENERIC, XDP_MODE_NATIVE,
     },
     globals, maps, programs,
     stats::{Counter, CounterValue},
@@ -57,7 +71,59 @@ pub struct DataplaneOptions {
     pub max_dad: u32,
     /// Benchmarks only: programs undo their packet changes (see `ha_common::globals`).
     pub bench_restore: bool,
+    /// Pin maps and links here (a persistent data plane); None: volatile.
+    pub pin_dir: Option<PathBuf>,
 }
+
+/// Every map of the object, pinned under its name in a persistent data plane.
+pub const PINNED_MAPS: &[&str] = &[
+    maps::LAYOUT,
+    maps::GLOBAL_COUNTERS,
+    maps::BINDINGS,
+    maps::PREFIXES,
+    maps::LOCAL_ADDRS,
+    maps::DEVMAP,
+    maps::BINDING_COUNTERS,
+    maps::NEXTHOPS,
+    maps::STATE,
+    maps::ICMP_RATELIMIT,
+    maps::PUNT,
+    maps::SIGNAL_COA,
+    maps::IFACES,
+    maps::DAD,
+    maps::ND_SEEN,
+    maps::RECORDS,
+    maps::SCRATCH,
+];
+
+/// Why a pinned data plane cannot be adopted.
+#[derive(Debug)]
+pub enum AdoptError {
+    /// Pinned by a build with another map layout.
+    Layout { found: u32 },
+    /// A pinned map has another size or shape than this configuration and build ask for.
+    Shape { map: &'static str, problem: String },
+}
+
+impl std::fmt::Display for AdoptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdoptError::Layout { found } => write!(
+                f,
+                "the pinned data plane has map layout {found}, this hagent uses layout \
+                 {LAYOUT_VERSION}: it cannot be read. Run the build that pinned it, or start \
+                 over with `hagent run --fresh` (bindings are dropped; mobile nodes re-register)"
+            ),
+            AdoptError::Shape { map, problem } => write!(
+                f,
+                "the pinned map {map} does not fit: {problem}. Restore the setting it was \
+                 created with, or start over with `hagent run --fresh` (bindings are dropped)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AdoptError {}
 
 impl Default for DataplaneOptions {
     fn default() -> Self {
@@ -71,6 +137,7 @@ impl Default for DataplaneOptions {
             icmp_rate: 100,
             max_dad: 1024,
             bench_restore: false,
+            pin_dir: None,
         }
     }
 }
@@ -80,8 +147,10 @@ impl Default for DataplaneOptions {
 pub struct Attachment {
     pub interface: String,
     pub ifindex: u32,
-    /// The XDP mode the kernel accepted.
+    /// The XDP mode the kernel accepted (`native` or `generic`).
     pub mode: XdpMode,
+    /// Whether the programs replaced those of an earlier daemon in its pinned links.
+    pub adopted: bool,
 }
 
 /// A global counter summed over all CPUs.
@@ -126,6 +195,8 @@ pub struct Dataplane {
     ebpf: Ebpf,
     options: DataplaneOptions,
     attachments: Vec<Attachment>,
+    /// The maps were pinned by an earlier daemon (and hold its state).
+    adopted: bool,
 }
 
 impl Dataplane {
@@ -144,6 +215,7 @@ impl Dataplane {
         loader
             .map_max_entries(maps::BINDINGS, options.max_bindings)
             .map_max_entries(maps::BINDING_COUNTERS, options.max_bindings)
+            .map_max_entries(maps::RECORDS, options.max_bindings)
             .map_max_entries(maps::NEXTHOPS, options.max_bindings.clamp(1024, 1 << 20))
             .map_max_entries(maps::PREFIXES, options.max_prefixes)
             .map_max_entries(maps::DAD, options.max_dad)
@@ -156,9 +228,27 @@ impl Dataplane {
         if std::env::var_os("HAGENT_VERIFIER_LOG").is_some() {
             loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
         }
+        let mut adopted = false;
+        if let Some(dir) = &options.pin_dir {
+            adopted = check_layout(dir)?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the pin directory {}", dir.display()))?;
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading the embedded eBPF object failed")?;
+        if adopted {
+            check_shapes(&ebpf, options)?;
+        } else if options.pin_dir.is_some() {
+            let mut m = Array::<_, u32>::try_from(
+                ebpf.map_mut(maps::LAYOUT)
+                    .ok_or_else(|| anyhow!("map {} missing from the object", maps::LAYOUT))?,
+            )?;
+            m.set(0, LAYOUT_VERSION, 0)?;
+        }
         xdp_program(&mut ebpf)?
             .load()
             .map_err(verifier_error)
@@ -171,7 +261,26 @@ impl Dataplane {
             ebpf,
             options: options.clone(),
             attachments: Vec::new(),
+            adopted,
         })
+    }
+
+    /// Whether the maps and links are pinned (they outlive this process).
+    pub fn persistent(&self) -> bool {
+        self.options.pin_dir.is_some()
+    }
+
+    /// Whether the maps (and the state in them) were pinned by an earlier daemon.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Removes the pins: the programs detach when this is dropped, the maps go with it.
+    pub fn unpin(&mut self) -> anyhow::Result<usize> {
+        let Some(dir) = self.options.pin_dir.take() else {
+            return Ok(0);
+        };
+        remove_pins(&dir)
     }
 
     pub fn options(&self) -> &DataplaneOptions {
@@ -179,40 +288,53 @@ impl Dataplane {
     }
 
     /// Attaches the XDP program (ingress) and the TC program (egress) to `interface` and lets
-    /// the programs redirect to it. In native mode, a driver without native XDP makes us fall
-    /// back to generic mode, with a warning in the log.
+    /// the programs redirect to it. `auto` is generic on veth and native elsewhere; native on a
+    /// driver without native XDP falls back to generic, with a warning in the log. With a pin
+    /// directory, links an earlier daemon pinned for the interface get this daemon's programs
+    /// atomically (if their mode is the one asked for), and new links are pinned.
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> anyhow::Result<&Attachment> {
         let ifindex = crate::system::ifindex(interface)?;
-        let program = xdp_program(&mut self.ebpf)?;
-        let accepted = match mode {
-            XdpMode::Generic => {
-                program
-                    .attach_to_if_index(ifindex, AyaXdpMode::Skb)
-                    .with_context(|| format!("attaching XDP (generic) to {interface} failed"))?;
+        let mode = match mode {
+            XdpMode::Auto if crate::system::driver(interface).as_deref() == Some("veth") => {
+                tracing::info!(
+                    interface,
+                    "veth: generic XDP (native veth drops what XDP transmits unless the peer \
+                     runs XDP; choose xdp_mode = \"native\" when it does)"
+                );
                 XdpMode::Generic
             }
-            XdpMode::Native => match program.attach_to_if_index(ifindex, AyaXdpMode::Driver) {
-                Ok(_) => XdpMode::Native,
-                Err(e) if driver_lacks_native_xdp(&e) => {
-                    tracing::warn!(
-                        interface,
-                        error = %e,
-                        "the driver has no native XDP; falling back to generic (skb) mode, which is slower"
-                    );
-                    program
-                        .attach_to_if_index(ifindex, AyaXdpMode::Skb)
-                        .with_context(|| {
-                            format!(
-                                "attaching XDP (generic, after native failed) to {interface} failed"
-                            )
-                        })?;
-                    XdpMode::Generic
-                }
-                Err(e) => {
-                    return Err(anyhow!(e))
-                        .with_context(|| format!("attaching XDP (native) to {interface} failed"));
-                }
-            },
+            XdpMode::Auto => XdpMode::Native,
+            m => m,
+        };
+        let pins = self.options.pin_dir.clone();
+        let xdp_pin = pins.as_ref().map(|d| d.join(format!("xdp-{ifindex}")));
+        let tc_pin = pins.as_ref().map(|d| d.join(format!("tc-{ifindex}")));
+        let mut adopted = false;
+        let pinned_mode = self.iface_mode(ifindex);
+        let accepted = match xdp_pin.as_deref().map(open_pinned_link).transpose()? {
+            Some(Some(link)) if pinned_mode == Some(mode) || pinned_mode.is_none() => {
+                let link = XdpLink::try_from(link)
+                    .with_context(|| format!("the pinned XDP link of {interface}"))?;
+                xdp_program(&mut self.ebpf)?
+                    .attach_to_link(link)
+                    .with_context(|| format!("replacing the XDP program on {interface}"))?;
+                adopted = true;
+                pinned_mode.unwrap_or(mode)
+            }
+            Some(Some(_)) => {
+                // A mode change cannot be made in place: detach, attach anew.
+                tracing::warn!(
+                    interface,
+                    from = pinned_mode.map_or("?", XdpMode::as_str),
+                    to = mode.as_str(),
+                    "XDP mode changed: re-attaching (packets in flight on this interface may be lost)"
+                );
+                let path = xdp_pin.as_deref().expect("pinned");
+                std::fs::remove_file(path)
+                    .with_context(|| format!("unpinning {}", path.display()))?;
+                self.attach_xdp(interface, ifindex, mode, xdp_pin.as_deref())?
+            }
+            _ => self.attach_xdp(interface, ifindex, mode, xdp_pin.as_deref())?,
         };
         // Before 6.6 (no tcx) the TC program hangs off a clsact qdisc, which must exist.
         let tcx = aya::util::KernelVersion::current()
@@ -231,14 +353,56 @@ impl Dataplane {
                     .with_context(|| format!("adding the clsact qdisc to {interface}"));
             }
         }
-        tc_program(&mut self.ebpf)?
-            .attach(interface, TcAttachType::Egress)
-            .with_context(|| format!("attaching the TC egress program to {interface} failed"))?;
+        if !tcx {
+            // A netlink filter outlives the process that made it: one a dead daemon left is
+            // removed (by the program's name) before ours goes in.
+            match aya::programs::tc::qdisc_detach_program(
+                interface,
+                TcAttachType::Egress,
+                programs::TC_EGRESS,
+            ) {
+                Ok(()) => tracing::info!(interface, "removed the TC filter an earlier hagent left"),
+                Err(e) => tracing::debug!(interface, error = %e, "no earlier TC filter"),
+            }
+        }
+        match tc_pin.as_deref().map(open_pinned_link).transpose()? {
+            Some(Some(link)) => {
+                let link = SchedClassifierLink::try_from(link)
+                    .with_context(|| format!("the pinned TC link of {interface}"))?;
+                tc_program(&mut self.ebpf)?
+                    .attach_to_link(link)
+                    .with_context(|| format!("replacing the TC program on {interface}"))?;
+            }
+            _ => {
+                let program = tc_program(&mut self.ebpf)?;
+                let id = program
+                    .attach(interface, TcAttachType::Egress)
+                    .with_context(|| {
+                        format!("attaching the TC egress program to {interface} failed")
+                    })?;
+                match &tc_pin {
+                    Some(path) if tcx => {
+                        let link = program.take_link(id)?;
+                        let fd = FdLink::try_from(link)
+                            .map_err(|e| anyhow!("the tcx attachment of {interface}: {e}"))?;
+                        fd.pin(path)
+                            .with_context(|| format!("pinning {}", path.display()))?;
+                    }
+                    Some(_) => tracing::warn!(
+                        interface,
+                        "the TC program is attached without a BPF link (kernel before 6.6, no \
+                         tcx): it does not outlive the daemon; what the node itself sends to a \
+                         HoA is not tunnelled while no daemon runs"
+                    ),
+                    None => {}
+                }
+            }
+        }
         let mut devmap = DevMapHash::try_from(self.map_mut(maps::DEVMAP)?)?;
         devmap
             .insert(ifindex, ifindex, None, 0)
             .with_context(|| format!("adding {interface} to the devmap"))?;
-        self.set_iface(ifindex, crate::system::mac_address(interface)?)?;
+        self.set_iface(ifindex, crate::system::mac_address(interface)?, accepted)?;
         tracing::info!(
             interface,
             ifindex,
@@ -249,16 +413,89 @@ impl Dataplane {
             interface: interface.to_string(),
             ifindex,
             mode: accepted,
+            adopted,
         });
         Ok(self.attachments.last().expect("just pushed"))
     }
 
+    /// A new XDP attachment in `mode` (native falls back to generic), pinned at `pin`.
+    fn attach_xdp(
+        &mut self,
+        interface: &str,
+        ifindex: u32,
+        mode: XdpMode,
+        pin: Option<&Path>,
+    ) -> anyhow::Result<XdpMode> {
+        let program = xdp_program(&mut self.ebpf)?;
+        let (id, accepted) = match mode {
+            XdpMode::Generic | XdpMode::Auto => (
+                program
+                    .attach_to_if_index(ifindex, AyaXdpMode::Skb)
+                    .with_context(|| format!("attaching XDP (generic) to {interface} failed"))?,
+                XdpMode::Generic,
+            ),
+            XdpMode::Native => match program.attach_to_if_index(ifindex, AyaXdpMode::Driver) {
+                Ok(id) => (id, XdpMode::Native),
+                Err(e) if driver_lacks_native_xdp(&e) => {
+                    tracing::warn!(
+                        interface,
+                        error = %e,
+                        "the driver has no native XDP; falling back to generic (skb) mode, which is slower"
+                    );
+                    let id = program
+                        .attach_to_if_index(ifindex, AyaXdpMode::Skb)
+                        .with_context(|| {
+                            format!(
+                                "attaching XDP (generic, after native failed) to {interface} failed"
+                            )
+                        })?;
+                    (id, XdpMode::Generic)
+                }
+                Err(e) => {
+                    return Err(anyhow!(e))
+                        .with_context(|| format!("attaching XDP (native) to {interface} failed"));
+                }
+            },
+        };
+        if let Some(path) = pin {
+            let link = program.take_link(id)?;
+            let fd = FdLink::try_from(link).map_err(|e| {
+                anyhow!("the XDP attachment of {interface} is not a BPF link, so it cannot be pinned: {e}")
+            })?;
+            fd.pin(path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+        }
+        Ok(accepted)
+    }
+
     /// Tells the programs the MAC of interface `ifindex` (their Neighbor Advertisements on it
-    /// carry it).
-    pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> anyhow::Result<()> {
+    /// carry it), and the next daemon the XDP mode it is attached in (a link does not say).
+    pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6], mode: XdpMode) -> anyhow::Result<()> {
+        let xdp_mode = match mode {
+            XdpMode::Generic => XDP_MODE_GENERIC,
+            _ => XDP_MODE_NATIVE,
+        };
         let mut m = HashMap::<_, u32, Iface>::try_from(self.map_mut(maps::IFACES)?)?;
-        m.insert(ifindex, Iface { mac, _pad: [0; 2] }, 0)
-            .with_context(|| format!("writing interface {ifindex} to the data plane"))
+        m.insert(
+            ifindex,
+            Iface {
+                mac,
+                xdp_mode,
+                _pad: 0,
+            },
+            0,
+        )
+        .with_context(|| format!("writing interface {ifindex} to the data plane"))
+    }
+
+    /// The XDP mode an earlier daemon recorded for `ifindex`.
+    fn iface_mode(&self, ifindex: u32) -> Option<XdpMode> {
+        let m = HashMap::<_, u32, Iface>::try_from(self.map(maps::IFACES).ok()?).ok()?;
+        match m.get(&ifindex, 0).ok()?.xdp_mode {
+            XDP_MODE_NATIVE => Some(XdpMode::Native),
+            XDP_MODE_GENERIC => Some(XdpMode::Generic),
+            _ => None,
+        }
     }
 
     /// A handle of its own on one of the maps (for a task that reads or writes it apart from
@@ -323,6 +560,106 @@ impl Dataplane {
     pub fn remove_binding(&mut self, hoa: Ipv6Addr) -> anyhow::Result<()> {
         let mut m = HashMap::<_, [u8; 16], BindingEntry>::try_from(self.map_mut(maps::BINDINGS)?)?;
         ignore_missing(m.remove(&hoa.octets()))
+    }
+
+    /// Writes the record of a binding (what a restarted daemon needs of it).
+    pub fn put_record(&mut self, record: &BindingRecord) -> anyhow::Result<()> {
+        let mut m = HashMap::<_, [u8; 16], BindingRecord>::try_from(self.map_mut(maps::RECORDS)?)?;
+        m.insert(record.hoa, record, 0).with_context(|| {
+            format!(
+                "writing the binding record of {}",
+                Ipv6Addr::from(record.hoa)
+            )
+        })
+    }
+
+    pub fn remove_record(&mut self, hoa: Ipv6Addr) -> anyhow::Result<()> {
+        let mut m = HashMap::<_, [u8; 16], BindingRecord>::try_from(self.map_mut(maps::RECORDS)?)?;
+        ignore_missing(m.remove(&hoa.octets()))
+    }
+
+    /// Every binding record (an earlier daemon's, when adopted).
+    pub fn records(&self) -> anyhow::Result<Vec<BindingRecord>> {
+        let m = HashMap::<_, [u8; 16], BindingRecord>::try_from(self.map(maps::RECORDS)?)?;
+        let mut out = Vec::new();
+        for r in m.iter() {
+            out.push(r.context("reading the binding records")?.1);
+        }
+        Ok(out)
+    }
+
+    /// The home addresses in the binding map.
+    pub fn binding_keys(&self) -> anyhow::Result<Vec<Ipv6Addr>> {
+        let m = HashMap::<_, [u8; 16], BindingEntry>::try_from(self.map(maps::BINDINGS)?)?;
+        let mut out = Vec::new();
+        for k in m.keys() {
+            out.push(Ipv6Addr::from(k.context("reading the binding map")?));
+        }
+        Ok(out)
+    }
+
+    /// The mobile network prefixes in the trie, with their entries.
+    pub fn prefixes(&self) -> anyhow::Result<Vec<((Ipv6Addr, u8), BindingEntry)>> {
+        let m = LpmTrie::<_, [u8; 16], BindingEntry>::try_from(self.map(maps::PREFIXES)?)?;
+        let mut out = Vec::new();
+        for kv in m.iter() {
+            let (k, v) = kv.context("reading the prefix trie")?;
+            out.push(((Ipv6Addr::from(k.data()), k.prefix_len() as u8), v));
+        }
+        Ok(out)
+    }
+
+    /// Sets the programs' prefix count (after a restart recounted the trie).
+    pub fn set_prefix_count(&mut self, n: u64) -> anyhow::Result<()> {
+        let mut m = Array::<_, u64>::try_from(self.map_mut(maps::STATE)?)?;
+        m.set(maps::STATE_PREFIX_COUNT, n, 0)?;
+        Ok(())
+    }
+
+    /// The tunnel endpoint addresses the programs know.
+    pub fn local_addresses(&self) -> anyhow::Result<Vec<Ipv6Addr>> {
+        let m = HashMap::<_, [u8; 16], u32>::try_from(self.map(maps::LOCAL_ADDRS)?)?;
+        let mut out = Vec::new();
+        for k in m.keys() {
+            out.push(Ipv6Addr::from(k?));
+        }
+        Ok(out)
+    }
+
+    /// Forgets interfaces an earlier daemon served and this one does not.
+    pub fn forget_interfaces_except(&mut self, keep: &[u32]) -> anyhow::Result<()> {
+        let stale: Vec<u32> = {
+            let m = HashMap::<_, u32, Iface>::try_from(self.map(maps::IFACES)?)?;
+            m.keys()
+                .filter_map(Result::ok)
+                .filter(|i| !keep.contains(i))
+                .collect()
+        };
+        for ifindex in stale {
+            let mut m = HashMap::<_, u32, Iface>::try_from(self.map_mut(maps::IFACES)?)?;
+            ignore_missing(m.remove(&ifindex))?;
+            let mut d = DevMapHash::try_from(self.map_mut(maps::DEVMAP)?)?;
+            ignore_missing(d.remove(ifindex))?;
+            if let Some(dir) = &self.options.pin_dir {
+                for kind in ["xdp", "tc"] {
+                    let _ = std::fs::remove_file(dir.join(format!("{kind}-{ifindex}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the DAD probes an earlier daemon left (nobody waits for them any more).
+    pub fn clear_dad(&mut self) -> anyhow::Result<usize> {
+        let keys: Vec<[u8; 16]> = {
+            let m = HashMap::<_, [u8; 16], u32>::try_from(self.map(maps::DAD)?)?;
+            m.keys().filter_map(Result::ok).collect()
+        };
+        let mut m = HashMap::<_, [u8; 16], u32>::try_from(self.map_mut(maps::DAD)?)?;
+        for k in &keys {
+            ignore_missing(m.remove(k))?;
+        }
+        Ok(keys.len())
     }
 
     /// Home agent: where the TC program sends an ESP-protected BA for `hoa` when it has no
@@ -490,6 +827,132 @@ impl Dataplane {
             .map_mut(name)
             .ok_or_else(|| anyhow!("map {name} missing from the object"))
     }
+}
+
+/// Whether `dir` holds a pinned data plane this build can adopt (Ok(true)), none (Ok(false)),
+/// or one of another layout (an [`AdoptError`]).
+fn check_layout(dir: &Path) -> anyhow::Result<bool> {
+    let path = dir.join(maps::LAYOUT);
+    if !path.exists() {
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            // Pins without a layout map: an older build, or a half-written directory.
+            return Err(AdoptError::Layout { found: 0 }.into());
+        }
+        return Ok(false);
+    }
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    let m = Array::<_, u32>::try_from(aya::maps::Map::Array(data))?;
+    let found = m.get(&0, 0)?;
+    if found != LAYOUT_VERSION {
+        return Err(AdoptError::Layout { found }.into());
+    }
+    Ok(true)
+}
+
+/// Checks that the pinned maps have the sizes this configuration asks for and the key and
+/// value sizes of this build (the layout version says they should; this makes sure).
+fn check_shapes(ebpf: &Ebpf, o: &DataplaneOptions) -> anyhow::Result<()> {
+    use std::mem::size_of;
+    let expect: &[(&'static str, u32, u32, Option<u32>)] = &[
+        (
+            maps::BINDINGS,
+            16,
+            size_of::<BindingEntry>() as u32,
+            Some(o.max_bindings),
+        ),
+        (
+            maps::RECORDS,
+            16,
+            size_of::<BindingRecord>() as u32,
+            Some(o.max_bindings),
+        ),
+        (
+            maps::BINDING_COUNTERS,
+            4,
+            size_of::<BindingCounters>() as u32,
+            Some(o.max_bindings),
+        ),
+        (
+            maps::PREFIXES,
+            20,
+            size_of::<BindingEntry>() as u32,
+            Some(o.max_prefixes),
+        ),
+        (maps::DAD, 16, 4, Some(o.max_dad)),
+    ];
+    for &(map, key, value, entries) in expect {
+        let data = match ebpf.map(map) {
+            Some(
+                aya::maps::Map::HashMap(d)
+                | aya::maps::Map::PerCpuArray(d)
+                | aya::maps::Map::LpmTrie(d),
+            ) => d,
+            _ => {
+                return Err(AdoptError::Shape {
+                    map,
+                    problem: "missing or of another type".into(),
+                }
+                .into());
+            }
+        };
+        let info = data.info()?;
+        if info.key_size() != key || info.value_size() != value {
+            return Err(AdoptError::Shape {
+                map,
+                problem: format!(
+                    "key/value sizes {}/{}, this build uses {key}/{value}",
+                    info.key_size(),
+                    info.value_size()
+                ),
+            }
+            .into());
+        }
+        if let Some(n) = entries
+            && info.max_entries() != n
+        {
+            return Err(AdoptError::Shape {
+                map,
+                problem: format!(
+                    "it holds {} entries, the configuration asks for {n}",
+                    info.max_entries()
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The link pinned at `path` (the pin stays); None when nothing is pinned there.
+fn open_pinned_link(path: &Path) -> anyhow::Result<Option<FdLink>> {
+    match PinnedLink::from_pin(path) {
+        Ok(p) => Ok(Some(FdLink::from(p))),
+        Err(aya::programs::links::LinkError::SyscallError(e))
+            if e.io_error.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(None)
+        }
+        Err(e) => {
+            Err(anyhow!(e)).with_context(|| format!("opening the pinned link {}", path.display()))
+        }
+    }
+}
+
+/// Removes every pin in `dir`, then `dir`.
+pub fn remove_pins(dir: &Path) -> anyhow::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut n = 0;
+    for e in entries {
+        let path = e?.path();
+        std::fs::remove_file(&path).with_context(|| format!("unpinning {}", path.display()))?;
+        n += 1;
+    }
+    std::fs::remove_dir(dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(n)
 }
 
 fn ignore_missing(r: Result<(), aya::maps::MapError>) -> anyhow::Result<()> {

@@ -7,7 +7,9 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use ha_common::{
-    abi::{BindingCounters, BindingEntry, Iface, NextHop, ROLE_HOME_AGENT, RateLimit},
+    abi::{
+        BindingCounters, BindingEntry, BindingRecord, Iface, NextHop, ROLE_HOME_AGENT, RateLimit,
+    },
     stats::{Counter, CounterValue},
 };
 
@@ -60,6 +62,15 @@ pub static HA_DAD: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1024, 0);
 /// Home agent: HoAs whose kernel neighbour entry the TC program made point at this node.
 #[map(name = "HA_ND_SEEN")]
 pub static HA_ND_SEEN: LruHashMap<[u8; 16], u32> = LruHashMap::with_max_entries(1024, 0);
+
+/// The daemon's binding records (see `BindingRecord`): pinned with the other maps so that a
+/// restarted daemon finds its binding cache; no program reads it.
+#[map(name = "HA_RECORDS")]
+pub static HA_RECORDS: HashMap<[u8; 16], BindingRecord> = HashMap::with_max_entries(1024, 0);
+
+/// Slot 0: the layout version of the maps pinned with this one (`LAYOUT_VERSION`).
+#[map(name = "HA_LAYOUT")]
+pub static HA_LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-CPU scratch space for what would not fit the programs' 512-byte stack: the Destination
 /// Options header being scanned, the frame bytes a benchmark run restores.

@@ -397,8 +397,9 @@ pub struct UmipConfig {
     /// `TunnelPayloadForceSANego`, default enabled.
     pub tunnel_payload_force_sa_nego: bool,
     pub ipsec_policy_sets: Vec<IpsecPolicySet>,
-    /// `NonVolatileBindingCache`: accepted, but ignored by UMIP and by hagent.
-    pub non_volatile_binding_cache: bool,
+    /// `NonVolatileBindingCache` (None: not given). UMIP ignores it; hagent keeps the home
+    /// agent's binding cache across restarts unless it says `disabled`.
+    pub non_volatile_binding_cache: Option<bool>,
     /// `DoRouteOptimizationCN`, default enabled.
     pub do_route_optimization_cn: bool,
     /// `CnBindingPolicySet`.
@@ -471,7 +472,7 @@ impl Default for UmipConfig {
             key_mng_mob_capability: false,
             tunnel_payload_force_sa_nego: true,
             ipsec_policy_sets: Vec::new(),
-            non_volatile_binding_cache: false,
+            non_volatile_binding_cache: None,
             do_route_optimization_cn: true,
             cn_binding_policies: Vec::new(),
             binding_acl: Vec::new(),
@@ -2071,14 +2072,7 @@ impl Parser<'_> {
             "IPsecPolicySet" => self.ipsec_policy_set(kw)?,
             "NonVolatileBindingCache" => {
                 self.ctx.cfg.non_volatile_binding_cache =
-                    self.bool_stmt(kw, "NonVolatileBindingCache")?;
-                self.warn(
-                    kw,
-                    "NonVolatileBindingCache is accepted but ignored: the binding cache is \
-                     kept in memory only (as in UMIP)"
-                        .into(),
-                    None,
-                );
+                    Some(self.bool_stmt(kw, "NonVolatileBindingCache")?);
             }
             "DoRouteOptimizationCN" => {
                 self.ctx.cfg.do_route_optimization_cn =
@@ -3137,7 +3131,7 @@ CnBindingPolicySet {
             (cfg.min_mob_pfx_adv_interval, cfg.max_mob_pfx_adv_interval),
             (700, 80_000)
         );
-        assert!(!cfg.non_volatile_binding_cache && !cfg.do_route_optimization_cn);
+        assert!(cfg.non_volatile_binding_cache == Some(false) && !cfg.do_route_optimization_cn);
         assert_eq!(cfg.default_acl, AclAction::Deny);
         let acl: Vec<(Ipv6Addr, usize, AclAction)> = cfg
             .binding_acl
@@ -3188,18 +3182,13 @@ CnBindingPolicySet {
         );
         assert!(!cfg.cn_binding_policies[1].allow);
 
-        // Warnings: UseAH and the ignored NonVolatileBindingCache, nothing else.
+        // Warnings: UseAH, nothing else (NonVolatileBindingCache is honoured).
         assert!(
             warned(&cfg.warnings, 45, 27, "UseAH"),
             "{:#?}",
             cfg.warnings
         );
-        assert!(
-            warned(&cfg.warnings, 22, 1, "ignored"),
-            "{:#?}",
-            cfg.warnings
-        );
-        assert_eq!(cfg.warnings.len(), 2, "{:#?}", cfg.warnings);
+        assert_eq!(cfg.warnings.len(), 1, "{:#?}", cfg.warnings);
     }
 
     #[test]
@@ -3365,10 +3354,15 @@ UseMnHaIPsec disabled;
     }
 
     #[test]
-    fn non_volatile_binding_cache_is_accepted_with_a_warning() {
+    fn non_volatile_binding_cache_is_honoured() {
         let cfg = ok("NonVolatileBindingCache enabled;");
-        assert!(cfg.non_volatile_binding_cache);
-        assert!(warned(&cfg.warnings, 1, 1, "ignored"));
+        assert_eq!(cfg.non_volatile_binding_cache, Some(true));
+        assert!(cfg.warnings.is_empty(), "{:#?}", cfg.warnings);
+        assert_eq!(
+            ok("NonVolatileBindingCache disabled;").non_volatile_binding_cache,
+            Some(false)
+        );
+        assert_eq!(ok("NodeConfig HA;").non_volatile_binding_cache, None);
     }
 
     // --- error paths ---
