@@ -33,6 +33,9 @@ pub const MAX_PAGE: u32 = 1000;
 pub enum Request {
     /// Global counters, attachments and slow-path statistics.
     Stats,
+    /// Read the configuration file again (like SIGHUP): `{"applied": [...],
+    /// "needs_restart": [...]}`, or the file's error with nothing changed.
+    Reload,
     /// A page of the binding cache (in home address order) with per-binding counters:
     /// `{"total": N, "bindings": [...]}`. At most `limit` (and at most [`MAX_PAGE`]) bindings after
     /// `after`; the client asks for the next page — so a listing of a million bindings never
@@ -99,12 +102,24 @@ pub struct ControlSocket {
 
 impl ControlSocket {
     /// Binds `path`, refusing if another daemon answers there and replacing a stale socket.
+    /// Where the socket is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn bind(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt as _;
+            if !meta.file_type().is_socket() {
+                bail!(
+                    "{} exists and is not a socket: refusing to replace it (choose another --socket)",
+                    path.display()
+                );
+            }
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 bail!(
                     "another hagent is already running with control socket {}; stop it or use --socket",

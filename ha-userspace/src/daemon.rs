@@ -5,7 +5,7 @@
 
 use std::{
     net::Ipv6Addr,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -19,10 +19,11 @@ use tokio::{
 
 use crate::{
     bindings::Bindings,
-    config::{Config, Role, parse_prefix},
+    config::{Config, Role, XdpMode, parse_prefix},
     control::{Command, ControlSocket, MAX_PAGE, Request},
     dataplane::{self, Dataplane, DataplaneOptions},
     home_agent::HomeAgent,
+    instance::{self, Instance, Owned},
     interfaces::{self, Served},
     mobile_node::MobileNodeRole,
     mobility::{self, MhSocket, Priority},
@@ -41,13 +42,126 @@ enum RoleState {
     MobileNode(Box<MobileNodeRole>),
 }
 
+/// How `hagent run` was asked to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The configuration file (read again on SIGHUP).
+    pub config_path: PathBuf,
+    /// The setkey.conf file of manually keyed SAs.
+    pub setkey: Option<PathBuf>,
+    pub instance: String,
+    /// None: `<run_dir>/<instance>.sock`.
+    pub socket: Option<PathBuf>,
+    pub run_dir: PathBuf,
+    pub bpffs: PathBuf,
+    /// Start over: drop what an earlier daemon of this instance pinned.
+    pub fresh: bool,
+    /// Overrides `dataplane.xdp_mode` (for mip6d.conf, which has no such directive).
+    pub xdp_mode: Option<XdpMode>,
+}
+
+impl RunOptions {
+    /// Options for `config_path` with every default.
+    pub fn new(config_path: &Path) -> Self {
+        Self {
+            config_path: config_path.to_path_buf(),
+            setkey: None,
+            instance: instance::DEFAULT_NAME.to_string(),
+            socket: None,
+            run_dir: instance::DEFAULT_RUN_DIR.into(),
+            bpffs: instance::DEFAULT_BPFFS.into(),
+            fresh: false,
+            xdp_mode: None,
+        }
+    }
+}
+
+/// Reads the configuration (TOML or mip6d.conf) and the setkey.conf file, as at start-up.
+pub fn read_config(o: &RunOptions) -> anyhow::Result<Config> {
+    let mut config = Config::load(&o.config_path)?;
+    if let Some(path) = &o.setkey {
+        // Validated now: a bad SA file must not start a half-configured daemon.
+        let f = crate::config::setkey::parse_file(path).map_err(|e| anyhow!("{e}"))?;
+        for w in &f.warnings {
+            config.warnings.push(w.to_string());
+        }
+        config.ipsec.sa_file = Some(path.clone());
+    }
+    if let Some(m) = o.xdp_mode {
+        config.dataplane.xdp_mode = m;
+    }
+    Ok(config)
+}
+
+/// How the event loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// SIGTERM/SIGINT: remove everything this instance installed.
+    Stop,
+    /// SIGUSR2: leave the data plane and the bindings to the next start (a restart or an
+    /// upgrade with nothing lost).
+    Handoff,
+}
+
 /// Runs the daemon until a termination signal arrives.
-pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
+pub async fn run(config: Config, options: &RunOptions) -> anyhow::Result<()> {
     system::require_root()?;
     system::require_btf()?;
+    let instance = Instance::new(&options.instance, &options.run_dir, &options.bpffs)?;
+    // The instance lock first: nothing of the kernel is touched while another daemon owns it.
+    let _lock = instance.lock()?;
+    let socket = options
+        .socket
+        .clone()
+        .unwrap_or_else(|| instance.default_socket());
     // Every interface is checked before the kernel is touched: a typo must not leave a
     // half-configured node behind.
     let served = interfaces::discover(&config.dataplane.interfaces)?;
+    let mut _interface_locks = Vec::new();
+    for s in &served {
+        _interface_locks.push(instance.lock_interface(&s.name, s.ifindex)?);
+    }
+    if config.role == Role::HomeAgent {
+        for s in &served {
+            if system::sysctl(&["net", "ipv6", "conf", &s.name, "forwarding"])? != "1" {
+                bail!(
+                    "IPv6 forwarding is off on {}: a home agent cannot answer for home addresses \
+                     or forward to them there. Set net.ipv6.conf.{}.forwarding=1 (and \
+                     net.ipv6.conf.all.forwarding=1)",
+                    s.name,
+                    s.name
+                );
+            }
+        }
+    }
+    // The socket before the kernel: a path that is not a stale socket is refused first.
+    let control = ControlSocket::bind(&socket)?;
+    let persistent = config.role == Role::HomeAgent && config.dataplane.persistent;
+    let previous = instance.owned()?;
+    let netns = instance::netns_id()?;
+    if options.fresh || !persistent {
+        let n = instance.unpin()?;
+        if n > 0 {
+            tracing::info!(
+                instance = instance.name(),
+                pins = n,
+                "removed the data plane an earlier daemon pinned (starting fresh)"
+            );
+        }
+    } else {
+        instance.check_bpffs()?;
+        if let Some(p) = &previous
+            && p.netns != netns
+            && instance.pin_dir().exists()
+        {
+            bail!(
+                "instance {:?} pinned its data plane in another network namespace; run there, \
+                 or `hagent cleanup --instance {}` there first",
+                instance.name(),
+                instance.name()
+            );
+        }
+    }
     let ha_addresses = match config.role {
         Role::HomeAgent => interfaces::home_agent_addresses(&config, &served)?,
         Role::MobileNode => vec![],
@@ -67,19 +181,78 @@ pub async fn run(config: Config, socket: &Path) -> anyhow::Result<()> {
             );
         }
     }
-    let dataplane = load_dataplane(&config, &served, &ha_addresses)?;
+    let pin_dir = persistent.then(|| instance.pin_dir());
+    // A start that fails leaves an adopted data plane forwarding (a failed upgrade is not an
+    // outage), and removes one it pinned itself.
+    let adopting = pin_dir
+        .as_ref()
+        .is_some_and(|d| d.join(ha_common::maps::LAYOUT).exists());
+    let unpin_unless_adopted = |e: anyhow::Error| {
+        if !adopting && let Err(u) = instance.unpin() {
+            tracing::warn!(error = %format!("{u:#}"), "removing the pins after a failed start");
+        }
+        e
+    };
+    let dataplane =
+        load_dataplane(&config, &served, &ha_addresses, pin_dir).map_err(unpin_unless_adopted)?;
     let home_routes = match config.role {
         Role::HomeAgent => interfaces::home_routes(&scope, &served),
         Role::MobileNode => vec![],
     };
+    let home_prefixes = scope
+        .home_prefixes
+        .iter()
+        .map(|p| (p.prefix, p.len))
+        .collect();
     let links = served.iter().map(Served::link).collect();
-    let mut bindings = Bindings::start(dataplane, &config, links, home_routes).await?;
-    let result = serve(&config, socket, served, scope, &mut bindings).await;
-    bindings.shutdown().await;
-    // Dropping the data plane detaches every program and unloads the maps.
-    drop(bindings);
-    tracing::info!("data plane detached; bye");
-    result
+    let mut bindings = Bindings::start(dataplane, &config, links, home_routes, home_prefixes)
+        .await
+        .map_err(unpin_unless_adopted)?;
+    // Allmulti an earlier daemon of this instance turned on is ours to turn off.
+    for &i in previous.iter().flat_map(|p| &p.allmulti) {
+        if served.iter().any(|s| s.ifindex == i) {
+            bindings.adopt_allmulti(i);
+        }
+    }
+    let owned = |b: &Bindings| Owned {
+        netns,
+        interfaces: served.iter().map(|s| (s.name.clone(), s.ifindex)).collect(),
+        allmulti: b.allmulti().to_vec(),
+    };
+    if let Err(e) = instance.record_owned(&owned(&bindings)) {
+        bindings.shutdown().await;
+        let _ = bindings.unpin();
+        return Err(e.context("writing the ownership record"));
+    }
+    let result = serve(config, options, control, served, scope, &mut bindings).await;
+    match result {
+        Ok(Exit::Handoff) => {
+            tracing::info!(
+                bindings = bindings.len(),
+                pin_dir = %instance.pin_dir().display(),
+                "handing off: the data plane keeps forwarding for the next start"
+            );
+            // Dropping closes our descriptors; the pins keep maps and links.
+            drop(bindings);
+            Ok(())
+        }
+        other => {
+            bindings.shutdown().await;
+            match bindings.unpin() {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "unpinning the data plane failed")
+                }
+            }
+            // Dropping the data plane detaches every program and unloads the maps.
+            drop(bindings);
+            if let Err(e) = instance.forget_owned() {
+                tracing::warn!(error = %format!("{e:#}"), "removing the ownership record failed");
+            }
+            tracing::info!("data plane detached; bye");
+            other.map(|_| ())
+        }
+    }
 }
 
 /// Loads and attaches the data plane. Nothing is left behind if this fails: it detaches when
@@ -88,6 +261,7 @@ fn load_dataplane(
     config: &Config,
     served: &[Served],
     ha_addresses: &[Ipv6Addr],
+    pin_dir: Option<PathBuf>,
 ) -> anyhow::Result<Dataplane> {
     let d = &config.dataplane;
     let mut dataplane = Dataplane::load(&DataplaneOptions {
@@ -102,10 +276,12 @@ fn load_dataplane(
         icmp_rate: d.icmp_rate,
         max_dad: crate::home_agent::dad::map_size(&config.home_agent),
         bench_restore: false,
+        pin_dir,
     })?;
-    for s in served {
-        dataplane.attach(&s.name, d.xdp_mode)?;
+    if dataplane.adopted() {
+        tracing::info!("adopting the data plane an earlier daemon pinned");
     }
+    // Endpoints before attaching: an adopted data plane keeps decapsulating throughout.
     if config.role == Role::HomeAgent {
         for a in ha_addresses {
             dataplane.add_local_address(*a)?;
@@ -113,29 +289,29 @@ fn load_dataplane(
                 tracing::warn!(address = %a, "home agent address is not configured on any served interface");
             }
         }
-        for s in served {
-            if system::sysctl(&["net", "ipv6", "conf", &s.name, "forwarding"])? != "1" {
-                tracing::warn!(
-                    interface = %s.name,
-                    "IPv6 forwarding is off on this interface: the kernel will not forward for \
-                     the data plane (set net.ipv6.conf.{}.forwarding=1)",
-                    s.name
-                );
+        for a in dataplane.local_addresses()? {
+            if !ha_addresses.contains(&a) {
+                dataplane.remove_local_address(a)?;
             }
         }
     }
+    for s in served {
+        dataplane.attach(&s.name, d.xdp_mode)?;
+    }
+    let ifindexes: Vec<u32> = served.iter().map(|s| s.ifindex).collect();
+    dataplane.forget_interfaces_except(&ifindexes)?;
     Ok(dataplane)
 }
 
 /// The event loop, from the bound control socket to the first termination signal.
 async fn serve(
-    config: &Config,
-    socket: &Path,
+    mut config: Config,
+    options: &RunOptions,
+    control: ControlSocket,
     mut served: Vec<Served>,
     scope: Scope,
     bindings: &mut Bindings,
-) -> anyhow::Result<()> {
-    let control = ControlSocket::bind(socket)?;
+) -> anyhow::Result<Exit> {
     let (commands_tx, mut commands) = mpsc::channel::<Command>(64);
 
     // Slow path: fragmentation of tunnel packets the XDP program hands over.
@@ -159,7 +335,7 @@ async fn serve(
     let now = Instant::now();
     let mut role = match config.role {
         Role::HomeAgent => RoleState::HomeAgent(Box::new(HomeAgent::new(
-            config,
+            &config,
             scope,
             served.clone(),
             bindings,
@@ -186,11 +362,18 @@ async fn serve(
             notify_addr.notify_one();
         }
     }));
-    tracing::info!(socket = %socket.display(), "hagent running");
+    tracing::info!(
+        socket = %control.path().display(),
+        instance = %options.instance,
+        persistent = bindings.dataplane().persistent(),
+        bindings = bindings.len(),
+        "hagent running"
+    );
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigusr2 = signal(SignalKind::user_defined2())?;
     // The socket file is removed when the task (which owns `control`) is dropped.
     let mut control_task = tokio::spawn(async move { control.serve(commands_tx).await });
     let result = loop {
@@ -212,14 +395,22 @@ async fn serve(
             biased;
             _ = sigterm.recv() => {
                 tracing::info!("SIGTERM received, shutting down");
-                break Ok(());
+                break Ok(Exit::Stop);
             }
             _ = sigint.recv() => {
                 tracing::info!("SIGINT received, shutting down");
-                break Ok(());
+                break Ok(Exit::Stop);
+            }
+            _ = sigusr2.recv() => {
+                if bindings.dataplane().persistent() {
+                    tracing::info!("SIGUSR2 received: handing off to the next start");
+                    break Ok(Exit::Handoff);
+                }
+                tracing::warn!("SIGUSR2 received, but the data plane is volatile (dataplane.persistent = false): nothing to hand off; ignored");
             }
             _ = sighup.recv() => {
-                tracing::warn!("SIGHUP received: reloading the configuration is not supported yet; ignored");
+                tracing::info!("SIGHUP received: reloading the configuration");
+                let _ = reload(options, &mut config, &mut role, bindings);
             }
             r = &mut control_task => {
                 break Err(anyhow!("the control socket task ended: {r:?}"));
@@ -230,6 +421,9 @@ async fn serve(
                 match cmd.request {
                     Request::Stats => {
                         let _ = cmd.reply.send(stats());
+                    }
+                    Request::Reload => {
+                        let _ = cmd.reply.send(reload(options, &mut config, &mut role, bindings));
                     }
                     other => handle(other, cmd.reply, &mut role, bindings, now).await,
                 }
@@ -255,9 +449,9 @@ async fn serve(
                 interfaces::refresh(&mut served);
                 match &mut role {
                     RoleState::HomeAgent(ha) => {
-                        let addresses = interfaces::home_agent_addresses(config, &served)
+                        let addresses = interfaces::home_agent_addresses(&config, &served)
                             .unwrap_or_default();
-                        ha.set_links(served.clone(), interfaces::scope(config, &served, &addresses));
+                        ha.set_links(served.clone(), interfaces::scope(&config, &served, &addresses));
                     }
                     RoleState::MobileNode(mn) => mn.set_links(served.clone()),
                 }
@@ -283,6 +477,78 @@ async fn serve(
         mn.shutdown().await;
     }
     result
+}
+
+/// Reads the configuration again and applies what can change while running: the binding
+/// ACL, lifetimes, DAD and limits (to the next Binding Update; existing bindings and their
+/// traffic are untouched — one the new ACL refuses is refused at its next BU, or removed with
+/// `hagent binding del`), and the log level. What needs a restart is reported, not applied.
+/// An invalid file changes nothing; its error (file:line:col) is logged and returned.
+fn reload(
+    options: &RunOptions,
+    config: &mut Config,
+    role: &mut RoleState,
+    bindings: &Bindings,
+) -> anyhow::Result<serde_json::Value> {
+    let new = match read_config(options) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(
+                error = %format!("{e:#}"),
+                "configuration reload failed; the running configuration stays"
+            );
+            return Err(e.context("reload refused; the running configuration stays"));
+        }
+    };
+    let mut restart = Vec::new();
+    if new.role != config.role {
+        restart.push("role (NodeConfig)");
+    }
+    if new.dataplane != config.dataplane {
+        restart.push("dataplane (interfaces, XDP mode, sizes)");
+    }
+    if new.ipsec != config.ipsec {
+        restart.push("ipsec (policy sets, SAs)");
+    }
+    if new.mobile_node != config.mobile_node {
+        restart.push("mobile_node");
+    }
+    if new.home_agent.home_prefixes != config.home_agent.home_prefixes {
+        restart.push("home_agent.home_prefixes");
+    }
+    for w in &new.warnings {
+        tracing::warn!("{w}");
+    }
+    let mut applied = Vec::new();
+    if new.home_agent != config.home_agent
+        && let RoleState::HomeAgent(ha) = role
+    {
+        ha.set_config(&new, bindings);
+        applied.push("home_agent (ACL, lifetimes, DAD, limits)");
+    }
+    if new.debug_level != config.debug_level {
+        if crate::logging::set_level(new.debug_level) {
+            applied.push("DebugLevel");
+        } else {
+            restart.push("DebugLevel (RUST_LOG is set)");
+        }
+    }
+    // Keep the running values of what was not applied.
+    let mut next = new;
+    if !restart.is_empty() {
+        next.role = config.role;
+        next.dataplane = config.dataplane.clone();
+        next.ipsec = config.ipsec.clone();
+        next.mobile_node = config.mobile_node.clone();
+        next.home_agent.home_prefixes = config.home_agent.home_prefixes.clone();
+    }
+    *config = next;
+    if restart.is_empty() {
+        tracing::info!(applied = ?applied, "configuration reloaded");
+    } else {
+        tracing::warn!(applied = ?applied, needs_restart = ?restart, "configuration reloaded; some changes need a restart and were not applied");
+    }
+    Ok(json!({ "applied": applied, "needs_restart": restart }))
 }
 
 /// Expiries and the role's timers that are due.
@@ -357,7 +623,7 @@ async fn handle(
     now: Instant,
 ) {
     match request {
-        Request::Stats => {}
+        Request::Stats | Request::Reload => {}
         Request::Bindings { after, limit } => {
             let result = (|| {
                 let after = after
@@ -437,4 +703,48 @@ fn parse_binding_add(hoa: &str, coa: &str, prefixes: &[String]) -> anyhow::Resul
         .map(|p| parse_prefix(p).context("--prefix"))
         .collect::<anyhow::Result<_>>()?;
     Ok((h, c, p))
+}
+
+/// `hagent cleanup`: removes what a dead instance left — its pins (the data plane detaches),
+/// and on the interfaces its ownership record names, the routes with our protocol number,
+/// the neighbour entries pointing at our MACs and the allmulti it turned on.
+pub async fn cleanup(name: &str, run_dir: &Path, bpffs: &Path) -> anyhow::Result<String> {
+    system::require_root()?;
+    let instance = Instance::new(name, run_dir, bpffs)?;
+    let _lock = instance.lock()?;
+    let pins = instance.unpin()?;
+    let mut report = format!("instance {name}: {pins} pins removed");
+    if let Some(owned) = instance.owned()? {
+        if owned.netns != instance::netns_id()? {
+            bail!(
+                "{report}; the routes and neighbour entries are in another network namespace \
+                 (run `hagent cleanup` there)"
+            );
+        }
+        let kernel = crate::homelink::HomeLink::new()?;
+        let present: Vec<(String, u32)> = owned
+            .interfaces
+            .iter()
+            .filter(|(n, i)| system::ifindex(n).ok() == Some(*i))
+            .cloned()
+            .collect();
+        let ifindexes: Vec<u32> = present.iter().map(|(_, i)| *i).collect();
+        let (routes, _) = kernel.reconcile_routes(&ifindexes, &[]).await?;
+        let links: Vec<(u32, [u8; 6])> = present
+            .iter()
+            .filter_map(|(n, i)| system::mac_address(n).ok().map(|m| (*i, m)))
+            .collect();
+        let neighbours = kernel.sweep_neighbours(&links, |_| false).await?;
+        for &i in &owned.allmulti {
+            if ifindexes.contains(&i) {
+                kernel.set_allmulti(i, false).await?;
+            }
+        }
+        instance.forget_owned()?;
+        report.push_str(&format!(
+            ", {routes} routes and {neighbours} neighbour entries removed, allmulti restored on {} interfaces",
+            owned.allmulti.iter().filter(|i| ifindexes.contains(i)).count()
+        ));
+    }
+    Ok(report)
 }

@@ -27,7 +27,7 @@ use rtnetlink::{
     packet_route::{
         AddressFamily,
         neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
-        route::{RouteAttribute, RouteMetric, RouteProtocol},
+        route::{RouteAddress, RouteAttribute, RouteMetric, RouteProtocol},
     },
 };
 
@@ -143,7 +143,11 @@ impl HomeLink {
     /// Removes the IPv6 neighbour entries on the links `(ifindex, mac)` that point at that
     /// interface's own MAC: entries only hagent makes (by answering the kernel's solicitations,
     /// or for a protected refusal). One dump; returns how many.
-    pub async fn sweep_neighbours(&self, links: &[(u32, [u8; 6])]) -> anyhow::Result<usize> {
+    pub async fn sweep_neighbours(
+        &self,
+        links: &[(u32, [u8; 6])],
+        keep: impl Fn(&Ipv6Addr) -> bool,
+    ) -> anyhow::Result<usize> {
         let mut dump = self
             .handle()
             .neighbours()
@@ -165,6 +169,7 @@ impl HomeLink {
             });
             if let (Some(l), Some(d)) = (lladdr, dst)
                 && l == mac
+                && !keep(&d)
             {
                 ours.push((ifindex, d));
             }
@@ -235,17 +240,49 @@ impl HomeLink {
         }
     }
 
-    /// Removes every route with our protocol number (left over by a daemon that died).
-    pub async fn flush_stale_routes(&self) -> anyhow::Result<usize> {
+    /// Makes the routes with our protocol number out of `ifindexes` (this instance's links:
+    /// another instance's routes are never touched) what `desired` says: removes the others
+    /// (an earlier daemon's, any version) and returns the desired routes that are missing.
+    pub async fn reconcile_routes(
+        &self,
+        ifindexes: &[u32],
+        desired: &[OwnedRoute],
+    ) -> anyhow::Result<(usize, Vec<OwnedRoute>)> {
         let mut routes = self
             .handle()
             .route()
             .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
             .execute();
         let mut stale = Vec::new();
+        let mut present = std::collections::HashSet::new();
         while let Some(r) = routes.try_next().await? {
-            if r.header.protocol == RouteProtocol::Other(ROUTE_PROTOCOL) {
-                stale.push(r);
+            if r.header.protocol != RouteProtocol::Other(ROUTE_PROTOCOL) {
+                continue;
+            }
+            let oif = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            });
+            let Some(oif) = oif.filter(|i| ifindexes.contains(i)) else {
+                continue;
+            };
+            let dst = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet6(d)) => Some(*d),
+                _ => None,
+            });
+            let gateway = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(*g),
+                _ => None,
+            });
+            let dst = dst.unwrap_or(Ipv6Addr::UNSPECIFIED);
+            let len = r.header.destination_prefix_length;
+            match desired.iter().find(|d| {
+                d.prefix == dst && d.len == len && d.ifindex == oif && d.gateway == gateway
+            }) {
+                Some(d) => {
+                    present.insert(*d);
+                }
+                None => stale.push(r),
             }
         }
         let n = stale.len();
@@ -256,7 +293,52 @@ impl HomeLink {
                 return Err(e.into());
             }
         }
-        Ok(n)
+        let missing = desired
+            .iter()
+            .filter(|d| !present.contains(d))
+            .copied()
+            .collect();
+        Ok((n, missing))
+    }
+
+    /// Removes proxy ND entries on `ifindexes` for addresses `ours` says belong to us (the
+    /// home prefixes): hagent answers for bound home addresses in XDP, so such an entry is
+    /// an older hagent's (which proxied per binding) and would answer for addresses that are
+    /// not bound (a black hole).
+    pub async fn sweep_proxies(
+        &self,
+        ifindexes: &[u32],
+        ours: impl Fn(&Ipv6Addr) -> bool,
+    ) -> anyhow::Result<usize> {
+        let mut dump = self
+            .handle()
+            .neighbours()
+            .get()
+            .proxies()
+            .set_address_family(AddressFamily::Inet6)
+            .execute();
+        let mut stale = Vec::new();
+        while let Some(n) = dump.try_next().await.context("listing proxy ND entries")? {
+            if !ifindexes.contains(&n.header.ifindex) {
+                continue;
+            }
+            let dst = n.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(d)) => Some(*d),
+                _ => None,
+            });
+            if dst.is_some_and(|d| ours(&d)) {
+                stale.push(n);
+            }
+        }
+        let count = stale.len();
+        for n in stale {
+            match self.handle().neighbours().del(n).execute().await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(anyhow::Error::from(e).context("removing a proxy ND entry")),
+            }
+        }
+        Ok(count)
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hagent::{
-    config::Config,
+    config::{Config, XdpMode},
     control::{self, DEFAULT_SOCKET, Request},
 };
 
@@ -22,17 +22,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon.
+    /// Run the daemon. A home agent adopts the data plane and the bindings an earlier daemon
+    /// of the same instance left pinned (after a crash, SIGKILL, or a SIGUSR2 hand-off).
+    /// SIGTERM/SIGINT stop it and remove everything it installed; SIGHUP reloads the
+    /// configuration; SIGUSR2 exits leaving the data plane forwarding for the next start.
     Run {
         /// Configuration file.
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
-        /// Control socket path.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        /// Control socket path [default: /run/hagent/<instance>.sock].
+        #[arg(long)]
+        socket: Option<PathBuf>,
         /// Manually keyed SAs in setkey.conf syntax (installed when UseMnHaIPsec is on).
         #[arg(long)]
         setkey: Option<PathBuf>,
+        /// Instance name: its lock, pins and records are its own, so instances on other
+        /// interfaces never touch each other's state.
+        #[arg(short = 'i', long, default_value = hagent::instance::DEFAULT_NAME)]
+        instance: String,
+        /// Start over: drop the pinned data plane and bindings of an earlier daemon.
+        #[arg(long)]
+        fresh: bool,
+        /// XDP mode for every interface (overrides dataplane.xdp_mode): auto, native, generic.
+        #[arg(long, value_parser = parse_xdp_mode)]
+        xdp_mode: Option<XdpMode>,
+        /// Where bpffs is mounted (the pins go to <bpffs>/hagent/<instance>/).
+        #[arg(long, default_value = hagent::instance::DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+        /// Directory of locks, sockets and ownership records.
+        #[arg(long, default_value = hagent::instance::DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
+    },
+    /// Remove everything a dead instance left: its pinned data plane (forwarding stops), the
+    /// routes, neighbour entries and allmulti it installed on its interfaces. Refuses while
+    /// the instance runs. Run it in the network namespace the instance ran in.
+    Cleanup {
+        #[arg(short = 'i', long, default_value = hagent::instance::DEFAULT_NAME)]
+        instance: String,
+        #[arg(long, default_value = hagent::instance::DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+        #[arg(long, default_value = hagent::instance::DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
     },
     /// Show the data plane's global counters.
     Stats {
@@ -79,6 +109,13 @@ enum ConfigAction {
         /// A `.toml` file, or a mip6d.conf.
         file: PathBuf,
     },
+    /// Make the running daemon read its configuration file again (like SIGHUP) and print
+    /// what it applied and what needs a restart.
+    Reload {
+        /// Control socket path.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +146,10 @@ enum BindingAction {
     },
 }
 
+fn parse_xdp_mode(s: &str) -> anyhow::Result<XdpMode> {
+    s.parse()
+}
+
 fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -133,18 +174,24 @@ fn real_main() -> anyhow::Result<()> {
             config,
             socket,
             setkey,
+            instance,
+            fresh,
+            xdp_mode,
+            bpffs,
+            run_dir,
         } => {
-            let mut config = Config::load(&config)?;
-            if let Some(path) = setkey {
-                // Validate now: a bad SA file must not start a half-configured daemon.
-                let f = hagent::config::setkey::parse_file(&path)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                for w in &f.warnings {
-                    config.warnings.push(w.to_string());
-                }
-                config.ipsec.sa_file = Some(path);
-            }
-            init_logging(config.debug_level);
+            let options = hagent::daemon::RunOptions {
+                config_path: config,
+                setkey,
+                instance,
+                socket,
+                run_dir,
+                bpffs,
+                fresh,
+                xdp_mode,
+            };
+            let config = hagent::daemon::read_config(&options)?;
+            hagent::logging::init(config.debug_level);
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
@@ -152,7 +199,20 @@ fn real_main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(hagent::daemon::run(config, &socket))
+            runtime.block_on(hagent::daemon::run(config, &options))
+        }
+        Command::Cleanup {
+            instance,
+            bpffs,
+            run_dir,
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = runtime.block_on(hagent::daemon::cleanup(&instance, &run_dir, &bpffs))?;
+            println!("{report}");
+            Ok(())
         }
         Command::Stats { json, socket } => {
             let data = control::call(&socket, &Request::Stats)?;
@@ -178,6 +238,25 @@ fn real_main() -> anyhow::Result<()> {
             }
             print!("{}", toml::to_string_pretty(&config)?);
             eprintln!("{}: configuration is valid", file.display());
+            Ok(())
+        }
+        Command::Config {
+            action: ConfigAction::Reload { socket },
+        } => {
+            let r = control::call(&socket, &Request::Reload)?;
+            let list = |k: &str| -> String {
+                r[k].as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "nothing".into())
+            };
+            println!("applied: {}", list("applied"));
+            println!("needs a restart (not applied): {}", list("needs_restart"));
             Ok(())
         }
         Command::Binding { action } => match action {
@@ -330,24 +409,4 @@ fn print_stats(data: &serde_json::Value) {
             println!("{:<24} {:>14}", name, n.as_u64().unwrap_or(0));
         }
     }
-}
-
-/// `RUST_LOG` wins; otherwise UMIP's DebugLevel maps to a level (0-1 warn, 2-5 info, 6-9
-/// debug, 10 trace); the default is info.
-fn init_logging(debug_level: Option<u8>) {
-    let level = match debug_level {
-        None => "info",
-        Some(0..=1) => "warn",
-        Some(2..=5) => "info",
-        Some(6..=9) => "debug",
-        Some(_) => "trace",
-    };
-    // The level applies to hagent's own messages; libraries stay at warn.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,hagent={level}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

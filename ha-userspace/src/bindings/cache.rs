@@ -220,6 +220,33 @@ impl BindingCache {
         Ok(Change::Created { id, reused })
     }
 
+    /// Fills an empty cache with bindings a restarted daemon recovered, ids and expiries as
+    /// they were. Refuses (changing nothing) an id out of range or given twice.
+    pub fn restore(&mut self, bindings: Vec<Binding>) -> Result<(), String> {
+        assert!(self.by_hoa.is_empty(), "restore into an empty cache only");
+        let mut used = vec![false; self.capacity as usize];
+        for b in &bindings {
+            let slot = used
+                .get_mut(b.id as usize)
+                .ok_or_else(|| format!("binding id {} of {} is out of range", b.id, b.spec.hoa))?;
+            if std::mem::replace(slot, true) {
+                return Err(format!("binding id {} is used twice", b.id));
+            }
+        }
+        self.next_id = used.iter().rposition(|&u| u).map_or(0, |i| i as u32 + 1);
+        self.free_ids = (0..self.next_id)
+            .rev()
+            .filter(|&i| !used[i as usize])
+            .collect();
+        for b in bindings {
+            if let Some(t) = b.expires_at {
+                self.expiries.push(Reverse((t, b.spec.hoa)));
+            }
+            self.by_hoa.insert(b.spec.hoa, b);
+        }
+        Ok(())
+    }
+
     /// Removes the binding for `hoa`, freeing its id.
     pub fn remove(&mut self, hoa: &Ipv6Addr) -> Option<Binding> {
         let b = self.by_hoa.remove(hoa)?;
@@ -278,6 +305,62 @@ mod tests {
             prefixes: vec![],
             origin: Origin::Static,
         }
+    }
+
+    fn restored(hoa: &str, id: u32, expires_in: Option<u64>, now: Instant) -> Binding {
+        Binding {
+            spec: spec(hoa, "2001:db8:f::1", expires_in),
+            id,
+            registered_at: now,
+            expires_at: expires_in.map(|s| now + Duration::from_secs(s)),
+        }
+    }
+
+    #[test]
+    fn a_restored_cache_keeps_ids_and_expiries_and_hands_out_the_gaps() {
+        let mut c = BindingCache::new(8);
+        let t = Instant::now();
+        c.restore(vec![
+            restored("2001:db8::1", 5, Some(10), t),
+            restored("2001:db8::2", 2, None, t),
+        ])
+        .unwrap();
+        assert_eq!(c.get(&"2001:db8::1".parse().unwrap()).unwrap().id, 5);
+        assert_eq!(c.next_expiry(), Some(t + Duration::from_secs(10)));
+        assert_eq!(
+            c.expired(t + Duration::from_secs(11)),
+            vec!["2001:db8::1".parse::<Ipv6Addr>().unwrap()]
+        );
+        // New bindings get the free ids below the highest, then go on from it.
+        let mut ids = vec![];
+        for i in 0..6 {
+            match c.upsert(spec(&format!("2001:db8::a{i}"), "2001:db8:f::1", None), t) {
+                Ok(Change::Created { id, .. }) => ids.push(id),
+                other => panic!("{other:?}"),
+            }
+        }
+        ids.sort();
+        assert_eq!(ids, vec![0, 1, 3, 4, 6, 7]);
+        assert!(c.is_full());
+    }
+
+    #[test]
+    fn inconsistent_records_are_refused_whole() {
+        let t = Instant::now();
+        let mut c = BindingCache::new(4);
+        let e = c
+            .restore(vec![
+                restored("2001:db8::1", 1, None, t),
+                restored("2001:db8::2", 1, None, t),
+            ])
+            .unwrap_err();
+        assert!(e.contains("used twice"), "{e}");
+        assert!(c.is_empty());
+        let e = c
+            .restore(vec![restored("2001:db8::1", 4, None, t)])
+            .unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -19,7 +19,10 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
-use ha_common::abi::{BINDING_F_IPSEC_PAYLOAD, BindingEntry};
+use ha_common::abi::{
+    BINDING_F_IPSEC_PAYLOAD, BindingEntry, BindingRecord, NEVER_EXPIRES, ORIGIN_REGISTERED,
+    ORIGIN_STATIC,
+};
 use serde::Serialize;
 
 pub use cache::{Binding, BindingCache, BindingSpec, CacheError, Change, Origin};
@@ -146,21 +149,106 @@ pub struct Bindings {
     leftovers: Vec<OwnedRoute>,
 }
 
+/// What [`Bindings::restore`] found.
+#[derive(Debug, Default)]
+struct Restored {
+    bindings: usize,
+    expired: usize,
+    /// Map entries without a binding record, removed.
+    orphans: usize,
+}
+
+/// The record of a binding, as the data plane keeps it for the next daemon.
+fn record_of(b: &Binding, now: Instant) -> BindingRecord {
+    let boot_now = crate::system::boottime_ns();
+    let at = |t: Instant| -> u64 {
+        if t >= now {
+            boot_now.saturating_add(t.duration_since(now).as_nanos() as u64)
+        } else {
+            boot_now.saturating_sub(now.duration_since(t).as_nanos() as u64)
+        }
+    };
+    let s = &b.spec;
+    BindingRecord {
+        hoa: s.hoa.octets(),
+        coa: s.coa.octets(),
+        ha_address: s.ha_address.octets(),
+        registered_ns: at(b.registered_at),
+        expires_ns: b.expires_at.map_or(NEVER_EXPIRES, at),
+        home_ifindex: s.home_ifindex,
+        flags: s.flags,
+        binding_id: b.id,
+        sequence: s.sequence,
+        origin: match s.origin {
+            Origin::Static => ORIGIN_STATIC,
+            Origin::Registered => ORIGIN_REGISTERED,
+        },
+        _pad: 0,
+    }
+}
+
+/// The binding a record describes, on this process's clock.
+fn binding_of(
+    r: &BindingRecord,
+    prefixes: Vec<(Ipv6Addr, u8)>,
+    now: Instant,
+    boot_now: u64,
+) -> Binding {
+    let on_our_clock = |ns: u64| -> Instant {
+        if ns >= boot_now {
+            now + std::time::Duration::from_nanos(ns - boot_now)
+        } else {
+            now.checked_sub(std::time::Duration::from_nanos(boot_now - ns))
+                .unwrap_or(now)
+        }
+    };
+    let mut prefixes = prefixes;
+    prefixes.sort();
+    let expires_at = (r.expires_ns != NEVER_EXPIRES).then(|| on_our_clock(r.expires_ns));
+    let registered_at = on_our_clock(r.registered_ns);
+    Binding {
+        spec: BindingSpec {
+            hoa: Ipv6Addr::from(r.hoa),
+            coa: Ipv6Addr::from(r.coa),
+            ha_address: Ipv6Addr::from(r.ha_address),
+            home_ifindex: r.home_ifindex,
+            sequence: r.sequence,
+            lifetime: expires_at.map(|t| t.saturating_duration_since(registered_at)),
+            flags: r.flags,
+            prefixes,
+            origin: if r.origin == ORIGIN_STATIC {
+                Origin::Static
+            } else {
+                Origin::Registered
+            },
+        },
+        id: r.binding_id,
+        registered_at,
+        expires_at,
+    }
+}
+
 /// The tunnel MTU for a link MTU: 40 bytes for the outer header, at least the IPv6 minimum.
 pub fn tunnel_mtu(link_mtu: u32) -> u32 {
     link_mtu.saturating_sub(40).max(1280)
 }
 
 impl Bindings {
-    /// Takes over the data plane (loaded and attached) and the kernel state of `links`:
-    /// removes what an earlier hagent left (routes with our protocol, neighbour entries
-    /// pointing at our MACs), turns on allmulti and installs `home_routes` (home agent role),
-    /// and the IPsec policies and SAs of the configuration. Nothing stays behind if this fails.
+    /// Takes over the data plane (loaded and attached) and the kernel state of `links`. A data
+    /// plane an earlier daemon pinned is adopted: its binding records become the cache again
+    /// (remaining lifetimes, sequence numbers, ids and counters as they were; the expired
+    /// ones removed), and the maps are reconciled to them. Then the kernel state on `links` —
+    /// and only there — is made what the cache needs: routes with our protocol number that
+    /// no binding or home prefix needs are removed and missing ones added, neighbour entries
+    /// pointing at our MACs for unbound addresses and old-style proxy ND entries in the home
+    /// prefixes are removed; allmulti goes on, the IPsec policies and SAs of the
+    /// configuration are installed. Nothing stays behind if this fails.
     pub async fn start(
         dataplane: Dataplane,
         config: &Config,
         links: Vec<Link>,
         home_routes: Vec<OwnedRoute>,
+        home_prefixes: Vec<(Ipv6Addr, u8)>,
     ) -> anyhow::Result<Self> {
         let kernel = HomeLink::new()?;
         let mut me = Self {
@@ -179,27 +267,147 @@ impl Bindings {
             refusal_neighbours: HashSet::new(),
             leftovers: Vec::new(),
         };
-        let stale = me.kernel.flush_stale_routes().await?;
+        let started = Instant::now();
+        if me.dataplane.adopted() {
+            let restored = me.restore(started)?;
+            tracing::info!(
+                bindings = restored.bindings,
+                expired = restored.expired,
+                orphans = restored.orphans,
+                "binding cache restored from the pinned data plane"
+            );
+        }
+        let ifindexes: Vec<u32> = me.links.iter().map(|l| l.ifindex).collect();
+        let mut desired = home_routes.clone();
+        if me.role == Role::HomeAgent {
+            for b in me.cache.iter() {
+                for &p in &b.spec.prefixes {
+                    desired.push(me.prefix_route(&b.spec, p));
+                }
+            }
+        }
+        let (stale, missing) = me.kernel.reconcile_routes(&ifindexes, &desired).await?;
         if stale > 0 {
-            tracing::info!(routes = stale, "removed routes left by an earlier hagent");
+            tracing::info!(routes = stale, "removed routes an earlier hagent left");
         }
         let swept = me.sweep_neighbours().await?;
         if swept > 0 {
             tracing::info!(
                 entries = swept,
-                "removed neighbour entries left by an earlier hagent"
+                "removed neighbour entries an earlier hagent left"
             );
         }
-        if let Err(e) = me.start_kernel(&home_routes, config).await {
+        if me.role == Role::HomeAgent {
+            let in_home = |a: &Ipv6Addr| {
+                home_prefixes
+                    .iter()
+                    .any(|&(p, l)| crate::system::prefix_contains(p, l, *a))
+            };
+            let proxies = me.kernel.sweep_proxies(&ifindexes, in_home).await?;
+            if proxies > 0 {
+                tracing::info!(
+                    entries = proxies,
+                    "removed proxy ND entries in the home prefixes (hagent answers for bound \
+                     home addresses itself)"
+                );
+            }
+        }
+        if let Err(e) = me.start_kernel(&home_routes, &missing, config).await {
             me.shutdown().await;
             return Err(e);
         }
         Ok(me)
     }
 
+    /// Rebuilds the cache from the records of the adopted data plane and makes the maps agree
+    /// with it: map entries without a record go, entries are rewritten from their record (the
+    /// IPsec flag follows this configuration), expired bindings are removed.
+    fn restore(&mut self, now: Instant) -> anyhow::Result<Restored> {
+        let boot_now = crate::system::boottime_ns();
+        let records = self.dataplane.records()?;
+        let prefixes = self.dataplane.prefixes()?;
+        let mut by_id: HashMap<u32, Vec<(Ipv6Addr, u8)>> = HashMap::new();
+        for (p, e) in &prefixes {
+            by_id.entry(e.binding_id).or_default().push(*p);
+        }
+        let mut out = Restored::default();
+        let mut live = Vec::new();
+        let mut expired = Vec::new();
+        for r in records {
+            let b = binding_of(
+                &r,
+                by_id.remove(&r.binding_id).unwrap_or_default(),
+                now,
+                boot_now,
+            );
+            if r.expires_ns != NEVER_EXPIRES && r.expires_ns <= boot_now {
+                expired.push(b);
+            } else {
+                live.push(b);
+            }
+        }
+        self.cache
+            .restore(live)
+            .map_err(|e| anyhow!("the pinned binding records are inconsistent: {e}"))?;
+        for b in self.cache.iter() {
+            for &p in &b.spec.prefixes {
+                self.prefix_owner.insert(p, b.spec.hoa);
+            }
+        }
+        // Map entries nobody has a record of (a daemon killed between the two writes).
+        for hoa in self.dataplane.binding_keys()? {
+            if self.cache.get(&hoa).is_none() {
+                self.dataplane.remove_binding(hoa)?;
+                out.orphans += 1;
+            }
+        }
+        let mut count = 0u64;
+        for ((p, l), e) in prefixes {
+            let owner = self.prefix_owner.get(&(p, l)).copied();
+            match owner.and_then(|h| self.cache.get(&h)) {
+                Some(b) if b.id == e.binding_id => count += 1,
+                _ => {
+                    self.dataplane.remove_prefix(p, l)?;
+                    out.orphans += 1;
+                }
+            }
+        }
+        let all: Vec<(BindingSpec, u32)> =
+            self.cache.iter().map(|b| (b.spec.clone(), b.id)).collect();
+        for (spec, id) in &all {
+            let entry = self.entry(spec, *id);
+            self.dataplane.set_binding(spec.hoa, &entry)?;
+            for &(p, l) in &spec.prefixes {
+                self.dataplane.set_prefix(p, l, &entry)?;
+            }
+            if self.role == Role::MobileNode {
+                self.dataplane.add_local_address(spec.coa)?;
+            }
+        }
+        self.dataplane.set_prefix_count(count)?;
+        let dad = self.dataplane.clear_dad()?;
+        if dad > 0 {
+            tracing::debug!(probes = dad, "ended the DAD probes of the earlier daemon");
+        }
+        out.bindings = self.cache.len();
+        // Expired while no daemon ran: removed like any expiry (their prefixes and records
+        // with them).
+        for b in expired {
+            let hoa = b.spec.hoa;
+            self.dataplane.remove_binding(hoa)?;
+            for &(p, l) in &b.spec.prefixes {
+                self.dataplane.remove_prefix(p, l)?;
+            }
+            self.dataplane.remove_record(hoa)?;
+            out.expired += 1;
+        }
+        Ok(out)
+    }
+
     async fn start_kernel(
         &mut self,
         home_routes: &[OwnedRoute],
+        missing: &[OwnedRoute],
         config: &Config,
     ) -> anyhow::Result<()> {
         if self.role == Role::HomeAgent {
@@ -208,12 +416,14 @@ impl Bindings {
                     self.allmulti.push(l.ifindex);
                 }
             }
-            for r in home_routes {
-                self.kernel
-                    .add_route(r)
-                    .await
-                    .context("home_agent.home_prefixes")?;
-                self.home_routes.push(*r);
+            self.home_routes = home_routes.to_vec();
+            for r in missing {
+                let what = if home_routes.contains(r) {
+                    "home_agent.home_prefixes"
+                } else {
+                    "a restored mobile network prefix"
+                };
+                self.kernel.add_route(r).await.context(what)?;
             }
         }
         if config.ipsec.use_mn_ha_ipsec {
@@ -222,9 +432,30 @@ impl Bindings {
         Ok(())
     }
 
+    /// Removes the neighbour entries pointing at our MACs, except those of bound HoAs.
     async fn sweep_neighbours(&self) -> anyhow::Result<usize> {
         let links: Vec<(u32, [u8; 6])> = self.links.iter().map(|l| (l.ifindex, l.mac)).collect();
-        self.kernel.sweep_neighbours(&links).await
+        let cache = &self.cache;
+        self.kernel
+            .sweep_neighbours(&links, |a| cache.get(a).is_some())
+            .await
+    }
+
+    /// Removes the pinned data plane (it detaches when this is dropped).
+    pub fn unpin(&mut self) -> anyhow::Result<usize> {
+        self.dataplane.unpin()
+    }
+
+    /// Links whose allmulti this daemon turned on (for the ownership record).
+    pub fn allmulti(&self) -> &[u32] {
+        &self.allmulti
+    }
+
+    /// Declares allmulti on `ifindex` ours (an earlier daemon of this instance turned it on).
+    pub fn adopt_allmulti(&mut self, ifindex: u32) {
+        if !self.allmulti.contains(&ifindex) {
+            self.allmulti.push(ifindex);
+        }
     }
 
     fn link(&self, ifindex: u32) -> Option<&Link> {
@@ -455,6 +686,9 @@ impl Bindings {
         if let Err(e) = self.dataplane.remove_binding(hoa) {
             tracing::error!(%hoa, error = %format!("{e:#}"), "removing the binding from the data plane failed");
         }
+        if let Err(e) = self.dataplane.remove_record(hoa) {
+            tracing::error!(%hoa, error = %format!("{e:#}"), "removing the binding record failed");
+        }
         for &p in &b.spec.prefixes {
             if let Err(e) = self.dataplane.remove_prefix(p.0, p.1) {
                 tracing::error!(%hoa, error = %format!("{e:#}"), "removing a mobile network prefix from the data plane failed");
@@ -553,6 +787,13 @@ impl Bindings {
         }
         // In place: a CoA change rewrites the entry, so the HoA is never unforwarded.
         let entry = self.entry(spec, id);
+        // The record first: the next daemon must know every binding a map entry holds, and
+        // every sequence number acknowledged (the BA leaves after this returns).
+        let record = record_of(
+            self.cache.get(&spec.hoa).expect("just upserted"),
+            Instant::now(),
+        );
+        self.dataplane.put_record(&record)?;
         self.dataplane.set_binding(spec.hoa, &entry)?;
         if let Change::Updated { previous, .. } = change {
             for &(p, l) in &previous.prefixes {
@@ -572,6 +813,7 @@ impl Bindings {
         match change {
             Change::Created { .. } => {
                 self.cache.remove(&spec.hoa);
+                let _ = self.dataplane.remove_record(spec.hoa);
                 let _ = self.dataplane.remove_binding(spec.hoa);
                 for &(p, l) in &spec.prefixes {
                     let _ = self.dataplane.remove_prefix(p, l);
@@ -582,6 +824,9 @@ impl Bindings {
             }
             Change::Updated { previous, id } => {
                 let _ = self.cache.upsert(previous.clone(), Instant::now());
+                if let Some(b) = self.cache.get(&previous.hoa) {
+                    let _ = self.dataplane.put_record(&record_of(b, Instant::now()));
+                }
                 let entry = self.entry(previous, *id);
                 let _ = self.dataplane.set_binding(previous.hoa, &entry);
                 for &(p, l) in &spec.prefixes {
@@ -741,4 +986,48 @@ async fn install_ipsec(ipsec: &mut Ipsec, config: &Config) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_brings_back_the_binding_it_was_written_for() {
+        let now = Instant::now();
+        let b = Binding {
+            spec: BindingSpec {
+                hoa: "2001:db8:bee5::dead:face".parse().unwrap(),
+                coa: "2001:db8:f00d::1".parse().unwrap(),
+                ha_address: "2001:db8:bee5::c001:babe".parse().unwrap(),
+                home_ifindex: 3,
+                sequence: 65535,
+                lifetime: Some(std::time::Duration::from_secs(400)),
+                flags: ha_common::abi::BINDING_F_MOBILE_ROUTER,
+                prefixes: vec![("2001:db8:100::".parse().unwrap(), 48)],
+                origin: Origin::Registered,
+            },
+            id: 77,
+            registered_at: now,
+            expires_at: Some(now + std::time::Duration::from_secs(400)),
+        };
+        let r = record_of(&b, now);
+        // Another process reads it 100 s later on the shared boot clock.
+        let later = now + std::time::Duration::from_secs(100);
+        let boot_later = r.registered_ns + 100_000_000_000;
+        let back = binding_of(&r, b.spec.prefixes.clone(), later, boot_later);
+        assert_eq!(back.spec, b.spec);
+        assert_eq!(back.id, 77);
+        let left = back.expires_at.unwrap().duration_since(later).as_secs_f64();
+        assert!((299.0..=300.0).contains(&left), "{left}");
+        // A static binding without expiry stays without.
+        let mut s = b.clone();
+        s.spec.origin = Origin::Static;
+        s.spec.lifetime = None;
+        s.expires_at = None;
+        let r = record_of(&s, now);
+        assert_eq!(r.expires_ns, NEVER_EXPIRES);
+        let back = binding_of(&r, s.spec.prefixes.clone(), later, boot_later);
+        assert_eq!((back.spec.origin, back.expires_at), (Origin::Static, None));
+    }
 }

@@ -77,12 +77,13 @@ impl HomeAgent {
         now: Instant,
     ) -> anyhow::Result<Self> {
         let ndisc = Ndisc::new()?;
+        let mut registrations =
+            Registrations::new(&config.home_agent, scope, bindings.capacity() as usize);
+        for b in bindings.iter() {
+            registrations.note_restored(&b.spec.hoa);
+        }
         Ok(Self {
-            registrations: Registrations::new(
-                &config.home_agent,
-                scope,
-                bindings.capacity() as usize,
-            ),
+            registrations,
             dad: Dad::new(bindings.dataplane().dad_probes()?, ndisc.clone()),
             signalling: Signalling::new()?,
             ndisc,
@@ -96,6 +97,12 @@ impl HomeAgent {
                 suppressed: 0,
             },
         })
+    }
+
+    /// A reloaded configuration (see [`Registrations::set_config`]).
+    pub fn set_config(&mut self, config: &Config, bindings: &Bindings) {
+        self.registrations
+            .set_config(&config.home_agent, |h| bindings.get(h).is_some());
     }
 
     /// The interfaces' addresses changed: new home prefixes, new sources for NAs.

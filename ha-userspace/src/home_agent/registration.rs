@@ -189,6 +189,35 @@ impl Registrations {
         }
     }
 
+    /// A new configuration (a reload): ACL, lifetimes, DAD and limits apply to the next
+    /// Binding Update; existing bindings stay as they are until then (RFC 6275 §10.3.1: the
+    /// home agent decides at each registration) — `bound` tells which ACL'd HoAs hold one.
+    /// Registrations in flight finish under the rules they started with.
+    pub fn set_config(&mut self, config: &HomeAgentConfig, bound: impl Fn(&Ipv6Addr) -> bool) {
+        let l = &config.limits;
+        if l.registrations_per_source != self.config.limits.registrations_per_source
+            || l.registration_burst_per_source != self.config.limits.registration_burst_per_source
+            || l.tracked_sources != self.config.limits.tracked_sources
+        {
+            self.limiter = SourceLimiter::new(
+                l.registrations_per_source,
+                l.registration_burst_per_source,
+                l.tracked_sources as usize,
+            );
+        }
+        self.allowed = config.allowed_hoas().collect();
+        self.allowed_unbound = self.allowed.iter().filter(|h| !bound(h)).count();
+        self.config = config.clone();
+    }
+
+    /// A binding restored at start (a restarted daemon): an ACL'd HoA with one no longer
+    /// needs the room kept for it.
+    pub fn note_restored(&mut self, hoa: &Ipv6Addr) {
+        if self.allowed.contains(hoa) {
+            self.allowed_unbound = self.allowed_unbound.saturating_sub(1);
+        }
+    }
+
     /// The addresses and prefixes this node serves changed.
     pub fn set_scope(&mut self, scope: Scope) {
         self.scope = scope;
