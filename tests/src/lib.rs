@@ -189,6 +189,15 @@ pub struct Background {
 }
 
 impl Background {
+    /// No process (a placeholder).
+    pub fn none() -> Self {
+        Self {
+            child: None,
+            what: String::new(),
+            log: PathBuf::new(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
@@ -215,6 +224,42 @@ impl Background {
             );
         }
         Ok(())
+    }
+
+    /// Sends `signal` without waiting.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: plain syscall on our own child (not yet reaped: `child` is still held).
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
+    /// SIGKILL (a crash), and waits until it is gone.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            bail!("{} was already reaped", self.what);
+        };
+        let _ = child.kill();
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Waits (at most `timeout`) for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(child) = self.child.as_mut() else {
+            bail!("{} was already reaped", self.what);
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("{} still running after {timeout:?}", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status (SIGKILL after `grace`).
@@ -345,6 +390,11 @@ pub fn hagent_bin() -> anyhow::Result<PathBuf> {
 pub struct TempDir(PathBuf);
 
 impl TempDir {
+    /// No directory (a placeholder; dropping it removes nothing).
+    pub fn none() -> Self {
+        Self(PathBuf::new())
+    }
+
     pub fn new(label: &str) -> anyhow::Result<Self> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!("hat-{}-{id}-{label}", std::process::id()));
@@ -361,6 +411,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return;
+        }
         if std::thread::panicking() {
             eprintln!("keeping {} for inspection", self.0.display());
             return;

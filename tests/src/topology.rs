@@ -33,11 +33,52 @@ pub fn addr(ns: &Netns, ifname: &str, cidr: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A `hagent run` inside a namespace, with its own control socket; stopped when dropped.
+/// A `hagent run` inside a namespace, with its own control socket, instance name and run
+/// directory; stopped (SIGTERM) when dropped, and whatever it left pinned removed.
 pub struct Hagent {
     pub process: Background,
     pub socket: PathBuf,
     dir: TempDir,
+    ns: String,
+    args: Vec<String>,
+    instance: String,
+    run_dir: PathBuf,
+    starts: u32,
+    /// Whether dropping this removes the instance's pins.
+    owns_pins: bool,
+}
+
+/// The bpffs the tests pin to: `ip netns exec` remounts /sys, hiding /sys/fs/bpf, so the
+/// daemons get one mounted outside /sys (one per machine, kept).
+pub fn test_bpffs() -> anyhow::Result<PathBuf> {
+    static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from("/run/hagent-tests/bpffs");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let is_bpffs = || {
+            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: statfs on a NUL-terminated path into a zeroed struct we own.
+            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+            unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == 0xcafe_4a11 }
+        };
+        if !is_bpffs() {
+            run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&dir))
+                .map_err(|e| format!("{e:#}"))?;
+        }
+        Ok(dir)
+    })
+    .clone()
+    .map_err(|e| anyhow::anyhow!("mounting the tests' bpffs: {e}"))
+}
+
+/// A unique instance name (the process id and a counter).
+fn instance_name() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "t{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 impl Hagent {
@@ -50,37 +91,139 @@ impl Hagent {
     /// Like [`start`](Self::start) with the configuration in a file called `file_name`
     /// (`.toml` is read as TOML, anything else as mip6d.conf).
     pub fn start_with(ns: &Netns, file_name: &str, config: &str) -> anyhow::Result<Self> {
+        Self::start_args(ns, file_name, config, &[], None)
+    }
+
+    /// Like [`start_with`](Self::start_with), sharing `run_dir` (locks, ownership records)
+    /// with another daemon, as instances on one machine do.
+    pub fn start_shared(
+        ns: &Netns,
+        file_name: &str,
+        config: &str,
+        run_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let name = instance_name();
+        Self::start_args(ns, file_name, config, &[], Some((&name, run_dir)))
+    }
+
+    /// Tries to start a second daemon as this one's instance (its lock must refuse it).
+    pub fn start_same_instance(&self) -> anyhow::Result<Self> {
+        let ns = Netns::attach(&self.ns);
+        let config = std::fs::read_to_string(&self.args[2])?;
+        let file = std::path::Path::new(&self.args[2])
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("hagent.toml")
+            .to_string();
+        Self::start_args(
+            &ns,
+            &file,
+            &config,
+            &[],
+            Some((&self.instance, &self.run_dir())),
+        )
+    }
+
+    /// Like [`start_with`](Self::start_with) with more `hagent run` arguments, and — when
+    /// given — an instance name and run directory (another daemon's, to take over its state).
+    pub fn start_args(
+        ns: &Netns,
+        file_name: &str,
+        config: &str,
+        extra: &[&str],
+        shared: Option<(&str, &std::path::Path)>,
+    ) -> anyhow::Result<Self> {
         let dir = TempDir::new("hagent")?;
         let config_path = dir.join(file_name);
         std::fs::write(&config_path, config)?;
         let socket = dir.join("hagent.sock");
+        let (instance, run_dir) = match shared {
+            Some((i, r)) => (i.to_string(), r.to_path_buf()),
+            None => (instance_name(), dir.join("run")),
+        };
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "-c".into(),
+            config_path.to_str().context("non-UTF-8 path")?.into(),
+            "--socket".into(),
+            socket.to_str().context("non-UTF-8 path")?.into(),
+            "--instance".into(),
+            instance.clone(),
+            "--bpffs".into(),
+            test_bpffs()?.to_str().context("non-UTF-8 path")?.into(),
+            "--run-dir".into(),
+            run_dir.to_str().context("non-UTF-8 path")?.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         let bin = hagent_bin()?;
-        let mut process = ns.spawn(
+        let process = ns.spawn(
             bin.to_str().context("non-UTF-8 binary path")?,
-            &[
-                "run",
-                "-c",
-                config_path.to_str().context("non-UTF-8 path")?,
-                "--socket",
-                socket.to_str().context("non-UTF-8 path")?,
-            ],
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
             &dir.join("hagent.log"),
         )?;
-        let mut me = None;
+        let mut me = Self {
+            process,
+            socket,
+            dir,
+            ns: ns.name().to_string(),
+            args,
+            instance,
+            run_dir,
+            starts: 1,
+            owns_pins: shared.is_none(),
+        };
+        if let Err(e) = me.wait_ready() {
+            // Refused (or failed): it must not remove the pins of the instance it tried.
+            me.owns_pins = false;
+            return Err(e);
+        }
+        me.owns_pins = true;
+        Ok(me)
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let socket = self.socket.clone();
+        let process = &mut self.process;
         wait_for("hagent's control socket", Duration::from_secs(20), || {
             process.check_running()?;
             Ok(socket.exists().then_some(()))
         })?;
-        me.replace(Self {
-            process,
-            socket,
-            dir,
-        });
-        let me = me.expect("set above");
         wait_for("hagent to answer", Duration::from_secs(10), || {
-            Ok(me.cli(&["stats", "--json"]).ok())
-        })?;
-        Ok(me)
+            Ok(self.cli(&["stats", "--json"]).ok())
+        })
+        .map_err(|e| anyhow::anyhow!("{e:#}; log:\n{}", self.log()))?;
+        Ok(())
+    }
+
+    /// Starts the daemon again (after [`kill`](Background::kill) or a hand-off) with the same
+    /// configuration, instance and directories — `bin` instead of the tests' build when given
+    /// (an upgrade) — and waits until it answers. Its log goes to `hagent.<n>.log`.
+    pub fn restart(&mut self, bin: Option<&std::path::Path>) -> anyhow::Result<()> {
+        self.starts += 1;
+        let default = hagent_bin()?;
+        let bin = bin.unwrap_or(&default);
+        let ns = Netns::attach(&self.ns);
+        self.process = ns.spawn(
+            bin.to_str().context("non-UTF-8 binary path")?,
+            &self.args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &self.dir.join(&format!("hagent.{}.log", self.starts)),
+        )?;
+        self.wait_ready()
+    }
+
+    /// The instance name.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Where this instance pins its data plane.
+    pub fn pin_dir(&self) -> anyhow::Result<PathBuf> {
+        Ok(test_bpffs()?.join("hagent").join(&self.instance))
+    }
+
+    /// The run directory (locks, ownership record).
+    pub fn run_dir(&self) -> PathBuf {
+        self.run_dir.clone()
     }
 
     /// Runs a `hagent` client command against this daemon's socket; returns stdout.
@@ -117,9 +260,11 @@ impl Hagent {
 
     /// Leaves the daemon running after this handle is dropped (the interactive lab); returns
     /// its pid. Its directory (config, socket, log) stays too.
-    pub fn detach(self) -> u32 {
-        let Self { process, dir, .. } = self;
+    pub fn detach(mut self) -> u32 {
+        let process = std::mem::replace(&mut self.process, Background::none());
+        let dir = std::mem::replace(&mut self.dir, TempDir::none());
         std::mem::forget(dir);
+        self.instance.clear();
         process.detach()
     }
 
@@ -130,9 +275,23 @@ impl Hagent {
 
     /// Stops the daemon with SIGTERM and returns its exit status.
     pub fn stop(mut self) -> anyhow::Result<std::process::ExitStatus> {
-        let status = self.process.terminate(Duration::from_secs(10))?;
-        let _ = &self.dir;
-        Ok(status)
+        self.process.terminate(Duration::from_secs(10))
+    }
+}
+
+impl Drop for Hagent {
+    fn drop(&mut self) {
+        if self.instance.is_empty() {
+            return; // detached: the lab keeps it
+        }
+        let _ = self.process.terminate(Duration::from_secs(10));
+        if !self.owns_pins {
+            return;
+        }
+        // A test that killed the daemon leaves its pins: remove them (maps are large).
+        if let Ok(dir) = self.pin_dir() {
+            let _ = hagent::dataplane::remove_pins(&dir);
+        }
     }
 }
 
@@ -191,7 +350,17 @@ pub struct SeedLab {
 }
 
 impl SeedLab {
+    /// The seed lab as the tests use it: XDP_PASS on the router's veth ends.
     pub fn new() -> anyhow::Result<Self> {
+        Self::build(true)
+    }
+
+    /// The seed lab as a user builds it: plain veth pairs, no XDP on the router.
+    pub fn plain() -> anyhow::Result<Self> {
+        Self::build(false)
+    }
+
+    fn build(router_xdp: bool) -> anyhow::Result<Self> {
         let mut lab = Self {
             router: Netns::new("router")?,
             ha: Netns::new("ha")?,
@@ -230,6 +399,9 @@ impl SeedLab {
                 "ethtool",
                 &["-K", router_if, "tx", "off", "gso", "off", "gro", "off"],
             )?;
+        }
+        if !router_xdp {
+            return Ok(lab);
         }
         let ifindexes = ["home0", "foreign0", "cafe0"]
             .iter()

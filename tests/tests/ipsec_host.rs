@@ -135,10 +135,22 @@ fn no_esp_kernel_refuses_ipsec_clearly_and_cleanly() -> anyhow::Result<()> {
         .replace("UseMnHaIPsec\u{a0}disabled", "UseMnHaIPsec\u{a0}enabled");
     let path = dir.join("mip6d.conf");
     std::fs::write(&path, conf)?;
+    ha.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     let out = ha
         .command(hagent_bin()?.to_str().unwrap())
-        .args(["run", "-c", path.to_str().unwrap(), "--socket"])
+        .args([
+            "run",
+            "-c",
+            path.to_str().unwrap(),
+            "--instance",
+            "noesp",
+            "--socket",
+        ])
         .arg(dir.join("s.sock"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .arg("--bpffs")
+        .arg(tests::topology::test_bpffs()?)
         .output()?;
     assert!(!out.status.success(), "hagent started without ESP");
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,6 +1,7 @@
 //! The foundation's end-to-end proof: `hagent` loads the embedded XDP program, attaches it to a
 //! veth in a namespace, the program's counter moves with real traffic, `bpftool` sees it, and
-//! nothing stays attached after `hagent` exits.
+//! nothing stays attached after `hagent` stops (SIGTERM; a crash leaves the pinned data plane
+//! forwarding — `restart.rs`).
 
 use std::process::Command;
 
@@ -31,6 +32,7 @@ fn ping_counts_ipv6(mode: &str) -> anyhow::Result<()> {
     let ha = Netns::new("ha")?;
     let peer = Netns::new("peer")?;
     veth(&ha, "home0", &peer, "peer0")?;
+    ha.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     addr(&ha, "home0", "2001:db8:bee5::c001:babe/64")?;
     addr(&peer, "peer0", "2001:db8:bee5::1/64")?;
 
@@ -128,8 +130,17 @@ fn missing_interface_is_refused_clearly() -> anyhow::Result<()> {
     )?;
     let out = ns
         .command(hagent_bin()?.to_str().unwrap())
-        .args(["run", "-c", cfg.to_str().unwrap(), "--socket"])
+        .args([
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--instance",
+            "nosuch",
+            "--socket",
+        ])
         .arg(dir.join("s.sock"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
         .output()?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -474,7 +474,7 @@ fn mutated_frames_never_make_the_programs_forward_what_no_binding_explains() -> 
             ..Default::default()
         })?;
         dp.add_local_address(addr(seed::HA))?;
-        dp.set_iface(ifindex, HA_MAC)?;
+        dp.set_iface(ifindex, HA_MAC, hagent::config::XdpMode::Native)?;
         dp.set_binding(addr(seed::HOA), &entry(seed::COA, 7, ifindex))?;
         dp.set_binding(addr(SMALL_PATH_HOA), &entry(SMALL_PATH_COA, 9, ifindex))?;
         dp.set_prefix(addr(MNP), 48, &entry(MNP_COA, 8, ifindex))?;

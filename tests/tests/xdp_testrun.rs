@@ -624,7 +624,8 @@ fn bind_on_home_link(dp: &mut Dataplane, fx: &Fixture) {
     let mut e = entry(ha(), coa(), 7);
     e.home_ifindex = fx.ifindex;
     dp.set_binding(hoa(), &e).unwrap();
-    dp.set_iface(fx.ifindex, HA_MAC).unwrap();
+    dp.set_iface(fx.ifindex, HA_MAC, hagent::config::XdpMode::Native)
+        .unwrap();
 }
 
 /// The solicited-node multicast address of `a` and its MAC.

@@ -22,7 +22,7 @@ interfaces = ["eth0"]
 xdp_mode = "native"
 max_bindings = 1024
 CONF
-ip netns exec ha $HAGENT run -c /tmp/ha.toml --socket /tmp/ha.sock > /tmp/ha.log 2>&1 &
+ip netns exec ha $HAGENT run -c /tmp/ha.toml --bpffs $BPFFS --socket /tmp/ha.sock > /tmp/ha.log 2>&1 &
 wait_socket /tmp/ha.sock $! /tmp/ha.log
 cat /tmp/ha.log
 $HAGENT binding add 2001:db8:bee5::dead:face 2001:db8:f00d::dead:face --socket /tmp/ha.sock

@@ -13,7 +13,7 @@ ip netns exec ha sysctl -qw net.ipv6.conf.all.forwarding=1
 ip -n ha addr add 2001:db8:bee5::c001:babe/64 dev eth0 nodad
 # Another tool's policy, which hagent must leave alone.
 ip -n ha xfrm policy add src 2001:db8:9::1/128 dst 2001:db8:9::2/128 dir out priority 100
-ip netns exec ha $HAGENT run -c /etc/hagent/mip6d.conf --socket /tmp/ha.sock > /tmp/ha.log 2>&1 &
+ip netns exec ha $HAGENT run -c /etc/hagent/mip6d.conf --bpffs $BPFFS --socket /tmp/ha.sock > /tmp/ha.log 2>&1 &
 PID=$!
 wait_socket /tmp/ha.sock $PID /tmp/ha.log
 cat /tmp/ha.log

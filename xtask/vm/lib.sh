@@ -10,3 +10,9 @@ wait_socket() {
 	done
 	[ -S "$1" ] || { echo "no control socket $1"; cat "$3"; return 1; }
 }
+
+# `ip netns exec` remounts /sys, which hides /sys/fs/bpf: a home agent pins its data plane on
+# a bpffs mounted outside /sys (`hagent run --bpffs`).
+BPFFS=/run/hagent-bpffs
+mkdir -p $BPFFS
+grep -q " $BPFFS bpf " /proc/mounts || mount -t bpf bpf $BPFFS

@@ -216,7 +216,7 @@ ip -n ha xfrm state add src 2001:db8:9::1 dst 2001:db8:9::2 proto esp spi 0x999 
 	enc 'cbc(aes)' $ENC auth-trunc 'hmac(sha256)' $AUTH 128
 ip -n ha xfrm policy add src 2001:db8:9::1/128 dst 2001:db8:9::2/128 dir out priority 100
 
-ip netns exec ha $HAGENT run -c /etc/hagent/ha.conf --setkey /etc/hagent/sa.conf \
+ip netns exec ha $HAGENT run -c /etc/hagent/ha.conf --setkey /etc/hagent/sa.conf --bpffs $BPFFS \
 	--socket /tmp/ha.sock > /tmp/ha.log 2>&1 &
 HA_PID=$!
 wait_socket /tmp/ha.sock $HA_PID /tmp/ha.log
