@@ -50,11 +50,14 @@ const _: () = assert!(core::mem::size_of::<BindingEntry>() == 48);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Iface {
     pub mac: [u8; 6],
-    /// `XDP_MODE_*` the program is attached in (for the next daemon; programs ignore it).
+    /// `XDP_MODE_*` the program is attached in, and the one asked for (for the next daemon:
+    /// a link does not say; the programs ignore both).
     pub xdp_mode: u8,
-    pub _pad: u8,
+    pub xdp_requested: u8,
 }
 
+/// `Iface::xdp_requested`: auto.
+pub const XDP_MODE_AUTO: u8 = 3;
 /// `Iface::xdp_mode`: native (driver) mode.
 pub const XDP_MODE_NATIVE: u8 = 1;
 /// `Iface::xdp_mode`: generic (skb) mode.

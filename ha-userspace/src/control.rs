@@ -107,7 +107,11 @@ impl ControlSocket {
         &self.path
     }
 
-    pub fn bind(path: &Path) -> anyhow::Result<Self> {
+    /// Makes `path` free for [`bind`](Self::bind): creates its directory, refuses a path that
+    /// is not a socket (never replaced) or that a daemon answers on, removes a stale socket.
+    /// The daemon calls it before touching the kernel, and binds once it is ready, so that
+    /// the socket's existence means the daemon answers.
+    pub fn claim(path: &Path) -> anyhow::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -129,6 +133,11 @@ impl ControlSocket {
             std::fs::remove_file(path)
                 .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
         }
+        Ok(())
+    }
+
+    pub fn bind(path: &Path) -> anyhow::Result<Self> {
+        Self::claim(path)?;
         let listener = UnixListener::bind(path)
             .with_context(|| format!("cannot bind control socket {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;

@@ -134,8 +134,9 @@ pub async fn run(config: Config, options: &RunOptions) -> anyhow::Result<()> {
             }
         }
     }
-    // The socket before the kernel: a path that is not a stale socket is refused first.
-    let control = ControlSocket::bind(&socket)?;
+    // The socket path before the kernel: one that is not a stale socket is refused first. (It
+    // is bound once the daemon is ready: a client finding it gets answers.)
+    ControlSocket::claim(&socket)?;
     let persistent = config.role == Role::HomeAgent && config.dataplane.persistent;
     let previous = instance.owned()?;
     let netns = instance::netns_id()?;
@@ -186,7 +187,7 @@ pub async fn run(config: Config, options: &RunOptions) -> anyhow::Result<()> {
     // outage), and removes one it pinned itself.
     let adopting = pin_dir
         .as_ref()
-        .is_some_and(|d| d.join(ha_common::maps::LAYOUT).exists());
+        .is_some_and(|d| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()));
     let unpin_unless_adopted = |e: anyhow::Error| {
         if !adopting && let Err(u) = instance.unpin() {
             tracing::warn!(error = %format!("{u:#}"), "removing the pins after a failed start");
@@ -205,26 +206,56 @@ pub async fn run(config: Config, options: &RunOptions) -> anyhow::Result<()> {
         .map(|p| (p.prefix, p.len))
         .collect();
     let links = served.iter().map(Served::link).collect();
+    // Interfaces an earlier daemon of this instance served and this one does not: what it
+    // left there goes (its programs went in `load_dataplane`).
+    let dropped: Vec<(String, u32)> = previous
+        .iter()
+        .filter(|p| p.netns == netns)
+        .flat_map(|p| p.interfaces.clone())
+        .filter(|(_, i)| !served.iter().any(|s| s.ifindex == *i))
+        .collect();
+    if !dropped.is_empty()
+        && let Some(p) = &previous
+        && let Err(e) = clean_interfaces(&dropped, &p.allmulti).await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "cleaning interfaces no longer served");
+    }
+    // The ownership record before allmulti goes on: a crash in between must not leave it on
+    // with nobody knowing it is ours. Allmulti already on is ours if an earlier daemon of
+    // this instance turned it on.
+    let ours_before: Vec<u32> = previous
+        .iter()
+        .flat_map(|p| p.allmulti.clone())
+        .filter(|i| served.iter().any(|s| s.ifindex == *i))
+        .collect();
+    let owned = |allmulti: Vec<u32>| Owned {
+        netns,
+        interfaces: served.iter().map(|s| (s.name.clone(), s.ifindex)).collect(),
+        allmulti,
+    };
+    let will_turn_on: Vec<u32> = served
+        .iter()
+        .filter(|s| config.role == Role::HomeAgent && !system::allmulti(&s.name))
+        .map(|s| s.ifindex)
+        .chain(ours_before.iter().copied())
+        .collect();
+    instance
+        .record_owned(&owned(will_turn_on))
+        .map_err(|e| unpin_unless_adopted(e.context("writing the ownership record")))?;
     let mut bindings = Bindings::start(dataplane, &config, links, home_routes, home_prefixes)
         .await
         .map_err(unpin_unless_adopted)?;
-    // Allmulti an earlier daemon of this instance turned on is ours to turn off.
-    for &i in previous.iter().flat_map(|p| &p.allmulti) {
-        if served.iter().any(|s| s.ifindex == i) {
-            bindings.adopt_allmulti(i);
-        }
+    for &i in &ours_before {
+        bindings.adopt_allmulti(i);
     }
-    let owned = |b: &Bindings| Owned {
-        netns,
-        interfaces: served.iter().map(|s| (s.name.clone(), s.ifindex)).collect(),
-        allmulti: b.allmulti().to_vec(),
+    if let Err(e) = instance.record_owned(&owned(bindings.allmulti().to_vec())) {
+        tracing::warn!(error = %format!("{e:#}"), "rewriting the ownership record");
+    }
+    let result = match ControlSocket::bind(&socket) {
+        Ok(control) => serve(config, options, control, served, scope, &mut bindings).await,
+        Err(e) => Err(e),
     };
-    if let Err(e) = instance.record_owned(&owned(&bindings)) {
-        bindings.shutdown().await;
-        let _ = bindings.unpin();
-        return Err(e.context("writing the ownership record"));
-    }
-    let result = serve(config, options, control, served, scope, &mut bindings).await;
+    let persistent = bindings.dataplane().persistent();
     match result {
         Ok(Exit::Handoff) => {
             tracing::info!(
@@ -235,6 +266,15 @@ pub async fn run(config: Config, options: &RunOptions) -> anyhow::Result<()> {
             // Dropping closes our descriptors; the pins keep maps and links.
             drop(bindings);
             Ok(())
+        }
+        Err(e) if persistent => {
+            // A failure, not a stop: like a crash, the data plane goes on for the next start.
+            tracing::error!(
+                error = %format!("{e:#}"),
+                "the daemon failed; the pinned data plane keeps forwarding for the next start"
+            );
+            drop(bindings);
+            Err(e)
         }
         other => {
             bindings.shutdown().await;
@@ -321,12 +361,15 @@ async fn serve(
     let punt_task = tokio::spawn(punt::serve(ring, sender, punt_stats.clone()));
 
     // Mobility Headers, read on a task of their own into bounded queues.
+    let allowed = Arc::new(std::sync::RwLock::new(
+        config.home_agent.allowed_hoas().collect(),
+    ));
     let priority = match config.role {
         Role::HomeAgent => Some(Priority {
             bound: aya::maps::HashMap::try_from(aya::maps::Map::HashMap(
                 bindings.dataplane().map_handle(ha_common::maps::BINDINGS)?,
             ))?,
-            allowed: config.home_agent.allowed_hoas().collect(),
+            allowed: allowed.clone(),
         }),
         Role::MobileNode => None,
     };
@@ -410,7 +453,7 @@ async fn serve(
             }
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP received: reloading the configuration");
-                let _ = reload(options, &mut config, &mut role, bindings);
+                let _ = reload(options, &mut config, &mut role, bindings, &allowed);
             }
             r = &mut control_task => {
                 break Err(anyhow!("the control socket task ended: {r:?}"));
@@ -423,7 +466,7 @@ async fn serve(
                         let _ = cmd.reply.send(stats());
                     }
                     Request::Reload => {
-                        let _ = cmd.reply.send(reload(options, &mut config, &mut role, bindings));
+                        let _ = cmd.reply.send(reload(options, &mut config, &mut role, bindings, &allowed));
                     }
                     other => handle(other, cmd.reply, &mut role, bindings, now).await,
                 }
@@ -489,6 +532,7 @@ fn reload(
     config: &mut Config,
     role: &mut RoleState,
     bindings: &Bindings,
+    allowed: &std::sync::RwLock<std::collections::HashSet<Ipv6Addr>>,
 ) -> anyhow::Result<serde_json::Value> {
     let new = match read_config(options) {
         Ok(c) => c,
@@ -516,31 +560,37 @@ fn reload(
     if new.home_agent.home_prefixes != config.home_agent.home_prefixes {
         restart.push("home_agent.home_prefixes");
     }
+    if new.home_agent.addresses != config.home_agent.addresses {
+        restart.push("home_agent.addresses");
+    }
     for w in &new.warnings {
         tracing::warn!("{w}");
     }
+    // What is not applied keeps its running value.
+    let mut next = new;
+    next.role = config.role;
+    next.dataplane = config.dataplane.clone();
+    next.ipsec = config.ipsec.clone();
+    next.mobile_node = config.mobile_node.clone();
+    next.home_agent.home_prefixes = config.home_agent.home_prefixes.clone();
+    next.home_agent.addresses = config.home_agent.addresses.clone();
     let mut applied = Vec::new();
-    if new.home_agent != config.home_agent
+    if next.home_agent != config.home_agent
         && let RoleState::HomeAgent(ha) = role
     {
-        ha.set_config(&new, bindings);
+        ha.set_config(&next, bindings);
+        if let Ok(mut a) = allowed.write() {
+            *a = next.home_agent.allowed_hoas().collect();
+        }
         applied.push("home_agent (ACL, lifetimes, DAD, limits)");
     }
-    if new.debug_level != config.debug_level {
-        if crate::logging::set_level(new.debug_level) {
+    if next.debug_level != config.debug_level {
+        if crate::logging::set_level(next.debug_level) {
             applied.push("DebugLevel");
         } else {
             restart.push("DebugLevel (RUST_LOG is set)");
+            next.debug_level = config.debug_level;
         }
-    }
-    // Keep the running values of what was not applied.
-    let mut next = new;
-    if !restart.is_empty() {
-        next.role = config.role;
-        next.dataplane = config.dataplane.clone();
-        next.ipsec = config.ipsec.clone();
-        next.mobile_node = config.mobile_node.clone();
-        next.home_agent.home_prefixes = config.home_agent.home_prefixes.clone();
     }
     *config = next;
     if restart.is_empty() {
@@ -705,6 +755,36 @@ fn parse_binding_add(hoa: &str, coa: &str, prefixes: &[String]) -> anyhow::Resul
     Ok((h, c, p))
 }
 
+/// Removes our routes and neighbour entries on `interfaces` (those that still exist with the
+/// same index) and turns off the allmulti we turned on there; returns (routes, neighbours,
+/// allmulti) counts.
+async fn clean_interfaces(
+    interfaces: &[(String, u32)],
+    allmulti: &[u32],
+) -> anyhow::Result<(usize, usize, usize)> {
+    let kernel = crate::homelink::HomeLink::new()?;
+    let present: Vec<(String, u32)> = interfaces
+        .iter()
+        .filter(|(n, i)| system::ifindex(n).ok() == Some(*i))
+        .cloned()
+        .collect();
+    let ifindexes: Vec<u32> = present.iter().map(|(_, i)| *i).collect();
+    let (routes, _) = kernel.reconcile_routes(&ifindexes, &[]).await?;
+    let links: Vec<(u32, [u8; 6])> = present
+        .iter()
+        .filter_map(|(n, i)| system::mac_address(n).ok().map(|m| (*i, m)))
+        .collect();
+    let neighbours = kernel.sweep_neighbours(&links, |_| false).await?;
+    let mut off = 0;
+    for &i in allmulti {
+        if ifindexes.contains(&i) {
+            kernel.set_allmulti(i, false).await?;
+            off += 1;
+        }
+    }
+    Ok((routes, neighbours, off))
+}
+
 /// `hagent cleanup`: removes what a dead instance left — its pins (the data plane detaches),
 /// and on the interfaces its ownership record names, the routes with our protocol number,
 /// the neighbour entries pointing at our MACs and the allmulti it turned on.
@@ -721,29 +801,11 @@ pub async fn cleanup(name: &str, run_dir: &Path, bpffs: &Path) -> anyhow::Result
                  (run `hagent cleanup` there)"
             );
         }
-        let kernel = crate::homelink::HomeLink::new()?;
-        let present: Vec<(String, u32)> = owned
-            .interfaces
-            .iter()
-            .filter(|(n, i)| system::ifindex(n).ok() == Some(*i))
-            .cloned()
-            .collect();
-        let ifindexes: Vec<u32> = present.iter().map(|(_, i)| *i).collect();
-        let (routes, _) = kernel.reconcile_routes(&ifindexes, &[]).await?;
-        let links: Vec<(u32, [u8; 6])> = present
-            .iter()
-            .filter_map(|(n, i)| system::mac_address(n).ok().map(|m| (*i, m)))
-            .collect();
-        let neighbours = kernel.sweep_neighbours(&links, |_| false).await?;
-        for &i in &owned.allmulti {
-            if ifindexes.contains(&i) {
-                kernel.set_allmulti(i, false).await?;
-            }
-        }
+        let (routes, neighbours, allmulti) =
+            clean_interfaces(&owned.interfaces, &owned.allmulti).await?;
         instance.forget_owned()?;
         report.push_str(&format!(
-            ", {routes} routes and {neighbours} neighbour entries removed, allmulti restored on {} interfaces",
-            owned.allmulti.iter().filter(|i| ifindexes.contains(i)).count()
+            ", {routes} routes and {neighbours} neighbour entries removed, allmulti restored on {allmulti} interfaces"
         ));
     }
     Ok(report)

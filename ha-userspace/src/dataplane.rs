@@ -33,7 +33,8 @@ use aya::{
 use ha_common::{
     abi::{
         BindingCounters, BindingEntry, BindingRecord, DAD_CONFLICT, DAD_PROBING, Iface,
-        LAYOUT_VERSION, ROLE_HOME_AGENT, ROLE_MOBILE_NODE, XDP_MODE_GENERIC, XDP_MODE_NATIVE,
+        LAYOUT_VERSION, ROLE_HOME_AGENT, ROLE_MOBILE_NODE, XDP_MODE_AUTO, XDP_MODE_GENERIC,
+        XDP_MODE_NATIVE,
     },
     globals, maps, programs,
     stats::{Counter, CounterValue},
@@ -75,7 +76,9 @@ pub struct DataplaneOptions {
     pub pin_dir: Option<PathBuf>,
 }
 
-/// Every map of the object, pinned under its name in a persistent data plane.
+/// The maps of the object pinned under their names in a persistent data plane: all but
+/// `HA_DAD`, whose size follows the ACL (a reload may change it) and whose probes die with
+/// the daemon that started them anyway.
 pub const PINNED_MAPS: &[&str] = &[
     maps::LAYOUT,
     maps::GLOBAL_COUNTERS,
@@ -90,7 +93,6 @@ pub const PINNED_MAPS: &[&str] = &[
     maps::PUNT,
     maps::SIGNAL_COA,
     maps::IFACES,
-    maps::DAD,
     maps::ND_SEEN,
     maps::RECORDS,
     maps::SCRATCH,
@@ -294,6 +296,7 @@ impl Dataplane {
     /// atomically (if their mode is the one asked for), and new links are pinned.
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> anyhow::Result<&Attachment> {
         let ifindex = crate::system::ifindex(interface)?;
+        let requested = mode;
         let mode = match mode {
             XdpMode::Auto if crate::system::driver(interface).as_deref() == Some("veth") => {
                 tracing::info!(
@@ -310,36 +313,38 @@ impl Dataplane {
         let xdp_pin = pins.as_ref().map(|d| d.join(format!("xdp-{ifindex}")));
         let tc_pin = pins.as_ref().map(|d| d.join(format!("tc-{ifindex}")));
         let mut adopted = false;
-        let pinned_mode = self.iface_mode(ifindex);
+        let pinned = self.iface_modes(ifindex);
         let accepted = match xdp_pin.as_deref().map(open_pinned_link).transpose()? {
-            Some(Some(link)) if pinned_mode == Some(mode) || pinned_mode.is_none() => {
+            // Asked for what it was asked for before (a native request may have fallen back
+            // to generic then, and would again): the new program goes into the same link.
+            Some(Some(link)) if pinned.is_none_or(|(_, r)| r == requested) => {
                 let link = XdpLink::try_from(link)
                     .with_context(|| format!("the pinned XDP link of {interface}"))?;
                 xdp_program(&mut self.ebpf)?
                     .attach_to_link(link)
                     .with_context(|| format!("replacing the XDP program on {interface}"))?;
                 adopted = true;
-                pinned_mode.unwrap_or(mode)
+                pinned.map_or(mode, |(a, _)| a)
             }
-            Some(Some(_)) => {
-                // A mode change cannot be made in place: detach, attach anew.
+            Some(Some(old)) => {
+                // Another mode cannot be had in place: detach (the old link must be gone
+                // before the kernel takes another mode), attach anew.
                 tracing::warn!(
                     interface,
-                    from = pinned_mode.map_or("?", XdpMode::as_str),
+                    from = pinned.map_or("?", |(a, _)| a.as_str()),
                     to = mode.as_str(),
-                    "XDP mode changed: re-attaching (packets in flight on this interface may be lost)"
+                    "XDP mode changed: re-attaching (packets arriving meanwhile on this interface are lost)"
                 );
                 let path = xdp_pin.as_deref().expect("pinned");
                 std::fs::remove_file(path)
                     .with_context(|| format!("unpinning {}", path.display()))?;
+                drop(old);
                 self.attach_xdp(interface, ifindex, mode, xdp_pin.as_deref())?
             }
             _ => self.attach_xdp(interface, ifindex, mode, xdp_pin.as_deref())?,
         };
         // Before 6.6 (no tcx) the TC program hangs off a clsact qdisc, which must exist.
-        let tcx = aya::util::KernelVersion::current()
-            .map(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
-            .unwrap_or(true);
+        let tcx = kernel_at_least(6, 6);
         if !tcx && let Err(e) = aya::programs::tc::qdisc_add_clsact(interface) {
             let exists = match &e {
                 aya::programs::tc::TcError::AlreadyAttached => true,
@@ -402,7 +407,12 @@ impl Dataplane {
         devmap
             .insert(ifindex, ifindex, None, 0)
             .with_context(|| format!("adding {interface} to the devmap"))?;
-        self.set_iface(ifindex, crate::system::mac_address(interface)?, accepted)?;
+        self.write_iface(
+            ifindex,
+            crate::system::mac_address(interface)?,
+            accepted,
+            requested,
+        )?;
         tracing::info!(
             interface,
             ifindex,
@@ -458,6 +468,13 @@ impl Dataplane {
             },
         };
         if let Some(path) = pin {
+            if !kernel_at_least(5, 9) {
+                tracing::warn!(
+                    interface,
+                    "XDP is attached without a BPF link (kernel before 5.9): it does not outlive the daemon"
+                );
+                return Ok(accepted);
+            }
             let link = program.take_link(id)?;
             let fd = FdLink::try_from(link).map_err(|e| {
                 anyhow!("the XDP attachment of {interface} is not a BPF link, so it cannot be pinned: {e}")
@@ -471,31 +488,31 @@ impl Dataplane {
     /// Tells the programs the MAC of interface `ifindex` (their Neighbor Advertisements on it
     /// carry it), and the next daemon the XDP mode it is attached in (a link does not say).
     pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6], mode: XdpMode) -> anyhow::Result<()> {
-        let xdp_mode = match mode {
-            XdpMode::Generic => XDP_MODE_GENERIC,
-            _ => XDP_MODE_NATIVE,
-        };
-        let mut m = HashMap::<_, u32, Iface>::try_from(self.map_mut(maps::IFACES)?)?;
-        m.insert(
-            ifindex,
-            Iface {
-                mac,
-                xdp_mode,
-                _pad: 0,
-            },
-            0,
-        )
-        .with_context(|| format!("writing interface {ifindex} to the data plane"))
+        self.write_iface(ifindex, mac, mode, mode)
     }
 
-    /// The XDP mode an earlier daemon recorded for `ifindex`.
-    fn iface_mode(&self, ifindex: u32) -> Option<XdpMode> {
+    fn write_iface(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        accepted: XdpMode,
+        requested: XdpMode,
+    ) -> anyhow::Result<()> {
+        let mut m = HashMap::<_, u32, Iface>::try_from(self.map_mut(maps::IFACES)?)?;
+        let iface = Iface {
+            mac,
+            xdp_mode: mode_code(accepted),
+            xdp_requested: mode_code(requested),
+        };
+        m.insert(ifindex, iface, 0)
+            .with_context(|| format!("writing interface {ifindex} to the data plane"))
+    }
+
+    /// The XDP modes (accepted, requested) an earlier daemon recorded for `ifindex`.
+    fn iface_modes(&self, ifindex: u32) -> Option<(XdpMode, XdpMode)> {
         let m = HashMap::<_, u32, Iface>::try_from(self.map(maps::IFACES).ok()?).ok()?;
-        match m.get(&ifindex, 0).ok()?.xdp_mode {
-            XDP_MODE_NATIVE => Some(XdpMode::Native),
-            XDP_MODE_GENERIC => Some(XdpMode::Generic),
-            _ => None,
-        }
+        let i = m.get(&ifindex, 0).ok()?;
+        Some((mode_of(i.xdp_mode)?, mode_of(i.xdp_requested)?))
     }
 
     /// A handle of its own on one of the maps (for a task that reads or writes it apart from
@@ -826,6 +843,29 @@ impl Dataplane {
         self.ebpf
             .map_mut(name)
             .ok_or_else(|| anyhow!("map {name} missing from the object"))
+    }
+}
+
+/// Whether the running kernel is at least `major.minor` (false when it cannot tell).
+fn kernel_at_least(major: u8, minor: u8) -> bool {
+    aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(major, minor, 0))
+}
+
+fn mode_code(m: XdpMode) -> u8 {
+    match m {
+        XdpMode::Auto => XDP_MODE_AUTO,
+        XdpMode::Native => XDP_MODE_NATIVE,
+        XdpMode::Generic => XDP_MODE_GENERIC,
+    }
+}
+
+fn mode_of(code: u8) -> Option<XdpMode> {
+    match code {
+        XDP_MODE_AUTO => Some(XdpMode::Auto),
+        XDP_MODE_NATIVE => Some(XdpMode::Native),
+        XDP_MODE_GENERIC => Some(XdpMode::Generic),
+        _ => None,
     }
 }
 

@@ -3,11 +3,12 @@
 //!
 //! - `<run_dir>/<name>.lock`: held (flock) for the whole life of the daemon, taken before the
 //!   kernel is touched; a second daemon with the same name refuses to start.
-//! - `<run_dir>/if-<netns>-<ifindex>.lock`: one per served interface, so that two instances
-//!   with different names never serve (and clean up) the same interface.
+//! - `<run_dir>/interfaces/<netns>-<ifindex>.lock`: one per served interface, so that two
+//!   instances with different names never serve (and clean up) the same interface.
 //! - `<run_dir>/<name>.owned.json`: the kernel state the instance changed outside the maps
-//!   (interfaces, allmulti), written atomically (write, fsync, rename) before the change, so
-//!   that whoever comes next — a restarted daemon or `hagent cleanup` — can undo it.
+//!   (interfaces, allmulti), written atomically (write, fsync, rename) before the change and
+//!   again after it, so that whoever comes next — a restarted daemon or `hagent cleanup` — can
+//!   undo it.
 //! - `<bpffs>/hagent/<name>/`: the pinned maps and program links (`crate::dataplane`).
 
 use std::{
@@ -125,7 +126,8 @@ impl Instance {
     pub fn lock_interface(&self, interface: &str, ifindex: u32) -> anyhow::Result<Lock> {
         let path = self
             .run_dir
-            .join(format!("if-{}-{ifindex}.lock", netns_id()?));
+            .join("interfaces")
+            .join(format!("{}-{ifindex}.lock", netns_id()?));
         let lock = Lock::take(&path).map_err(|held| {
             let owner = std::fs::read_to_string(&path).unwrap_or_default();
             held.context(format!(

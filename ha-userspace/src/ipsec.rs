@@ -309,6 +309,9 @@ pub struct Ipsec {
     installed: Vec<Policy>,
     /// SAs installed, with their current endpoints (a migration moves them).
     sas: Vec<SaRecord>,
+    /// Taking over from an earlier daemon of this instance (adopted data plane): policies and
+    /// SAs it left are replaced in place (XFRM_MSG_UPD*) instead of refused as existing.
+    replace: bool,
 }
 
 /// An SA this instance installed.
@@ -330,7 +333,13 @@ impl Ipsec {
             handle,
             installed: Vec::new(),
             sas: Vec::new(),
+            replace: false,
         })
+    }
+
+    /// Replace what an earlier daemon of this instance left instead of refusing it.
+    pub fn set_replace(&mut self, on: bool) {
+        self.replace = on;
     }
 
     /// Policies installed so far.
@@ -340,10 +349,14 @@ impl Ipsec {
 
     /// Installs a policy and remembers it.
     pub async fn install(&mut self, p: &Policy) -> anyhow::Result<()> {
-        let mut req = self
-            .handle
-            .policy()
-            .add(IpAddr::V6(p.src), p.src_len, IpAddr::V6(p.dst), p.dst_len)
+        let policies = self.handle.policy();
+        let (src, dst) = (IpAddr::V6(p.src), IpAddr::V6(p.dst));
+        let req = if self.replace {
+            policies.update(src, p.src_len, dst, p.dst_len)
+        } else {
+            policies.add(src, p.src_len, dst, p.dst_len)
+        };
+        let mut req = req
             .direction(p.dir)
             .priority(p.priority)
             .action(XFRM_POLICY_ALLOW);
@@ -388,7 +401,13 @@ impl Ipsec {
 
     /// Installs a manually keyed SA (from a setkey.conf). Key material goes to the kernel
     /// and nowhere else: errors name the SA by addresses and SPI only.
-    pub async fn install_sa(&mut self, sa: &crate::config::setkey::ManualSa) -> anyhow::Result<()> {
+    /// `at` maps an endpoint to where the SA is now (a restarted home agent puts the tunnel SAs
+    /// of a restored binding at its care-of address, where the earlier daemon migrated them).
+    pub async fn install_sa(
+        &mut self,
+        sa: &crate::config::setkey::ManualSa,
+        at: impl Fn(Ipv6Addr) -> Ipv6Addr,
+    ) -> anyhow::Result<()> {
         use crate::config::setkey::{IpsecProto as P, SaMode};
         let what = format!("SA {} → {} SPI {:#x}", sa.src, sa.dst, sa.spi);
         let proto = match sa.proto {
@@ -399,37 +418,55 @@ impl Ipsec {
             SaMode::Tunnel => XFRM_MODE_TUNNEL,
             SaMode::Transport | SaMode::Any => XFRM_MODE_TRANSPORT,
         };
-        let mut req = self
-            .handle
-            .state()
-            .add(IpAddr::V6(sa.src), IpAddr::V6(sa.dst))
-            .protocol(proto)
-            .spi(sa.spi)
-            .mode(mode)
-            .reqid(sa.reqid);
-        let e = |x: xfrmnetlink::Error| anyhow::anyhow!("{what}: {x}");
-        if let Some(enc) = &sa.encryption {
-            let key = enc.key.as_bytes().to_vec();
-            req = match enc.icv_bits {
-                Some(icv) => req.encryption_aead(enc.xfrm_name, &key, icv).map_err(e)?,
-                None => req.encryption(enc.xfrm_name, &key).map_err(e)?,
+        let (src, dst) = if mode == XFRM_MODE_TUNNEL {
+            (at(sa.src), at(sa.dst))
+        } else {
+            (sa.src, sa.dst)
+        };
+        let request = |update: bool| -> anyhow::Result<_> {
+            let states = self.handle.state();
+            let req = if update {
+                states.update(IpAddr::V6(src), IpAddr::V6(dst))
+            } else {
+                states.add(IpAddr::V6(src), IpAddr::V6(dst))
             };
+            let mut req = req.protocol(proto).spi(sa.spi).mode(mode).reqid(sa.reqid);
+            let e = |x: xfrmnetlink::Error| anyhow::anyhow!("{what}: {x}");
+            if let Some(enc) = &sa.encryption {
+                let key = enc.key.as_bytes().to_vec();
+                req = match enc.icv_bits {
+                    Some(icv) => req.encryption_aead(enc.xfrm_name, &key, icv).map_err(e)?,
+                    None => req.encryption(enc.xfrm_name, &key).map_err(e)?,
+                };
+            }
+            if let Some(auth) = &sa.authentication {
+                let key = auth.key.as_bytes().to_vec();
+                req = match auth.trunc_bits {
+                    Some(t) => req
+                        .authentication_trunc(auth.xfrm_name, &key, t)
+                        .map_err(e)?,
+                    None => req.authentication(auth.xfrm_name, &key).map_err(e)?,
+                };
+            }
+            Ok(req)
+        };
+        // Replacing: update the SA an earlier daemon left (no instant without it); the kernel
+        // says ESRCH when there is none, then it is added.
+        let mut result = if self.replace {
+            request(true)?.execute().await
+        } else {
+            request(false)?.execute().await
+        };
+        if self.replace
+            && let Err(xfrmnetlink::Error::NetlinkError(m)) = &result
+            && m.raw_code() == -libc::ESRCH
+        {
+            result = request(false)?.execute().await;
         }
-        if let Some(auth) = &sa.authentication {
-            let key = auth.key.as_bytes().to_vec();
-            req = match auth.trunc_bits {
-                Some(t) => req
-                    .authentication_trunc(auth.xfrm_name, &key, t)
-                    .map_err(e)?,
-                None => req.authentication(auth.xfrm_name, &key).map_err(e)?,
-            };
-        }
-        req.execute()
-            .await
-            .map_err(|x| anyhow::anyhow!("installing the {what}: {x}"))?;
+        result.map_err(|x| anyhow::anyhow!("installing the {what}: {x}"))?;
         self.sas.push(SaRecord {
-            src: sa.src,
-            dst: sa.dst,
+            src,
+            dst,
             proto,
             spi: sa.spi,
             reqid: sa.reqid,

@@ -82,12 +82,14 @@ pub struct Inbox {
 /// plane's binding map says so — or allowed by an ACL rule.
 pub struct Priority {
     pub bound: aya::maps::HashMap<aya::maps::MapData, [u8; 16], ha_common::abi::BindingEntry>,
-    pub allowed: std::collections::HashSet<Ipv6Addr>,
+    /// Shared with the daemon, which replaces it when a reload changes the ACL.
+    pub allowed: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<Ipv6Addr>>>,
 }
 
 impl Priority {
     fn of(&self, rx: &Received) -> bool {
-        self.allowed.contains(&rx.src) || self.bound.get(&rx.src.octets(), 0).is_ok()
+        self.allowed.read().is_ok_and(|a| a.contains(&rx.src))
+            || self.bound.get(&rx.src.octets(), 0).is_ok()
     }
 }
 

@@ -65,6 +65,14 @@ pub fn mtu(name: &str) -> anyhow::Result<u32> {
     Ok(text.trim().parse()?)
 }
 
+/// Whether allmulti is on for interface `name` (`IFF_ALLMULTI` in its sysfs flags).
+pub fn allmulti(name: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/flags"))
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|f| f & 0x200 != 0)
+}
+
 /// The driver of interface `name` (`ETHTOOL_GDRVINFO`, what `ethtool -i` prints), if it
 /// answers.
 pub fn driver(name: &str) -> Option<String> {

@@ -141,6 +141,9 @@ fn killed_restarted_and_upgraded_without_losing_a_packet_or_a_binding() -> anyho
     std::thread::sleep(Duration::from_secs(1));
     let mut restarts = Vec::new();
     for round in 0..4 {
+        ping.check_running().map_err(|e| {
+            anyhow::anyhow!("round {round}: the ping ended before the restart: {e:#}")
+        })?;
         let t = std::time::Instant::now();
         let bin = if round == 2 {
             // A planned upgrade: hand off (SIGUSR2), start the other build.
@@ -238,7 +241,24 @@ fn killed_restarted_and_upgraded_without_losing_a_packet_or_a_binding() -> anyho
         Ok(mn.log().contains(&expected).then_some(()))
     })?;
 
+    // A binding removed stays removed across a crash.
+    ha.cli(&["binding", "del", STATIC_HOA])?;
+    ha.process.kill()?;
+    ha.restart(None)?;
+    let left = bindings(&ha)?;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["hoa"], seed::HOA);
+    assert!(
+        route().is_empty(),
+        "the removed binding's route: {}",
+        route()
+    );
+
     // A clean stop removes everything: pins, routes.
+    ha.cli(&[
+        "binding", "add", STATIC_HOA, STATIC_COA, "--prefix", STATIC_MNP,
+    ])?;
+    assert!(!route().is_empty());
     let pins = ha.pin_dir()?;
     assert!(pins.exists());
     let status = std::mem::replace(&mut ha.process, tests::Background::none())
@@ -318,7 +338,10 @@ fn sighup_reloads_the_acl_and_leaves_bindings_alone() -> anyhow::Result<()> {
     std::fs::write(&conf, seed_conf_with_default("deny"))?;
     ha.process.signal(libc::SIGHUP);
     wait_for("the reload", Duration::from_secs(10), || {
-        Ok(ha.log().contains("configuration reloaded").then_some(()))
+        Ok(ha
+            .log()
+            .contains("configuration reloaded applied")
+            .then_some(()))
     })?;
     assert_eq!(
         scapy.bu("2001:db8:bee5::c0c", 1)?["status"],

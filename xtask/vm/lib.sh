@@ -1,14 +1,15 @@
 # Shared by the guest test scripts that run hagent (prepended by xtask/src/vmtest.rs).
 
 # wait_socket SOCKET PID LOG: until the daemon answers on its control socket — or dies, then
-# show its log. Under TCG, loading and verifying the programs takes a while.
+# show its log. Under TCG, loading and verifying the programs takes a while. (It asks: a
+# socket file a killed daemon left does not answer.)
 wait_socket() {
 	i=0
-	while [ ! -S "$1" ] && [ $i -lt 240 ] && kill -0 "$2" 2>/dev/null; do
+	while ! $HAGENT stats --socket "$1" > /dev/null 2>&1 && [ $i -lt 240 ] && kill -0 "$2" 2>/dev/null; do
 		sleep 0.5
 		i=$((i + 1))
 	done
-	[ -S "$1" ] || { echo "no control socket $1"; cat "$3"; return 1; }
+	$HAGENT stats --socket "$1" > /dev/null 2>&1 || { echo "no answer on $1"; cat "$3"; return 1; }
 }
 
 # `ip netns exec` remounts /sys, which hides /sys/fs/bpf: a home agent pins its data plane on

@@ -9,6 +9,8 @@
 #  3. TunnelPayload: CN → HoA reaches the CoA inside ESP (tunnel SA migrated to the CoA) and the
 #     replies return through the reverse ESP tunnel — before and after a handover to a second
 #     foreign link;
+#  3b. the HA is SIGKILLed and restarted: it adopts the binding, its policies and migrated
+#     SAs in place, and the payload keeps flowing inside ESP;
 #  4. back home, the MN deregisters through ESP, the tunnel SAs are migrated back to the HoA
 #     and the tunnel policies removed (the at-home state), and the HoA answers on the home link;
 #  5. shutdown leaves the SPD and SAD as they were.
@@ -226,7 +228,7 @@ ip -n mn link set ethA up
 ip -n mn addr add $COA_A/64 dev ethA nodad
 ip -n mn route add default via 2001:db8:f00d::1 dev ethA
 MISMATCH0=$(xfrm_stat ha XfrmInTmplMismatch)
-ip netns exec mn $HAGENT run -c /etc/hagent/mn-plain.conf --socket /tmp/mn-plain.sock > /tmp/mn-plain.log 2>&1 &
+ip netns exec mn $HAGENT run -c /etc/hagent/mn-plain.conf --instance mn-plain --socket /tmp/mn-plain.sock > /tmp/mn-plain.log 2>&1 &
 PLAIN_PID=$!
 wait_socket /tmp/mn-plain.sock $PLAIN_PID /tmp/mn-plain.log
 # The MN sends its BU at once and again after 1.5 s and 2.5 s.
@@ -247,7 +249,7 @@ $HAGENT bindings --socket /tmp/ha.sock
 [ "${BU_RX:-0}" -eq 0 ]
 
 echo "== 2. the protected MN registers through ESP"
-ip netns exec mn $HAGENT run -c /etc/hagent/mn.toml --socket /tmp/mn.sock > /tmp/mn.log 2>&1 &
+ip netns exec mn $HAGENT run -c /etc/hagent/mn.toml --instance mn --socket /tmp/mn.sock > /tmp/mn.log 2>&1 &
 MN_PID=$!
 wait_socket /tmp/mn.sock $MN_PID /tmp/mn.log
 wait_binding $COA_A || { cat /tmp/ha.log /tmp/mn.log; exit 1; }
@@ -271,7 +273,7 @@ echo "   ... and a protected MN the ACL refuses hears so inside ESP"
 ip -n mn2 link set ethA up
 ip -n mn2 addr add $COA2/64 dev ethA nodad
 ip -n mn2 route add default via 2001:db8:f00c::1 dev ethA
-ip netns exec mn2 $HAGENT run -c /etc/hagent/mn2.conf --setkey /etc/hagent/sa2.conf \
+ip netns exec mn2 $HAGENT run -c /etc/hagent/mn2.conf --setkey /etc/hagent/sa2.conf --instance mn2 \
 	--socket /tmp/mn2.sock > /tmp/mn2.log 2>&1 &
 MN2_PID=$!
 wait_socket /tmp/mn2.sock $MN2_PID /tmp/mn2.log
@@ -334,6 +336,20 @@ echo "SA counters at the end (HA):"
 ip -n ha -s xfrm state
 echo "SA counters at the end (MN):"
 ip -n mn -s xfrm state
+
+echo "== 3b. the HA is SIGKILLed and restarted: the binding and its ESP tunnel carry on"
+kill -KILL $HA_PID
+wait $HA_PID || true
+ip netns exec ha $HAGENT run -c /etc/hagent/ha.conf --setkey /etc/hagent/sa.conf --bpffs $BPFFS \
+	--socket /tmp/ha.sock > /tmp/ha2.log 2>&1 &
+HA_PID=$!
+wait_socket /tmp/ha.sock $HA_PID /tmp/ha2.log
+cat /tmp/ha2.log
+grep -q "binding cache restored" /tmp/ha2.log
+wait_binding $COA_B || { cat /tmp/ha2.log; exit 1; }
+ip -n ha xfrm policy | grep -A3 "dst $HOA/128" | grep -q "tmpl src $HA dst $COA_B"
+payload $COA_B
+[ "$(counter /tmp/ha.sock encap_tx)" -eq 0 ]
 
 echo "== 4. back home: deregistration through ESP restores the at-home state"
 BU0=$(sa_packets ha 1000 $HA)

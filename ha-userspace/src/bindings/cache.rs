@@ -105,6 +105,9 @@ pub struct BindingCache {
     /// they are checked against the binding and skipped then (lazy deletion keeps every
     /// operation O(log n) with a million bindings).
     expiries: BinaryHeap<Reverse<(Instant, Ipv6Addr)>>,
+    /// Restored from an earlier daemon: an id may have counted for a binding that is gone, so
+    /// every new binding's counters are zeroed.
+    restored: bool,
 }
 
 impl BindingCache {
@@ -116,6 +119,7 @@ impl BindingCache {
             next_id: 0,
             capacity,
             expiries: BinaryHeap::new(),
+            restored: false,
         }
     }
 
@@ -217,7 +221,10 @@ impl BindingCache {
                 expires_at,
             },
         );
-        Ok(Change::Created { id, reused })
+        Ok(Change::Created {
+            id,
+            reused: reused || self.restored,
+        })
     }
 
     /// Fills an empty cache with bindings a restarted daemon recovered, ids and expiries as
@@ -233,6 +240,7 @@ impl BindingCache {
                 return Err(format!("binding id {} is used twice", b.id));
             }
         }
+        self.restored = true;
         self.next_id = used.iter().rposition(|&u| u).map_or(0, |i| i as u32 + 1);
         self.free_ids = (0..self.next_id)
             .rev()

@@ -313,15 +313,23 @@ impl Bindings {
             }
         }
         if let Err(e) = me.start_kernel(&home_routes, &missing, config).await {
-            me.shutdown().await;
+            // An adopted data plane stays as it was (forwarding, its routes); what this start
+            // added itself goes.
+            if me.dataplane.adopted() {
+                if let Some(mut x) = me.ipsec.take() {
+                    let _ = x.remove_all().await;
+                }
+            } else {
+                me.shutdown().await;
+            }
             return Err(e);
         }
         Ok(me)
     }
 
     /// Rebuilds the cache from the records of the adopted data plane and makes the maps agree
-    /// with it: map entries without a record go, entries are rewritten from their record (the
-    /// IPsec flag follows this configuration), expired bindings are removed.
+    /// with it: map entries without a record go, expired bindings are removed. (The entries
+    /// are rewritten by [`rewrite_entries`](Self::rewrite_entries) once IPsec is up.)
     fn restore(&mut self, now: Instant) -> anyhow::Result<Restored> {
         let boot_now = crate::system::boottime_ns();
         let records = self.dataplane.records()?;
@@ -340,7 +348,12 @@ impl Bindings {
                 now,
                 boot_now,
             );
+            let served = self.role == Role::MobileNode || self.link(r.home_ifindex).is_some();
             if r.expires_ns != NEVER_EXPIRES && r.expires_ns <= boot_now {
+                expired.push(b);
+            } else if !served {
+                // Its home link is no longer served: nobody here answers for it.
+                tracing::warn!(hoa = %b.spec.hoa, ifindex = r.home_ifindex, "binding dropped: its home link is not served any more");
                 expired.push(b);
             } else {
                 live.push(b);
@@ -372,18 +385,6 @@ impl Bindings {
                 }
             }
         }
-        let all: Vec<(BindingSpec, u32)> =
-            self.cache.iter().map(|b| (b.spec.clone(), b.id)).collect();
-        for (spec, id) in &all {
-            let entry = self.entry(spec, *id);
-            self.dataplane.set_binding(spec.hoa, &entry)?;
-            for &(p, l) in &spec.prefixes {
-                self.dataplane.set_prefix(p, l, &entry)?;
-            }
-            if self.role == Role::MobileNode {
-                self.dataplane.add_local_address(spec.coa)?;
-            }
-        }
         self.dataplane.set_prefix_count(count)?;
         let dad = self.dataplane.clear_dad()?;
         if dad > 0 {
@@ -402,6 +403,24 @@ impl Bindings {
             out.expired += 1;
         }
         Ok(out)
+    }
+
+    /// Writes every binding's map entries again from the cache, in place: after a restart the
+    /// IPsec flag follows this configuration (and the policies are in place by now).
+    fn rewrite_entries(&mut self) -> anyhow::Result<()> {
+        let all: Vec<(BindingSpec, u32)> =
+            self.cache.iter().map(|b| (b.spec.clone(), b.id)).collect();
+        for (spec, id) in &all {
+            let entry = self.entry(spec, *id);
+            self.dataplane.set_binding(spec.hoa, &entry)?;
+            for &(p, l) in &spec.prefixes {
+                self.dataplane.set_prefix(p, l, &entry)?;
+            }
+            if self.role == Role::MobileNode {
+                self.dataplane.add_local_address(spec.coa)?;
+            }
+        }
+        Ok(())
     }
 
     async fn start_kernel(
@@ -427,9 +446,43 @@ impl Bindings {
             }
         }
         if config.ipsec.use_mn_ha_ipsec {
-            self.ipsec = Some(start_ipsec(config).await?);
+            // Restored bindings whose tunnel policies the earlier daemon moved to their CoA:
+            // their tunnel SAs are there too.
+            let side = Side::of(self.role);
+            let mut moved = HashMap::new();
+            for b in self.cache.iter() {
+                let s = &b.spec;
+                if !tunnels::Tunnels::policies_of(&self.ipsec_sets, side, s.hoa, &s.prefixes)?
+                    .is_empty()
+                {
+                    moved.insert(s.hoa, s.coa);
+                }
+            }
+            let adopted = self.dataplane.adopted();
+            let mut x = start_ipsec(config, adopted, &moved).await?;
+            let restored: Vec<BindingSpec> = self
+                .cache
+                .iter()
+                .filter(|b| moved.contains_key(&b.spec.hoa))
+                .map(|b| b.spec.clone())
+                .collect();
+            for BindingSpec {
+                hoa, coa, prefixes, ..
+            } in restored
+            {
+                if let Err(e) = self
+                    .tunnels
+                    .adopt(&mut x, &self.ipsec_sets, side, hoa, (coa, &prefixes))
+                    .await
+                {
+                    let _ = x.remove_all().await;
+                    return Err(e.context(format!("restoring the IPsec tunnel of {hoa}")));
+                }
+            }
+            x.set_replace(false);
+            self.ipsec = Some(x);
         }
-        Ok(())
+        self.rewrite_entries()
     }
 
     /// Removes the neighbour entries pointing at our MACs, except those of bound HoAs.
@@ -439,6 +492,18 @@ impl Bindings {
         self.kernel
             .sweep_neighbours(&links, |a| cache.get(a).is_some())
             .await
+    }
+
+    /// Tells the programs exactly how many prefixes the trie holds (the data plane's own count
+    /// cannot tell a new prefix from one nested in another: the trie's lookup is a
+    /// longest-prefix match).
+    fn sync_prefix_count(&mut self) {
+        if let Err(e) = self
+            .dataplane
+            .set_prefix_count(self.prefix_owner.len() as u64)
+        {
+            tracing::error!(error = %format!("{e:#}"), "writing the prefix count failed");
+        }
     }
 
     /// Removes the pinned data plane (it detaches when this is dropped).
@@ -667,6 +732,7 @@ impl Bindings {
         for &p in &spec.prefixes {
             self.prefix_owner.insert(p, spec.hoa);
         }
+        self.sync_prefix_count();
         if let (Role::MobileNode, Some(prev)) = (self.role, &previous)
             && prev.coa != spec.coa
         {
@@ -679,16 +745,19 @@ impl Bindings {
     }
 
     async fn remove(&mut self, hoa: Ipv6Addr) -> Result<Applied, ApplyError> {
-        let Some(b) = self.cache.remove(&hoa) else {
+        if self.cache.get(&hoa).is_none() {
             return Err(ApplyError::NotBound(hoa));
-        };
+        }
+        // The record first: a binding removed must not come back with the next daemon.
+        if let Err(e) = self.dataplane.remove_record(hoa) {
+            return Err(ApplyError::Failed(e.context("removing the binding record")));
+        }
+        let b = self.cache.remove(&hoa).expect("checked above");
         // Forwarding stops first; the rest cannot bring it back.
         if let Err(e) = self.dataplane.remove_binding(hoa) {
             tracing::error!(%hoa, error = %format!("{e:#}"), "removing the binding from the data plane failed");
         }
-        if let Err(e) = self.dataplane.remove_record(hoa) {
-            tracing::error!(%hoa, error = %format!("{e:#}"), "removing the binding record failed");
-        }
+
         for &p in &b.spec.prefixes {
             if let Err(e) = self.dataplane.remove_prefix(p.0, p.1) {
                 tracing::error!(%hoa, error = %format!("{e:#}"), "removing a mobile network prefix from the data plane failed");
@@ -698,6 +767,7 @@ impl Bindings {
                 self.drop_route(self.prefix_route(&b.spec, p)).await;
             }
         }
+        self.sync_prefix_count();
         if let Err(e) = self.follow_ipsec(hoa, None).await {
             tracing::error!(%hoa, error = %format!("{e:#}"), "removing the binding's IPsec tunnel policies failed");
         }
@@ -948,9 +1018,14 @@ impl Bindings {
 
 /// IPsec policies from the `IPsecPolicySet`s, then a check that the kernel can do ESP at all,
 /// then the manually keyed SAs. A failure removes what was installed.
-async fn start_ipsec(config: &Config) -> anyhow::Result<Ipsec> {
+async fn start_ipsec(
+    config: &Config,
+    adopted: bool,
+    moved: &HashMap<Ipv6Addr, Ipv6Addr>,
+) -> anyhow::Result<Ipsec> {
     let mut ipsec = Ipsec::new()?;
-    if let Err(e) = install_ipsec(&mut ipsec, config).await {
+    ipsec.set_replace(adopted);
+    if let Err(e) = install_ipsec(&mut ipsec, config, moved).await {
         if let Err(cleanup) = ipsec.remove_all().await {
             tracing::error!(error = %format!("{cleanup:#}"), "removing the IPsec policies again failed");
         }
@@ -963,7 +1038,12 @@ async fn start_ipsec(config: &Config) -> anyhow::Result<Ipsec> {
     Ok(ipsec)
 }
 
-async fn install_ipsec(ipsec: &mut Ipsec, config: &Config) -> anyhow::Result<()> {
+async fn install_ipsec(
+    ipsec: &mut Ipsec,
+    config: &Config,
+    moved: &HashMap<Ipv6Addr, Ipv6Addr>,
+) -> anyhow::Result<()> {
+    let at = |a: Ipv6Addr| moved.get(&a).copied().unwrap_or(a);
     let side = Side::of(config.role);
     let mut policies = ipsec::nd_bypass_policies();
     for set in &config.ipsec.sets {
@@ -974,7 +1054,7 @@ async fn install_ipsec(ipsec: &mut Ipsec, config: &Config) -> anyhow::Result<()>
     }
     ipsec.probe_esp().await?;
     for sa in &config.ipsec.manual_sas {
-        ipsec.install_sa(sa).await?;
+        ipsec.install_sa(sa, at).await?;
     }
     if let Some(path) = &config.ipsec.sa_file {
         let f = crate::config::setkey::parse_file(path).map_err(|e| anyhow!("{e}"))?;
@@ -982,7 +1062,7 @@ async fn install_ipsec(ipsec: &mut Ipsec, config: &Config) -> anyhow::Result<()>
             tracing::warn!("{w}");
         }
         for sa in &f.sas {
-            ipsec.install_sa(sa).await?;
+            ipsec.install_sa(sa, at).await?;
         }
     }
     Ok(())

@@ -26,6 +26,56 @@ pub struct Tunnels {
 }
 
 impl Tunnels {
+    /// The tunnel-mode policies `sets` give `hoa` (at-home endpoints); empty without tunnel
+    /// types.
+    pub fn policies_of(
+        sets: &[IpsecPolicySet],
+        side: Side,
+        hoa: Ipv6Addr,
+        prefixes: &[(Ipv6Addr, u8)],
+    ) -> anyhow::Result<Vec<ipsec::Policy>> {
+        let mut policies = Vec::new();
+        for set in sets {
+            policies.extend(ipsec::tunnel_policies(set, hoa, prefixes, side)?);
+        }
+        Ok(policies)
+    }
+
+    /// Takes over the tunnel of a binding an earlier daemon made (a restart): its policies
+    /// point at `coa` already; they are written again in place (`x` replaces) and followed
+    /// from here on. The SAs were put at the CoA by `Ipsec::install_sa`.
+    pub async fn adopt(
+        &mut self,
+        x: &mut Ipsec,
+        sets: &[IpsecPolicySet],
+        side: Side,
+        hoa: Ipv6Addr,
+        (coa, prefixes): (Ipv6Addr, &[(Ipv6Addr, u8)]),
+    ) -> anyhow::Result<()> {
+        let mut policies = Self::policies_of(sets, side, hoa, prefixes)?;
+        if policies.is_empty() {
+            return Ok(());
+        }
+        for p in &mut policies {
+            if let Some((s, d)) = p.tunnel {
+                let moved = |a: Ipv6Addr| if a == hoa { coa } else { a };
+                p.tunnel = Some((moved(s), moved(d)));
+            }
+        }
+        for p in &policies {
+            x.install(p).await?;
+        }
+        self.by_hoa.insert(
+            hoa,
+            Tunnel {
+                policies,
+                coa,
+                prefixes: prefixes.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
     /// Points `hoa`'s tunnel-mode policies (and SAs) at `to` = (CoA, mobile network prefixes):
     /// installs them (at-home endpoints) and migrates them for a new binding, migrates them
     /// for a new CoA (re-installs them when the prefixes changed), and with `None` migrates
