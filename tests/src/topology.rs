@@ -184,10 +184,15 @@ impl Hagent {
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let socket = self.socket.clone();
         let process = &mut self.process;
-        wait_for("hagent's control socket", Duration::from_secs(20), || {
+        // A daemon that exits (refusing to start) ends the wait at once.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
             process.check_running()?;
-            Ok(socket.exists().then_some(()))
-        })?;
+            if std::time::Instant::now() > deadline {
+                bail!("timed out after 20 s waiting for hagent's control socket");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         wait_for("hagent to answer", Duration::from_secs(10), || {
             Ok(self.cli(&["stats", "--json"]).ok())
         })

@@ -690,3 +690,64 @@ fn the_daemon_refuses_what_it_cannot_serve_or_must_not_touch() -> anyhow::Result
     assert!(err.contains("is not a bpffs"), "{err}");
     Ok(())
 }
+
+#[test]
+fn a_pinned_data_plane_of_another_layout_or_size_is_refused_never_misread() -> anyhow::Result<()> {
+    if !require_root("a_pinned_data_plane_of_another_layout_or_size_is_refused_never_misread") {
+        return Ok(());
+    }
+    let lab = SeedLab::new()?;
+    let conf = |max: u32| {
+        format!(
+            "role = \"home_agent\"\n[home_agent]\naddresses = [\"{}\"]\n[dataplane]\ninterfaces = [\"eth0\"]\nmax_bindings = {max}\n",
+            seed::HA
+        )
+    };
+    let mut ha = Hagent::start(&lab.ha, &conf(1024))?;
+    ha.cli(&["binding", "add", STATIC_HOA, STATIC_COA])?;
+    ha.process.kill()?;
+    let pins = ha.pin_dir()?;
+    let (instance, run_dir) = (ha.instance().to_string(), ha.run_dir());
+    let start = |config: &str| {
+        Hagent::start_args(&lab.ha, "hagent.toml", config, &[], Some((&instance, &run_dir)))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
+    };
+
+    // Another size than the pinned maps were made with: said, with the way out.
+    let err = start(&conf(2048));
+    assert!(
+        err.contains("HA_BINDINGS does not fit")
+            && err.contains("1024 entries, the configuration asks for 2048")
+            && err.contains("--fresh"),
+        "{err}"
+    );
+    // Another layout version (as a build with other map structures would have written).
+    let layout = aya::maps::MapData::from_pin(pins.join(ha_common::maps::LAYOUT))?;
+    let mut m = aya::maps::Array::<_, u32>::try_from(aya::maps::Map::Array(layout))?;
+    m.set(0, ha_common::abi::LAYOUT_VERSION + 1, 0)?;
+    let err = start(&conf(1024));
+    assert!(
+        err.contains(&format!(
+            "map layout {}, this hagent uses layout {}",
+            ha_common::abi::LAYOUT_VERSION + 1,
+            ha_common::abi::LAYOUT_VERSION
+        )),
+        "{err}"
+    );
+    // Refused, the old data plane was left as it was: still pinned, still attached.
+    assert!(pins.join(ha_common::maps::BINDINGS).exists());
+    assert!(sh(&lab.ha, &["ip", "link", "show", "eth0"]).contains("xdp"));
+    // --fresh starts over.
+    let fresh = Hagent::start_args(
+        &lab.ha,
+        "hagent.toml",
+        &conf(1024),
+        &["--fresh"],
+        Some((&instance, &run_dir)),
+    )?;
+    assert!(bindings(&fresh)?.is_empty());
+    drop(m);
+    Ok(())
+}
