@@ -453,7 +453,7 @@ async fn serve(
             }
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP received: reloading the configuration");
-                let _ = reload(options, &mut config, &mut role, bindings, &allowed);
+                let _ = reload(options, &mut config, &mut role, bindings, &allowed).await;
             }
             r = &mut control_task => {
                 break Err(anyhow!("the control socket task ended: {r:?}"));
@@ -466,7 +466,7 @@ async fn serve(
                         let _ = cmd.reply.send(stats());
                     }
                     Request::Reload => {
-                        let _ = cmd.reply.send(reload(options, &mut config, &mut role, bindings, &allowed));
+                        let _ = cmd.reply.send(reload(options, &mut config, &mut role, bindings, &allowed).await);
                     }
                     other => handle(other, cmd.reply, &mut role, bindings, now).await,
                 }
@@ -527,11 +527,11 @@ async fn serve(
 /// traffic are untouched — one the new ACL refuses is refused at its next BU, or removed with
 /// `hagent binding del`), and the log level. What needs a restart is reported, not applied.
 /// An invalid file changes nothing; its error (file:line:col) is logged and returned.
-fn reload(
+async fn reload(
     options: &RunOptions,
     config: &mut Config,
     role: &mut RoleState,
-    bindings: &Bindings,
+    bindings: &mut Bindings,
     allowed: &std::sync::RwLock<std::collections::HashSet<Ipv6Addr>>,
 ) -> anyhow::Result<serde_json::Value> {
     let new = match read_config(options) {
@@ -551,8 +551,19 @@ fn reload(
     if new.dataplane != config.dataplane {
         restart.push("dataplane (interfaces, XDP mode, sizes)");
     }
-    if new.ipsec != config.ipsec {
-        restart.push("ipsec (policy sets, SAs)");
+    // The policy sets apply live; UseMnHaIPsec, the K bit and the SAs need a restart.
+    let sets_changed = new.ipsec.sets != config.ipsec.sets;
+    let ipsec_rest_changed = {
+        let (mut a, mut b) = (new.ipsec.clone(), config.ipsec.clone());
+        for c in [&mut a, &mut b] {
+            c.sets.clear();
+            c.policy_sets = 0;
+            c.policy_sets_toml.clear();
+        }
+        a != b
+    };
+    if ipsec_rest_changed {
+        restart.push("ipsec (UseMnHaIPsec, KeyMngMobCapability, SAs)");
     }
     if new.mobile_node != config.mobile_node {
         restart.push("mobile_node");
@@ -567,14 +578,43 @@ fn reload(
         tracing::warn!("{w}");
     }
     // What is not applied keeps its running value.
+    let new_uses_ipsec = new.ipsec.use_mn_ha_ipsec;
+    let (new_sets, new_policy_sets, new_policy_sets_toml) = (
+        new.ipsec.sets.clone(),
+        new.ipsec.policy_sets,
+        new.ipsec.policy_sets_toml.clone(),
+    );
     let mut next = new;
     next.role = config.role;
     next.dataplane = config.dataplane.clone();
     next.ipsec = config.ipsec.clone();
+    let mut applied = Vec::new();
+    if sets_changed {
+        if !ipsec_rest_changed && config.ipsec.use_mn_ha_ipsec {
+            match bindings.set_ipsec_sets(&new_sets).await {
+                Ok(()) => {
+                    next.ipsec.sets = new_sets;
+                    next.ipsec.policy_sets = new_policy_sets;
+                    next.ipsec.policy_sets_toml = new_policy_sets_toml;
+                    applied.push("ipsec (policy sets)");
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "applying the new IPsec policy sets failed");
+                    return Err(e.context("applying the new IPsec policy sets failed (the rest of the reload was not applied)"));
+                }
+            }
+        } else if config.ipsec.use_mn_ha_ipsec || new_uses_ipsec {
+            restart.push("ipsec (policy sets, with UseMnHaIPsec changing)");
+        } else {
+            // Without UseMnHaIPsec the sets do nothing: taken as they are.
+            next.ipsec.sets = new_sets;
+            next.ipsec.policy_sets = new_policy_sets;
+            next.ipsec.policy_sets_toml = new_policy_sets_toml;
+        }
+    }
     next.mobile_node = config.mobile_node.clone();
     next.home_agent.home_prefixes = config.home_agent.home_prefixes.clone();
     next.home_agent.addresses = config.home_agent.addresses.clone();
-    let mut applied = Vec::new();
     if next.home_agent != config.home_agent
         && let RoleState::HomeAgent(ha) = role
     {

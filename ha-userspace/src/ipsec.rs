@@ -395,6 +395,8 @@ impl Ipsec {
         req.execute()
             .await
             .with_context(|| format!("installing the xfrm policy {p:?}"))?;
+        // A replaced policy is remembered once.
+        self.installed.retain(|q| !same_selector(q, p));
         self.installed.push(p.clone());
         Ok(())
     }
@@ -674,7 +676,8 @@ fn is_enoent(e: &anyhow::Error) -> bool {
 }
 
 /// Same policy in the kernel's eyes: selector and direction.
-fn same_selector(a: &Policy, b: &Policy) -> bool {
+/// Whether two policies have the same selector and direction (the kernel's key of a policy).
+pub fn same_selector(a: &Policy, b: &Policy) -> bool {
     (
         a.src,
         a.src_len,

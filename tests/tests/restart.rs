@@ -709,10 +709,16 @@ fn a_pinned_data_plane_of_another_layout_or_size_is_refused_never_misread() -> a
     let pins = ha.pin_dir()?;
     let (instance, run_dir) = (ha.instance().to_string(), ha.run_dir());
     let start = |config: &str| {
-        Hagent::start_args(&lab.ha, "hagent.toml", config, &[], Some((&instance, &run_dir)))
-            .err()
-            .map(|e| format!("{e:#}"))
-            .unwrap_or_default()
+        Hagent::start_args(
+            &lab.ha,
+            "hagent.toml",
+            config,
+            &[],
+            Some((&instance, &run_dir)),
+        )
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default()
     };
 
     // Another size than the pinned maps were made with: said, with the way out.

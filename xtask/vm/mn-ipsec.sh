@@ -11,6 +11,9 @@
 #     foreign link;
 #  3b. the HA is SIGKILLed and restarted: it adopts the binding, its policies and migrated
 #     SAs in place, and the payload keeps flowing inside ESP;
+#  3c. a reload that drops TunnelPayload from the policy set takes the binding's tunnel
+#     policies down (SAs migrated home), one that puts it back puts them up at the CoA, and
+#     the payload flows inside ESP again — the binding untouched;
 #  4. back home, the MN deregisters through ESP, the tunnel SAs are migrated back to the HoA
 #     and the tunnel policies removed (the at-home state), and the HoA answers on the home link;
 #  5. shutdown leaves the SPD and SAD as they were.
@@ -350,6 +353,21 @@ wait_binding $COA_B || { cat /tmp/ha2.log; exit 1; }
 ip -n ha xfrm policy | grep -A3 "dst $HOA/128" | grep -q "tmpl src $HA dst $COA_B"
 payload $COA_B
 [ "$(counter /tmp/ha.sock encap_tx)" -eq 0 ]
+
+echo "== 3c. a reload drops TunnelPayload from the policy set; another puts it back"
+cp /etc/hagent/ha.conf /tmp/ha.conf.orig
+sed -i '/TunnelPayload/d' /etc/hagent/ha.conf
+$HAGENT config reload --socket /tmp/ha.sock | tee /tmp/reload.out
+grep -q "^applied: .*ipsec (policy sets)" /tmp/reload.out
+! ip -n ha xfrm policy | grep -q "tmpl src $HA dst $COA_B"
+# The tunnel SA went home with its policy; the binding stayed.
+[ -n "$(sa_packets ha 1003 $HOA)" ]
+$HAGENT bindings --json --socket /tmp/ha.sock | grep -q "\"coa\": *\"$COA_B\""
+cp /tmp/ha.conf.orig /etc/hagent/ha.conf
+$HAGENT config reload --socket /tmp/ha.sock | tee /tmp/reload.out
+grep -q "^applied: .*ipsec (policy sets)" /tmp/reload.out
+ip -n ha xfrm policy | grep -A3 "dst $HOA/128" | grep -q "tmpl src $HA dst $COA_B"
+payload $COA_B
 
 echo "== 4. back home: deregistration through ESP restores the at-home state"
 BU0=$(sa_packets ha 1000 $HA)

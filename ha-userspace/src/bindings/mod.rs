@@ -494,6 +494,66 @@ impl Bindings {
             .await
     }
 
+    /// A reload changed the IPsec policy sets (`UseMnHaIPsec` and the SAs stay as they are):
+    /// the transport policies become the new sets' (replaced in place, those no set gives any
+    /// more removed), each binding whose tunnel policies differ has its old ones taken down
+    /// (migrated home, removed) and the new ones put up at its CoA, and the map entries follow
+    /// (whether the payload is left to xfrm). Bindings stay; a failure is returned with what
+    /// was done so far in place.
+    pub async fn set_ipsec_sets(&mut self, sets: &[IpsecPolicySet]) -> anyhow::Result<()> {
+        let Some(mut x) = self.ipsec.take() else {
+            anyhow::bail!("UseMnHaIPsec is off");
+        };
+        x.set_replace(true);
+        let result = self.apply_ipsec_sets(&mut x, sets).await;
+        x.set_replace(false);
+        self.ipsec = Some(x);
+        self.ipsec_sets = sets.to_vec();
+        self.rewrite_entries()?;
+        result
+    }
+
+    async fn apply_ipsec_sets(
+        &mut self,
+        x: &mut Ipsec,
+        sets: &[IpsecPolicySet],
+    ) -> anyhow::Result<()> {
+        let side = Side::of(self.role);
+        let transport = |sets: &[IpsecPolicySet]| -> anyhow::Result<Vec<ipsec::Policy>> {
+            let mut v = ipsec::nd_bypass_policies();
+            for set in sets {
+                v.extend(ipsec::transport_policies(set, side)?);
+            }
+            Ok(v)
+        };
+        let (old, new) = (transport(&self.ipsec_sets)?, transport(sets)?);
+        for p in &new {
+            x.install(p).await?;
+        }
+        let gone: Vec<ipsec::Policy> = old
+            .into_iter()
+            .filter(|p| !new.iter().any(|q| ipsec::same_selector(p, q)))
+            .collect();
+        x.remove(&gone).await?;
+        let bound: Vec<BindingSpec> = self.cache.iter().map(|b| b.spec.clone()).collect();
+        for s in &bound {
+            let before = tunnels::Tunnels::policies_of(&self.ipsec_sets, side, s.hoa, &s.prefixes)?;
+            let after = tunnels::Tunnels::policies_of(sets, side, s.hoa, &s.prefixes)?;
+            if before == after {
+                continue;
+            }
+            self.tunnels
+                .follow(x, &self.ipsec_sets, side, s.hoa, None)
+                .await
+                .with_context(|| format!("taking down the IPsec tunnel of {}", s.hoa))?;
+            self.tunnels
+                .follow(x, sets, side, s.hoa, Some((s.coa, &s.prefixes)))
+                .await
+                .with_context(|| format!("putting up the IPsec tunnel of {}", s.hoa))?;
+        }
+        Ok(())
+    }
+
     /// Tells the programs exactly how many prefixes the trie holds (the data plane's own count
     /// cannot tell a new prefix from one nested in another: the trie's lookup is a
     /// longest-prefix match).

@@ -10,6 +10,7 @@
 
 use std::net::Ipv6Addr;
 
+mod restart;
 mod signalling;
 
 use aya::programs::{TestRun, TestRunOptions};
@@ -220,7 +221,8 @@ fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("dataplane") => dataplane(),
         Some("signalling") => signalling::run(),
-        _ => anyhow::bail!("usage: bench dataplane|signalling"),
+        Some("restart") => restart::run(),
+        _ => anyhow::bail!("usage: bench dataplane|signalling|restart"),
     }
 }
 
