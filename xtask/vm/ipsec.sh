@@ -24,5 +24,5 @@ kill -TERM $PID
 wait $PID || true
 echo "after shutdown:"
 ip -n ha xfrm policy
-! ip -n ha xfrm policy | grep -q "mobility-header"
+if ip -n ha xfrm policy | grep -q "mobility-header"; then echo "ipsec.sh:27: must not hold"; exit 1; fi
 ip -n ha xfrm policy | grep -q "2001:db8:9::1"

@@ -1,4 +1,6 @@
 # Shared by the guest test scripts that run hagent (prepended by xtask/src/vmtest.rs).
+# Negative checks are written `if CMD; then ...; exit 1; fi`: `! CMD` never stops `sh -e`
+# (POSIX ignores -e for a pipeline that starts with `!`).
 
 # wait_socket SOCKET PID LOG: until the daemon answers on its control socket — or dies, then
 # show its log. Under TCG, loading and verifying the programs takes a while. (It asks: a

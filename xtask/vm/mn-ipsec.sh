@@ -247,7 +247,7 @@ MISMATCH1=$(xfrm_stat ha XfrmInTmplMismatch)
 BU_RX=$(counter /tmp/ha.sock bu_received)
 echo "unprotected BUs sent: 3+, HA XfrmInTmplMismatch $MISMATCH0 -> $MISMATCH1, BUs reaching the HA daemon: ${BU_RX:-0}"
 $HAGENT bindings --socket /tmp/ha.sock
-! $HAGENT bindings --json --socket /tmp/ha.sock | grep -q "$HOA"
+if $HAGENT bindings --json --socket /tmp/ha.sock | grep -q "$HOA"; then echo "mn-ipsec.sh:250: must not hold"; exit 1; fi
 [ "$MISMATCH1" -gt "$MISMATCH0" ]
 [ "${BU_RX:-0}" -eq 0 ]
 
@@ -301,10 +301,10 @@ grep -q "status=129" /tmp/mn2.log
 REFUSAL_ESP=$(sa_packets ha 2001 $HOA2)
 echo "refusals encrypted by the HA: $REFUSAL_ESP; HA tc_signal_rh2 $(counter /tmp/ha.sock tc_signal_rh2)"
 [ "$REFUSAL_ESP" -ge 1 ]
-! $HAGENT bindings --json --socket /tmp/ha.sock | grep -q "$HOA2"
+if $HAGENT bindings --json --socket /tmp/ha.sock | grep -q "$HOA2"; then echo "mn-ipsec.sh:304: must not hold"; exit 1; fi
 # The temporary route and neighbour entry for the refusal are gone.
 [ -z "$(ip -n ha -6 route show $HOA2)" ]
-! ip -n ha -6 neigh show | grep -q "$HOA2"
+if ip -n ha -6 neigh show | grep -q "$HOA2"; then echo "mn-ipsec.sh:307: must not hold"; exit 1; fi
 
 echo "== 3. TunnelPayload: CN <-> HoA inside ESP, across a handover"
 # payload COA: five pings CN → HoA; the HA → CoA tunnel SA and the reverse one must carry them.
@@ -359,7 +359,7 @@ cp /etc/hagent/ha.conf /tmp/ha.conf.orig
 sed -i '/TunnelPayload/d' /etc/hagent/ha.conf
 $HAGENT config reload --socket /tmp/ha.sock | tee /tmp/reload.out
 grep -q "^applied: .*ipsec (policy sets)" /tmp/reload.out
-! ip -n ha xfrm policy | grep -q "tmpl src $HA dst $COA_B"
+if ip -n ha xfrm policy | grep -q "tmpl src $HA dst $COA_B"; then echo "mn-ipsec.sh:362: must not hold"; exit 1; fi
 # The tunnel SA went home with its policy; the binding stayed.
 [ -n "$(sa_packets ha 1003 $HOA)" ]
 $HAGENT bindings --json --socket /tmp/ha.sock | grep -q "\"coa\": *\"$COA_B\""
@@ -400,8 +400,8 @@ echo "deregistration: BU SA $BU0 -> $BU1, BA SA $BA0 -> $BA1; HA tunnel SA back 
 # Tunnel SAs back at their at-home endpoints, tunnel policies gone, transport ones kept.
 [ -n "$(sa_packets ha 1003 $HOA)" ]
 [ -n "$(sa_packets ha 1002 $HA)" ]
-! ip -n ha xfrm state | grep -q "$COA_B"
-! ip -n ha xfrm policy | grep -q "src ::/0 dst $HOA/128"
+if ip -n ha xfrm state | grep -q "$COA_B"; then echo "mn-ipsec.sh:403: must not hold"; exit 1; fi
+if ip -n ha xfrm policy | grep -q "src ::/0 dst $HOA/128"; then echo "mn-ipsec.sh:404: must not hold"; exit 1; fi
 ip -n ha xfrm policy | grep -q "src $HA/128 dst $HOA/128"
 ip netns exec cn ping -c 3 -i 0.2 -W 2 $HOA
 
@@ -414,8 +414,8 @@ for ns in ha mn; do
 	echo "$ns after shutdown:"
 	ip -n $ns xfrm state
 	ip -n $ns xfrm policy
-	! ip -n $ns xfrm policy | grep -q "$HOA"
-	! ip -n $ns xfrm state | grep -q "$HOA\|$HOA2\|$COA_A\|$COA_B"
+	if ip -n $ns xfrm policy | grep -q "$HOA"; then echo "mn-ipsec.sh:417: must not hold"; exit 1; fi
+	if ip -n $ns xfrm state | grep -q "$HOA\|$HOA2\|$COA_A\|$COA_B"; then echo "mn-ipsec.sh:418: must not hold"; exit 1; fi
 done
 ip -n ha xfrm state | grep -q "spi 0x00000999"
 ip -n ha xfrm policy | grep -q "2001:db8:9::1"
