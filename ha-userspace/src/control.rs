@@ -174,37 +174,69 @@ impl Drop for ControlSocket {
     }
 }
 
+/// Requests one connection may have in flight: a client may send the next before the answer
+/// to the last (`call_many`), and gets the answers in order.
+pub const MAX_IN_FLIGHT: usize = 64;
+
 async fn serve_connection(
     stream: UnixStream,
     commands: mpsc::Sender<Command>,
 ) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
     let (read, mut write) = stream.into_split();
     let mut lines = tokio::io::BufReader::new(read.take(MAX_REQUEST as u64 * 16)).lines();
-    while let Some(line) = lines.next_line().await? {
-        let reply = if line.len() > MAX_REQUEST {
-            Reply::from_result(Err(anyhow::anyhow!(
-                "request longer than {MAX_REQUEST} bytes"
-            )))
-        } else {
-            match serde_json::from_str::<Request>(&line) {
-                Ok(request) => {
-                    let (reply, answer) = tokio::sync::oneshot::channel();
-                    let result = match commands.send(Command { request, reply }).await {
-                        Ok(()) => answer.await.unwrap_or_else(|_| {
-                            Err(anyhow::anyhow!("the daemon is shutting down"))
-                        }),
-                        Err(_) => Err(anyhow::anyhow!("the daemon is shutting down")),
-                    };
-                    Reply::from_result(result)
-                }
-                Err(e) => Reply::from_result(Err(anyhow::anyhow!("malformed request: {e}"))),
+    let mut pending = futures::stream::FuturesOrdered::new();
+    let mut reading = true;
+    while reading || !pending.is_empty() {
+        tokio::select! {
+            line = lines.next_line(), if reading && pending.len() < MAX_IN_FLIGHT => {
+                let Some(line) = line? else {
+                    reading = false;
+                    continue;
+                };
+                pending.push_back(answer(line, &commands).await);
             }
-        };
-        let mut out = serde_json::to_vec(&reply)?;
-        out.push(b'\n');
-        write.write_all(&out).await?;
+            Some(reply) = pending.next() => {
+                let mut out = serde_json::to_vec(&reply)?;
+                out.push(b'\n');
+                write.write_all(&out).await?;
+            }
+        }
     }
     Ok(())
+}
+
+/// Hands a request line to the daemon; the future resolves to its reply.
+async fn answer(
+    line: String,
+    commands: &mpsc::Sender<Command>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> {
+    if line.len() > MAX_REQUEST {
+        let r = Reply::from_result(Err(anyhow::anyhow!(
+            "request longer than {MAX_REQUEST} bytes"
+        )));
+        return Box::pin(std::future::ready(r));
+    }
+    let request = match serde_json::from_str::<Request>(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let r = Reply::from_result(Err(anyhow::anyhow!("malformed request: {e}")));
+            return Box::pin(std::future::ready(r));
+        }
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    // Waits while the daemon's queue is full: the back pressure reaches the client.
+    if commands.send(Command { request, reply }).await.is_err() {
+        let r = Reply::from_result(Err(anyhow::anyhow!("the daemon is shutting down")));
+        return Box::pin(std::future::ready(r));
+    }
+    Box::pin(async move {
+        Reply::from_result(
+            answer
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the daemon is shutting down"))),
+        )
+    })
 }
 
 use tokio::io::AsyncReadExt as _;
@@ -233,4 +265,58 @@ pub fn call(socket: &Path, request: &Request) -> anyhow::Result<serde_json::Valu
         (true, None, _) => Ok(serde_json::Value::Null),
         (false, _, error) => bail!("{}", error.unwrap_or_else(|| "unknown error".into())),
     }
+}
+
+/// Sends `requests` over as few connections as the daemon's per-connection limit allows, up
+/// to [`MAX_IN_FLIGHT`] unanswered at a time, and returns each one's data or error, in order.
+pub fn call_many(
+    socket: &Path,
+    requests: &[Request],
+) -> anyhow::Result<Vec<Result<serde_json::Value, String>>> {
+    let mut results = Vec::with_capacity(requests.len());
+    let mut rest = requests;
+    while !rest.is_empty() {
+        // One connection reads at most 16 × MAX_REQUEST bytes: a chunk stays under that.
+        let mut bytes = 0usize;
+        let mut lines = Vec::new();
+        for r in rest {
+            let mut line = serde_json::to_vec(r)?;
+            line.push(b'\n');
+            if bytes + line.len() > MAX_REQUEST * 15 && !lines.is_empty() {
+                break;
+            }
+            bytes += line.len();
+            lines.push(line);
+        }
+        rest = &rest[lines.len()..];
+        let stream = std::os::unix::net::UnixStream::connect(socket)
+            .with_context(|| format!("no hagent daemon answers on {}", socket.display()))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut writer = stream;
+        let (mut sent, mut got) = (0usize, 0usize);
+        while got < lines.len() {
+            while sent < lines.len() && sent - got < MAX_IN_FLIGHT {
+                writer.write_all(&lines[sent])?;
+                sent += 1;
+            }
+            let mut reply = String::new();
+            reader
+                .read_line(&mut reply)
+                .context("reading the daemon's reply")?;
+            if reply.is_empty() {
+                bail!(
+                    "the daemon closed the connection after {got} of {} replies",
+                    lines.len()
+                );
+            }
+            let reply: Reply =
+                serde_json::from_str(&reply).context("the daemon's reply is not valid")?;
+            results.push(match (reply.ok, reply.data, reply.error) {
+                (true, data, _) => Ok(data.unwrap_or(serde_json::Value::Null)),
+                (false, _, error) => Err(error.unwrap_or_else(|| "unknown error".into())),
+            });
+            got += 1;
+        }
+    }
+    Ok(results)
 }

@@ -136,6 +136,16 @@ enum BindingAction {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Add many static bindings from FILE, one per line — `HOA COA [lifetime SECONDS]
+    /// [prefix P/LEN]...`, `#` comments — over one connection with up to 64 in flight (the
+    /// bulk path: no process and no connection per binding).
+    Load {
+        /// The file (`-` for standard input).
+        file: PathBuf,
+        /// Control socket path.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Remove the binding of HOA.
     Del {
         /// Home address.
@@ -279,6 +289,7 @@ fn real_main() -> anyhow::Result<()> {
                 print_bindings(&serde_json::Value::Array(vec![data]));
                 Ok(())
             }
+            BindingAction::Load { file, socket } => load_bindings(&file, &socket),
             BindingAction::Del { hoa, socket } => {
                 control::call(&socket, &Request::BindingDel { hoa: hoa.clone() })?;
                 println!("binding for {hoa} removed");
@@ -286,6 +297,86 @@ fn real_main() -> anyhow::Result<()> {
             }
         },
     }
+}
+
+/// `hagent binding load`: every line checked first (nothing is sent if one is malformed),
+/// then all sent pipelined; failures are listed by line.
+fn load_bindings(file: &std::path::Path, socket: &std::path::Path) -> anyhow::Result<()> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let name = file.display();
+    let mut requests = Vec::new();
+    let mut line_of = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = |what: String| anyhow::anyhow!("{name}:{}: {what}", i + 1);
+        let [hoa, coa, rest @ ..] = words.as_slice() else {
+            return Err(at(
+                "expected `HOA COA [lifetime SECONDS] [prefix P/LEN]...`".into(),
+            ));
+        };
+        let (mut lifetime, mut prefixes) = (None, Vec::new());
+        let mut it = rest.iter();
+        while let Some(&k) = it.next() {
+            let v = it
+                .next()
+                .ok_or_else(|| at(format!("{k:?} needs a value")))?;
+            match k {
+                "lifetime" => {
+                    lifetime = Some(v.parse::<u32>().map_err(|_| {
+                        at(format!("invalid lifetime {v:?}: seconds, 0..=4294967295"))
+                    })?)
+                }
+                "prefix" => prefixes.push(v.to_string()),
+                _ => {
+                    return Err(at(format!(
+                        "unknown word {k:?}: expected lifetime or prefix"
+                    )));
+                }
+            }
+        }
+        requests.push(Request::BindingAdd {
+            hoa: hoa.to_string(),
+            coa: coa.to_string(),
+            lifetime,
+            prefixes,
+        });
+        line_of.push(i + 1);
+    }
+    let t = std::time::Instant::now();
+    let results = control::call_many(socket, &requests)?;
+    let secs = t.elapsed().as_secs_f64();
+    let failed: Vec<(usize, &Request, &String)> = results
+        .iter()
+        .zip(&requests)
+        .zip(&line_of)
+        .filter_map(|((r, q), l)| r.as_ref().err().map(|e| (*l, q, e)))
+        .collect();
+    for (line, q, e) in failed.iter().take(20) {
+        if let Request::BindingAdd { hoa, .. } = q {
+            eprintln!("{name}:{line}: {hoa}: {e}");
+        }
+    }
+    if failed.len() > 20 {
+        eprintln!("… and {} more", failed.len() - 20);
+    }
+    let added = requests.len() - failed.len();
+    println!(
+        "{added} bindings added, {} refused, in {secs:.2} s ({:.0}/s)",
+        failed.len(),
+        requests.len() as f64 / secs.max(1e-9)
+    );
+    if !failed.is_empty() {
+        anyhow::bail!("{} of {} bindings refused", failed.len(), requests.len());
+    }
+    Ok(())
 }
 
 /// `hagent bindings`: pages through the cache, printing as each page arrives.

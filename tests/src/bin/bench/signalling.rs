@@ -18,7 +18,9 @@
 //!  5. restart: a daemon with `n` registered bindings is SIGKILLed and started again; the time
 //!     from exec to a daemon that answers with every binding restored and reconciled, beside
 //!     the start of the same daemon with an empty cache (same run, same machine), and a
-//!     replayed BU answered 135 after it.
+//!     replayed BU answered 135 after it;
+//!  6. static bindings: one `hagent binding add` process each (1,000) beside `hagent binding
+//!     load` (the bulk path, `n` lines) into the same daemon, DAD off.
 
 use std::{
     net::Ipv6Addr,
@@ -222,6 +224,36 @@ fn cli_ms(d: &Hagent, args: &[&str]) -> anyhow::Result<f64> {
 }
 
 type Scenario = fn(&Lab, &Params, &mut Vec<String>) -> anyhow::Result<()>;
+
+fn static_bulk(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+    let n = p.n;
+    step(&format!(
+        "6. static bindings: 1,000 one process each, then {n} with binding load"
+    ));
+    let d = Hagent::start(&lab.ha, &config("allow", false, 262_144, true))?;
+    let coa = |i: u32| Ipv6Addr::from(u128::from(a("2001:db8:f00d::1:0")) + i as u128);
+    let t = Instant::now();
+    for i in 0..1000 {
+        d.cli(&["binding", "add", &hoa(i).to_string(), &coa(i).to_string()])?;
+    }
+    let one_by_one = 1000.0 / t.elapsed().as_secs_f64();
+    let dir = tests::TempDir::new("bulk")?;
+    let file = dir.join("bindings.txt");
+    let mut text = String::new();
+    for i in 1000..1000 + n {
+        text.push_str(&format!("{} {}\n", hoa(i), coa(i)));
+    }
+    std::fs::write(&file, text)?;
+    let t = Instant::now();
+    d.cli(&["binding", "load", file.to_str().unwrap()])?;
+    let bulk = n as f64 / t.elapsed().as_secs_f64();
+    let bound = stat(&d.stats()?, &["bindings"]);
+    report.push(format!(
+        "6. static bindings, DAD off: `hagent binding add` per binding {one_by_one:.0}/s; `hagent binding load` {bulk:.0}/s for {n} (×{:.1}); {bound} bound",
+        bulk / one_by_one
+    ));
+    Ok(())
+}
 
 /// Starts `d` again (it was killed) and returns the time until it answers with `n` bindings.
 fn time_restart(d: &mut Hagent, n: u64) -> anyhow::Result<Duration> {
@@ -573,12 +605,13 @@ pub fn run() -> anyhow::Result<()> {
         .unwrap_or_default();
     let lab = lab()?;
     let mut report = Vec::new();
-    let scenarios: [(&str, Scenario); 5] = [
+    let scenarios: [(&str, Scenario); 6] = [
         ("1", dad_off),
         ("2", dad_on),
         ("3", flood_deny),
         ("4", flood_allow),
         ("5", restart),
+        ("6", static_bulk),
     ];
     for (name, f) in scenarios {
         if only.is_empty() || only.iter().any(|o| o == name) {
