@@ -32,9 +32,13 @@ enum Cmd {
     /// Benchmarks (release build). `dataplane`: per-packet cost of the XDP paths next to
     /// reference programs; `signalling`: Binding Updates per second end to end.
     Bench {
-        /// What to measure.
+        /// What to measure: dataplane, signalling, restart, or all.
         #[arg(default_value = "dataplane")]
         suite: String,
+        /// Small counts and short runs: proves the suites work (CI runs `--quick all`); the
+        /// numbers are not the figures.
+        #[arg(long)]
+        quick: bool,
     },
     /// The VM tier: Debian's kernel (ESP, 6.1) under qemu with hagent inside.
     Vmtest,
@@ -93,36 +97,9 @@ fn real_main() -> anyhow::Result<()> {
             }
             cargo(&args)
         }
-        Cmd::Bench { suite } => {
+        Cmd::Bench { suite, quick } => {
             setup::ensure()?;
-            if !is_root() {
-                bail!("benchmarks load eBPF programs and create a namespace: run them as root");
-            }
-            // The daemon the benchmarks start is the release build.
-            cargo(&[
-                "build",
-                "--release",
-                "--quiet",
-                "-p",
-                "ha-userspace",
-                "--bin",
-                "hagent",
-            ])?;
-            run(
-                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                    .env("HAGENT_BIN", root.join("target/release/hagent"))
-                    .args([
-                        "run",
-                        "--release",
-                        "--quiet",
-                        "-p",
-                        "tests",
-                        "--bin",
-                        "bench",
-                        "--",
-                        &suite,
-                    ]),
-            )
+            bench(root, &suite, quick)
         }
         Cmd::Vmtest => {
             setup::ensure()?;
@@ -197,11 +174,47 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         }
     }
     if is_root() && args.is_empty() {
+        // The benchmarks must keep working; their speed is not asserted here.
+        step("cargo xtask bench --quick all (proves the benchmarks run; no speed asserted)");
+        bench(&std::env::current_dir()?, "all", true)?;
         step("the VM tier: Debian's kernel under qemu (ESP, kernel 6.1)");
         vm_suite(true)?;
     }
     step("all checks passed");
     Ok(())
+}
+
+/// `cargo xtask bench [--quick] SUITE`: the release hagent and the bench binary.
+fn bench(root: &std::path::Path, suite: &str, quick: bool) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("benchmarks load eBPF programs and create a namespace: run them as root");
+    }
+    // The daemon the benchmarks start is the release build.
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "ha-userspace",
+        "--bin",
+        "hagent",
+    ])?;
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.env("HAGENT_BIN", root.join("target/release/hagent"));
+    if quick {
+        cmd.env("HAGENT_BENCH_QUICK", "1");
+    }
+    run(cmd.args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "tests",
+        "--bin",
+        "bench",
+        "--",
+        suite,
+    ]))
 }
 
 /// Builds the release hagent and runs the guest tests.

@@ -24,8 +24,26 @@ use tests::{
 
 const HA_MAC: Mac = [0x02, 0, 0, 0, 0, 0x01];
 const PEER_MAC: Mac = [0x02, 0, 0, 0, 0, 0x02];
-const REPEAT: u32 = 200_000;
-const ROUNDS: usize = 5;
+/// `HAGENT_BENCH_QUICK=1` (`cargo xtask bench --quick`): every suite with small counts, to
+/// prove it runs (CI); its numbers are not the figures.
+pub fn quick() -> bool {
+    std::env::var_os("HAGENT_BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+/// TestRun repetitions per measurement.
+fn repeat() -> u32 {
+    if quick() { 10_000 } else { 200_000 }
+}
+
+/// Measurements per case (the median is reported).
+fn rounds() -> usize {
+    if quick() { 1 } else { 5 }
+}
+
+/// The large binding count.
+fn big() -> u32 {
+    if quick() { 10_000 } else { 1_000_000 }
+}
 
 fn ha() -> Ipv6Addr {
     addr(seed::HA)
@@ -140,14 +158,15 @@ fn counter(dp: &Dataplane, name: &str) -> u64 {
         .unwrap()
 }
 
-/// Median ns per packet of `case` over ROUNDS runs of REPEAT.
+/// Median ns per packet of `case` over `rounds()` runs of `repeat()`.
 fn measure(dp: &mut Dataplane, ifindex: u32, case: &Case) -> anyhow::Result<f64> {
     let mut ctx = Vec::with_capacity(24);
     for v in [0u32, case.frame.len() as u32, 0, ifindex, 0, 0] {
         ctx.extend_from_slice(&v.to_ne_bytes());
     }
     let mut samples = Vec::new();
-    for _ in 0..ROUNDS {
+    let (rounds, repeat) = (rounds(), repeat());
+    for _ in 0..rounds {
         let before = case.counter.map(|c| counter(dp, c));
         let mut out = vec![0u8; 4096];
         let program = if case.program == programs::XDP_INGRESS {
@@ -159,7 +178,7 @@ fn measure(dp: &mut Dataplane, ifindex: u32, case: &Case) -> anyhow::Result<f64>
             data_in: Some(&case.frame),
             data_out: Some(&mut out),
             ctx_in: Some(&ctx),
-            repeat: REPEAT,
+            repeat,
             ..Default::default()
         })?;
         anyhow::ensure!(
@@ -178,15 +197,15 @@ fn measure(dp: &mut Dataplane, ifindex: u32, case: &Case) -> anyhow::Result<f64>
         if let (Some(name), Some(before)) = (case.counter, before) {
             let moved = counter(dp, name) - before;
             anyhow::ensure!(
-                moved == REPEAT as u64,
-                "{}: {name} moved {moved}, not {REPEAT}: not every run took the path",
+                moved == repeat as u64,
+                "{}: {name} moved {moved}, not {repeat}: not every run took the path",
                 case.name
             );
         }
         samples.push(r.duration.as_nanos() as f64);
     }
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Ok(samples[ROUNDS / 2])
+    Ok(samples[rounds / 2])
 }
 
 fn load(cache: bool, bindings: u32, ifindex: u32) -> anyhow::Result<Dataplane> {
@@ -222,7 +241,12 @@ fn main() -> anyhow::Result<()> {
         Some("dataplane") => dataplane(),
         Some("signalling") => signalling::run(),
         Some("restart") => restart::run(),
-        _ => anyhow::bail!("usage: bench dataplane|signalling|restart"),
+        Some("all") => {
+            dataplane()?;
+            signalling::run()?;
+            restart::run()
+        }
+        _ => anyhow::bail!("usage: bench dataplane|signalling|restart|all"),
     }
 }
 
@@ -235,14 +259,9 @@ fn dataplane() -> anyhow::Result<()> {
             .iter()
             .map(|c| (c.name.to_string(), [0.0; 4]))
             .collect();
-        for (col, (cache, bindings)) in [
-            (false, 1u32),
-            (false, 1_000_000),
-            (true, 1),
-            (true, 1_000_000),
-        ]
-        .into_iter()
-        .enumerate()
+        for (col, (cache, bindings)) in [(false, 1u32), (false, big()), (true, 1), (true, big())]
+            .into_iter()
+            .enumerate()
         {
             step(&format!(
                 "next-hop cache {}, {bindings} binding(s): loading{}",
@@ -265,15 +284,22 @@ fn dataplane() -> anyhow::Result<()> {
     let router = rows[1].1;
     println!();
     println!(
-        "BPF_PROG_TEST_RUN, ns per packet (median of {ROUNDS} x {REPEAT} runs), 64-byte-class frames"
+        "BPF_PROG_TEST_RUN, ns per packet (median of {} x {} runs), 64-byte-class frames{}",
+        rounds(),
+        repeat(),
+        if quick() {
+            " — QUICK MODE: not the figures"
+        } else {
+            ""
+        }
     );
     println!(
         "{:<32} {:>10} {:>10} {:>10} {:>10}   {:>13} {:>13}",
         "program / path",
         "FIB, 1 b",
-        "FIB, 1M b",
+        &format!("FIB, {} b", big()),
         "cache, 1 b",
-        "cache, 1M b",
+        &format!("cache, {} b", big()),
         "FIB÷router",
         "cache÷empty"
     );
@@ -298,7 +324,8 @@ fn dataplane() -> anyhow::Result<()> {
         dec[0] / router[0]
     );
     println!(
-        "1M ÷ 1 binding: encap {:.2}x, decap {:.2}x with FIB; {:.2}x, {:.2}x with cache   (target ≤ 1.1x)",
+        "{} ÷ 1 binding: encap {:.2}x, decap {:.2}x with FIB; {:.2}x, {:.2}x with cache   (target ≤ 1.1x)",
+        big(),
         enc[1] / enc[0],
         dec[1] / dec[0],
         enc[3] / enc[2],

@@ -16,7 +16,9 @@ use tests::{
 };
 
 /// Seconds per flood.
-const SECONDS: u64 = 12;
+fn seconds() -> u64 {
+    if crate::quick() { 3 } else { 12 }
+}
 
 struct Flood {
     sent: u64,
@@ -32,7 +34,7 @@ fn counts(log: &str) -> Option<(u64, u64)> {
     Some((n.next()?, n.next()?))
 }
 
-/// Floods for SECONDS; `during` runs meanwhile (after a second).
+/// Floods for `seconds()`; `during` runs meanwhile (after a second).
 fn flood(
     lab: &RoamingLab,
     dir: &TempDir,
@@ -49,7 +51,7 @@ fn flood(
             "64",
             "-q",
             "-w",
-            &SECONDS.to_string(),
+            &seconds().to_string(),
             "-W",
             "1",
             seed::HOA,
@@ -58,7 +60,7 @@ fn flood(
     )?;
     std::thread::sleep(Duration::from_secs(1));
     let restarts = during()?;
-    ping.wait_exit(Duration::from_secs(SECONDS + 20))?;
+    ping.wait_exit(Duration::from_secs(seconds() + 20))?;
     let log = ping.log();
     let (sent, received) = counts(&log).ok_or_else(|| anyhow::anyhow!("ping said: {log}"))?;
     Ok((
@@ -75,7 +77,8 @@ pub fn run() -> anyhow::Result<()> {
     let restarts: u32 = std::env::var("HAGENT_BENCH_RESTARTS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(if crate::quick() { 1 } else { 3 });
+    let secs = seconds();
     step("the roaming lab, the MN registered from foreign link A");
     let lab = RoamingLab::new()?;
     let mut ha = Hagent::start_with(&lab.ha, "mip6d.conf", &seed_ha_mip6d_conf())?;
@@ -85,12 +88,12 @@ pub fn run() -> anyhow::Result<()> {
     wait_mn_state(&mn, "registered", Duration::from_secs(15))?;
     let dir = TempDir::new("bench-restart")?;
 
-    step(&format!("{SECONDS} s of flood ping, undisturbed"));
+    step(&format!("{secs} s of flood ping, undisturbed"));
     let (calm, _) = flood(&lab, &dir, "calm", || Ok(vec![]))?;
     step(&format!(
-        "{SECONDS} s of flood ping, the HA SIGKILLed and restarted {restarts} times"
+        "{secs} s of flood ping, the HA SIGKILLed and restarted {restarts} times"
     ));
-    let gap = Duration::from_millis((SECONDS * 1000 - 2000) / u64::from(restarts.max(1)));
+    let gap = Duration::from_millis((secs * 1000 - 2000) / u64::from(restarts.max(1)));
     let (rough, took) = flood(&lab, &dir, "restarts", || {
         let mut took = Vec::new();
         for _ in 0..restarts {
@@ -106,9 +109,7 @@ pub fn run() -> anyhow::Result<()> {
     let rate = |f: &Flood| f.received as f64 / f.seconds;
     let loss = |f: &Flood| f.sent - f.received.min(f.sent);
     println!();
-    println!(
-        "Flood ping CN → HoA → CN through the HA's tunnel, {SECONDS} s each, one run, 2-core VM"
-    );
+    println!("Flood ping CN → HoA → CN through the HA's tunnel, {secs} s each, one run, 2-core VM");
     println!(
         "undisturbed:            {} sent, {} answered, {} lost; {:.0} round trips/s",
         calm.sent,

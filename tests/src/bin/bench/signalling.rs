@@ -591,14 +591,15 @@ fn flood_allow(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Resul
 }
 
 pub fn run() -> anyhow::Result<()> {
+    let quick = crate::quick();
     let n: u32 = std::env::var("HAGENT_BENCH_MNS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(if quick { 2_000 } else { 100_000 });
     let flood_s: u64 = std::env::var("HAGENT_BENCH_FLOOD_S")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(if quick { 3 } else { 30 });
     // HAGENT_BENCH_SCENARIOS=3,4 runs some of them.
     let only: Vec<String> = std::env::var("HAGENT_BENCH_SCENARIOS")
         .map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
