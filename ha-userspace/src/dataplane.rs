@@ -199,6 +199,8 @@ pub struct Dataplane {
     attachments: Vec<Attachment>,
     /// The maps were pinned by an earlier daemon (and hold its state).
     adopted: bool,
+    /// The prefixes in the trie, exactly (for the programs' prefix count).
+    prefix_set: std::collections::HashSet<(Ipv6Addr, u8)>,
 }
 
 impl Dataplane {
@@ -259,12 +261,18 @@ impl Dataplane {
             .load()
             .map_err(verifier_error)
             .context("the kernel refused the TC program")?;
-        Ok(Self {
+        let mut me = Self {
             ebpf,
             options: options.clone(),
             attachments: Vec::new(),
             adopted,
-        })
+            prefix_set: Default::default(),
+        };
+        if adopted {
+            me.prefix_set = me.prefixes()?.into_iter().map(|(p, _)| p).collect();
+            me.write_prefix_count()?;
+        }
+        Ok(me)
     }
 
     /// Whether the maps and links are pinned (they outlive this process).
@@ -626,13 +634,6 @@ impl Dataplane {
         Ok(out)
     }
 
-    /// Sets the programs' prefix count (after a restart recounted the trie).
-    pub fn set_prefix_count(&mut self, n: u64) -> anyhow::Result<()> {
-        let mut m = Array::<_, u64>::try_from(self.map_mut(maps::STATE)?)?;
-        m.set(maps::STATE_PREFIX_COUNT, n, 0)?;
-        Ok(())
-    }
-
     /// The tunnel endpoint addresses the programs know.
     pub fn local_addresses(&self) -> anyhow::Result<Vec<Ipv6Addr>> {
         let m = HashMap::<_, [u8; 16], u32>::try_from(self.map(maps::LOCAL_ADDRS)?)?;
@@ -701,11 +702,10 @@ impl Dataplane {
     ) -> anyhow::Result<()> {
         let key = Key::new(u32::from(len), prefix.octets());
         let mut m = LpmTrie::<_, [u8; 16], BindingEntry>::try_from(self.map_mut(maps::PREFIXES)?)?;
-        let existed = m.get(&key, 0).is_ok();
         m.insert(&key, entry, 0)
             .with_context(|| format!("writing the binding for {prefix}/{len} to the data plane"))?;
-        if !existed {
-            self.add_prefix_count(1)?;
+        if self.prefix_set.insert((prefix, len)) {
+            self.write_prefix_count()?;
         }
         Ok(())
     }
@@ -713,17 +713,23 @@ impl Dataplane {
     pub fn remove_prefix(&mut self, prefix: Ipv6Addr, len: u8) -> anyhow::Result<()> {
         let mut m = LpmTrie::<_, [u8; 16], BindingEntry>::try_from(self.map_mut(maps::PREFIXES)?)?;
         match m.remove(&Key::new(u32::from(len), prefix.octets())) {
-            Ok(()) => self.add_prefix_count(-1),
-            Err(e) if is_missing(&e) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) => {}
+            Err(e) if is_missing(&e) => {}
+            Err(e) => return Err(e.into()),
         }
+        if self.prefix_set.remove(&(prefix, len)) {
+            self.write_prefix_count()?;
+        }
+        Ok(())
     }
 
-    /// Keeps the programs' prefix count (they skip the trie while it is 0) in step.
-    fn add_prefix_count(&mut self, delta: i64) -> anyhow::Result<()> {
+    /// Tells the programs how many prefixes the trie holds (they skip it while there are
+    /// none). Counted from the set of exact keys: the trie's own lookup is a longest-prefix
+    /// match and cannot tell a new prefix from one nested in another.
+    fn write_prefix_count(&mut self) -> anyhow::Result<()> {
+        let n = self.prefix_set.len() as u64;
         let mut m = Array::<_, u64>::try_from(self.map_mut(maps::STATE)?)?;
-        let n = m.get(&maps::STATE_PREFIX_COUNT, 0)?;
-        m.set(maps::STATE_PREFIX_COUNT, n.saturating_add_signed(delta), 0)?;
+        m.set(maps::STATE_PREFIX_COUNT, n, 0)?;
         Ok(())
     }
 

@@ -35,8 +35,6 @@ use rtnetlink::{
 pub const ROUTE_PROTOCOL: u8 = 0xa6;
 /// `RTAX_MTU`: locking it makes the FIB (and `bpf_fib_lookup`) honour the route MTU.
 const RTAX_MTU: u32 = 2;
-/// `IFF_ALLMULTI` in `/sys/class/net/*/flags`.
-const IFF_ALLMULTI: u32 = 0x200;
 
 /// A route hagent owns: `prefix/len` out of `ifindex`, via `gateway` when set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,11 +181,7 @@ impl HomeLink {
     /// Turns allmulti on for `ifindex` (`name`); returns whether it was off (so the caller
     /// turns it off again at shutdown, and only then).
     pub async fn enable_allmulti(&self, ifindex: u32, name: &str) -> anyhow::Result<bool> {
-        let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags"))
-            .ok()
-            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
-            .unwrap_or(0);
-        if flags & IFF_ALLMULTI != 0 {
+        if crate::system::allmulti(name) {
             return Ok(false);
         }
         self.set_allmulti(ifindex, true)

@@ -85,19 +85,13 @@ impl Instance {
     /// Checks that the bpffs root is a bpffs (pins elsewhere fail, or vanish with a mount
     /// namespace).
     pub fn check_bpffs(&self) -> anyhow::Result<()> {
-        let c = std::ffi::CString::new(self.bpffs.as_os_str().as_encoded_bytes())
-            .context("bpffs path")?;
-        // SAFETY: statfs on a NUL-terminated path into a zeroed struct we own.
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-            bail!(
-                "{}: {} (mount bpffs there, pass --bpffs, or set dataplane.persistent = false)",
-                self.bpffs.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-        #[allow(clippy::unnecessary_cast)]
-        if st.f_type as i64 != BPF_FS_MAGIC {
+        let is = is_bpffs(&self.bpffs).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e} (mount bpffs there, pass --bpffs, or set dataplane.persistent = false)",
+                self.bpffs.display()
+            )
+        })?;
+        if !is {
             bail!(
                 "{} is not a bpffs, so the data plane cannot be pinned there (inside `ip netns \
                  exec`, /sys is remounted): `mount -t bpf bpf {}`, pass --bpffs DIR with a bpffs \
@@ -223,6 +217,19 @@ impl Lock {
         f.write_all(format!("{who} (pid {})\n", std::process::id()).as_bytes())?;
         Ok(())
     }
+}
+
+/// Whether `path` is (the root of) a mounted bpffs.
+pub fn is_bpffs(path: &Path) -> std::io::Result<bool> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statfs on a NUL-terminated path into a zeroed struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
 }
 
 /// The inode of this process's network namespace (stable while the namespace exists).

@@ -18,6 +18,7 @@ use anyhow::{Context as _, bail};
 pub mod flood;
 pub mod packet;
 pub mod roaming;
+pub mod scapy;
 pub mod topology;
 
 /// True when running as root; otherwise prints a loud skip message. Root-only tests start with

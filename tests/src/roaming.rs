@@ -94,6 +94,15 @@ pub fn start_ping(ns: &Netns, dst: &str, log: &Path) -> anyhow::Result<Backgroun
     ns.spawn("ping", &["-6", "-D", "-i", "0.05", "-W", "1", dst], log)
 }
 
+/// (transmitted, received) from the statistics line a finished `ping` prints.
+pub fn ping_counts(log: &str) -> Option<(u64, u64)> {
+    let line = log.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut n = line
+        .split(',')
+        .filter_map(|p| p.split_whitespace().next()?.parse::<u64>().ok());
+    Some((n.next()?, n.next()?))
+}
+
 /// Replies seen in a `ping -D` log: (timestamp, icmp_seq).
 pub fn ping_replies(log: &str) -> Vec<(f64, u64)> {
     log.lines()

@@ -55,13 +55,7 @@ pub fn test_bpffs() -> anyhow::Result<PathBuf> {
     DIR.get_or_init(|| {
         let dir = PathBuf::from("/run/hagent-tests/bpffs");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let is_bpffs = || {
-            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
-            // SAFETY: statfs on a NUL-terminated path into a zeroed struct we own.
-            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-            unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == 0xcafe_4a11 }
-        };
-        if !is_bpffs() {
+        if !hagent::instance::is_bpffs(&dir).unwrap_or(false) {
             run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&dir))
                 .map_err(|e| format!("{e:#}"))?;
         }
@@ -363,6 +357,32 @@ impl SeedLab {
     /// The seed lab as a user builds it: plain veth pairs, no XDP on the router.
     pub fn plain() -> anyhow::Result<Self> {
         Self::build(false)
+    }
+
+    /// The MN as a static binding's end: its HoA on loopback (applications bind to it), its
+    /// packets sized for the tunnel.
+    pub fn mn_keeps_hoa_on_lo(&self) -> anyhow::Result<()> {
+        self.mn.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/128", seed::HOA),
+            "dev",
+            "lo",
+        ])?;
+        self.mn.ip(&[
+            "-6",
+            "route",
+            "replace",
+            "default",
+            "via",
+            seed::ROUTER_FOREIGN,
+            "dev",
+            "eth0",
+            "mtu",
+            "1460",
+        ])?;
+        Ok(())
     }
 
     fn build(router_xdp: bool) -> anyhow::Result<Self> {

@@ -15,7 +15,7 @@ use tests::{
     wait_for,
 };
 
-const SCAPY_MN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scapy/mn.py");
+use tests::scapy::MN as SCAPY_MN;
 const NEW_COA: &str = "2001:db8:f00d::beef";
 
 struct Mn<'a> {
@@ -25,12 +25,9 @@ struct Mn<'a> {
 
 impl Mn<'_> {
     fn scapy(&self, args: &[&str]) -> anyhow::Result<Value> {
-        let mut all = vec![SCAPY_MN];
-        all.extend_from_slice(args);
+        let mut all = args.to_vec();
         all.extend_from_slice(&["--router-mac", &self.router_mac]);
-        let out = self.ns.exec("/usr/bin/python3", &all)?;
-        let text = String::from_utf8(out.stdout)?;
-        serde_json::from_str(text.trim()).map_err(|e| anyhow::anyhow!("scapy said {text:?}: {e}"))
+        tests::scapy::run(self.ns, &all)
     }
 
     fn bu(
@@ -100,13 +97,7 @@ fn scapy_mobile_node_registers_with_the_seed_config() -> anyhow::Result<()> {
         return Ok(());
     }
     let lab = SeedLab::new()?;
-    let router_mac = String::from_utf8(
-        lab.router
-            .exec("cat", &["/sys/class/net/foreign0/address"])?
-            .stdout,
-    )?
-    .trim()
-    .to_string();
+    let router_mac = tests::scapy::mac(&lab.router, "foreign0")?;
     let mn = Mn {
         ns: &lab.mn,
         router_mac,

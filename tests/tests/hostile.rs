@@ -11,32 +11,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::{
-    Netns,
     flood::Flood,
     packet::addr,
     require_root,
+    scapy::{mac, run as scapy},
     topology::{Hagent, SeedLab, seed},
     wait_for,
 };
-
-const SCAPY_MN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scapy/mn.py");
-
-/// Runs the scapy peer in `ns`; returns its JSON line.
-fn scapy(ns: &Netns, args: &[&str]) -> anyhow::Result<Value> {
-    let mut all = vec![SCAPY_MN];
-    all.extend_from_slice(args);
-    let out = ns.exec("/usr/bin/python3", &all)?;
-    let text = String::from_utf8(out.stdout)?;
-    serde_json::from_str(text.trim()).map_err(|e| anyhow::anyhow!("scapy said {text:?}: {e}"))
-}
-
-/// The MAC address of `iface` in `ns`.
-fn mac(ns: &Netns, iface: &str) -> anyhow::Result<String> {
-    let path = format!("/sys/class/net/{iface}/address");
-    Ok(String::from_utf8(ns.exec("cat", &[&path])?.stdout)?
-        .trim()
-        .to_string())
-}
 
 /// A Neighbor Solicitation for the seed's HoA from `src` on the home router's home link;
 /// the answering NA (or a timeout after `timeout` seconds).

@@ -11,15 +11,15 @@ use std::{path::PathBuf, process::Command, time::Duration};
 use serde_json::Value;
 use tests::{
     Netns, TempDir, hagent_bin, require_root,
-    roaming::wait_mn_state,
+    roaming::{ping_counts, wait_mn_state},
     run,
+    scapy::{self, mac},
     topology::{
         Hagent, Link, RoamingLab, SeedLab, roaming_mn_config, seed, seed_ha_mip6d_conf, test_bpffs,
     },
     wait_for,
 };
 
-const SCAPY_MN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scapy/mn.py");
 /// A static binding next to the registered one, with a mobile network prefix (a route).
 const STATIC_HOA: &str = "2001:db8:bee5::77";
 const STATIC_COA: &str = "2001:db8:f00d::77";
@@ -46,24 +46,6 @@ fn sh(ns: &Netns, args: &[&str]) -> String {
             .unwrap_or_default(),
     )
     .to_string()
-}
-
-fn mac(ns: &Netns, ifname: &str) -> anyhow::Result<String> {
-    Ok(String::from_utf8(
-        ns.exec("cat", &[&format!("/sys/class/net/{ifname}/address")])?
-            .stdout,
-    )?
-    .trim()
-    .to_string())
-}
-
-/// `ping -c count` from `ns` to `dst` at 20 per second; returns (transmitted, received).
-fn ping_counts(log: &str) -> Option<(u64, u64)> {
-    let line = log.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut n = line
-        .split(',')
-        .filter_map(|p| p.split_whitespace().next()?.parse::<u64>().ok());
-    Some((n.next()?, n.next()?))
 }
 
 /// A different build of the same source (release instead of the tests' debug build): the
@@ -204,10 +186,9 @@ fn killed_restarted_and_upgraded_without_losing_a_packet_or_a_binding() -> anyho
     // goes to the CoA, where the mobile node's own data plane takes it: its log shows it.
     let seq = registered["sequence"].as_u64().unwrap().to_string();
     let router_mac = mac(&lab.router, "fa")?;
-    lab.mn.exec(
-        "/usr/bin/python3",
+    scapy::run(
+        &lab.mn,
         &[
-            SCAPY_MN,
             "bu",
             "--iface",
             "fa0",
@@ -296,10 +277,9 @@ struct Scapy<'a> {
 impl Scapy<'_> {
     fn bu(&self, hoa: &str, seq: u16) -> anyhow::Result<Value> {
         let seq = seq.to_string();
-        let out = self.ns.exec(
-            "/usr/bin/python3",
+        scapy::run(
+            self.ns,
             &[
-                SCAPY_MN,
                 "bu",
                 "--router-mac",
                 &self.router_mac,
@@ -314,8 +294,7 @@ impl Scapy<'_> {
                 "--lifetime",
                 "100",
             ],
-        )?;
-        Ok(serde_json::from_str(String::from_utf8(out.stdout)?.trim())?)
+        )
     }
 }
 
@@ -589,26 +568,7 @@ fn plain_veth_pairs_tunnel_both_ways_by_default() -> anyhow::Result<()> {
     }
     // No XDP on the router's veth ends, the seed's mip6d.conf as written (no XDP mode).
     let lab = SeedLab::plain()?;
-    lab.mn.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{}/128", seed::HOA),
-        "dev",
-        "lo",
-    ])?;
-    lab.mn.ip(&[
-        "-6",
-        "route",
-        "replace",
-        "default",
-        "via",
-        seed::ROUTER_FOREIGN,
-        "dev",
-        "eth0",
-        "mtu",
-        "1460",
-    ])?;
+    lab.mn_keeps_hoa_on_lo()?;
     let ha = Hagent::start_with(&lab.ha, "mip6d.conf", &seed_ha_mip6d_conf())?;
     let mn_conf = format!(
         "role = \"mobile_node\"\n\n[mobile_node]\nhome_address = \"{}\"\nhome_agent = \"{}\"\n\n[dataplane]\ninterfaces = [\"eth0\"]\nmax_bindings = 16\nmax_prefixes = 16\n",

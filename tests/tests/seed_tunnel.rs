@@ -53,28 +53,7 @@ fn binding(hagent: &Hagent) -> anyhow::Result<serde_json::Value> {
 
 fn tunnel(mode: &str) -> anyhow::Result<()> {
     let lab = SeedLab::new()?;
-    // The MN keeps its HoA on loopback (applications bind to it) and sizes its packets for
-    // the tunnel.
-    lab.mn.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{}/128", seed::HOA),
-        "dev",
-        "lo",
-    ])?;
-    lab.mn.ip(&[
-        "-6",
-        "route",
-        "replace",
-        "default",
-        "via",
-        seed::ROUTER_FOREIGN,
-        "dev",
-        "eth0",
-        "mtu",
-        "1460",
-    ])?;
+    lab.mn_keeps_hoa_on_lo()?;
 
     let ha = Hagent::start(&lab.ha, &ha_config(mode))?;
     let mn = Hagent::start(&lab.mn, &mn_config(mode))?;

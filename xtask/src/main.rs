@@ -184,12 +184,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [--quick] SUITE`: the release hagent and the bench binary.
-fn bench(root: &std::path::Path, suite: &str, quick: bool) -> anyhow::Result<()> {
-    if !is_root() {
-        bail!("benchmarks load eBPF programs and create a namespace: run them as root");
-    }
-    // The daemon the benchmarks start is the release build.
+/// `target/release/hagent`, which the benchmarks and the VM tier run.
+fn build_release_hagent() -> anyhow::Result<()> {
     cargo(&[
         "build",
         "--release",
@@ -199,6 +195,16 @@ fn bench(root: &std::path::Path, suite: &str, quick: bool) -> anyhow::Result<()>
         "--bin",
         "hagent",
     ])?;
+    Ok(())
+}
+
+/// `cargo xtask bench [--quick] SUITE`: the release hagent and the bench binary.
+fn bench(root: &std::path::Path, suite: &str, quick: bool) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("benchmarks load eBPF programs and create a namespace: run them as root");
+    }
+    // The daemon the benchmarks start is the release build.
+    build_release_hagent()?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.env("HAGENT_BIN", root.join("target/release/hagent"));
     if quick {
@@ -224,15 +230,7 @@ fn vm_suite(all: bool) -> anyhow::Result<()> {
     }
     if all {
         // The guest tests with hagent inside use the release binary.
-        cargo(&[
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "ha-userspace",
-            "--bin",
-            "hagent",
-        ])?;
+        build_release_hagent()?;
     }
     let root = std::env::current_dir()?;
     // The seed talk's HA mip6d.conf with its typo fixed and IPsec left on.

@@ -374,18 +374,14 @@ impl Bindings {
                 out.orphans += 1;
             }
         }
-        let mut count = 0u64;
         for ((p, l), e) in prefixes {
             let owner = self.prefix_owner.get(&(p, l)).copied();
-            match owner.and_then(|h| self.cache.get(&h)) {
-                Some(b) if b.id == e.binding_id => count += 1,
-                _ => {
-                    self.dataplane.remove_prefix(p, l)?;
-                    out.orphans += 1;
-                }
+            let bound = owner.and_then(|h| self.cache.get(&h));
+            if bound.is_none_or(|b| b.id != e.binding_id) {
+                self.dataplane.remove_prefix(p, l)?;
+                out.orphans += 1;
             }
         }
-        self.dataplane.set_prefix_count(count)?;
         let dad = self.dataplane.clear_dad()?;
         if dad > 0 {
             tracing::debug!(probes = dad, "ended the DAD probes of the earlier daemon");
@@ -552,18 +548,6 @@ impl Bindings {
                 .with_context(|| format!("putting up the IPsec tunnel of {}", s.hoa))?;
         }
         Ok(())
-    }
-
-    /// Tells the programs exactly how many prefixes the trie holds (the data plane's own count
-    /// cannot tell a new prefix from one nested in another: the trie's lookup is a
-    /// longest-prefix match).
-    fn sync_prefix_count(&mut self) {
-        if let Err(e) = self
-            .dataplane
-            .set_prefix_count(self.prefix_owner.len() as u64)
-        {
-            tracing::error!(error = %format!("{e:#}"), "writing the prefix count failed");
-        }
     }
 
     /// Removes the pinned data plane (it detaches when this is dropped).
@@ -792,7 +776,6 @@ impl Bindings {
         for &p in &spec.prefixes {
             self.prefix_owner.insert(p, spec.hoa);
         }
-        self.sync_prefix_count();
         if let (Role::MobileNode, Some(prev)) = (self.role, &previous)
             && prev.coa != spec.coa
         {
@@ -827,7 +810,6 @@ impl Bindings {
                 self.drop_route(self.prefix_route(&b.spec, p)).await;
             }
         }
-        self.sync_prefix_count();
         if let Err(e) = self.follow_ipsec(hoa, None).await {
             tracing::error!(%hoa, error = %format!("{e:#}"), "removing the binding's IPsec tunnel policies failed");
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tests::{
     TempDir,
-    roaming::wait_mn_state,
+    roaming::{ping_counts, wait_mn_state},
     step,
     topology::{Hagent, Link, RoamingLab, roaming_mn_config, seed, seed_ha_mip6d_conf},
 };
@@ -24,14 +24,6 @@ struct Flood {
     sent: u64,
     received: u64,
     seconds: f64,
-}
-
-fn counts(log: &str) -> Option<(u64, u64)> {
-    let line = log.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut n = line
-        .split(',')
-        .filter_map(|p| p.split_whitespace().next()?.parse::<u64>().ok());
-    Some((n.next()?, n.next()?))
 }
 
 /// Floods for `seconds()`; `during` runs meanwhile (after a second).
@@ -62,7 +54,7 @@ fn flood(
     let restarts = during()?;
     ping.wait_exit(Duration::from_secs(seconds() + 20))?;
     let log = ping.log();
-    let (sent, received) = counts(&log).ok_or_else(|| anyhow::anyhow!("ping said: {log}"))?;
+    let (sent, received) = ping_counts(&log).ok_or_else(|| anyhow::anyhow!("ping said: {log}"))?;
     Ok((
         Flood {
             sent,
