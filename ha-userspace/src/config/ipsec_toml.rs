@@ -123,7 +123,7 @@ impl PolicySetToml {
                 _ => bail!("{at}: give either reqid or reqid_to_ha/reqid_to_mn, not both"),
             };
             for (field, r) in [("reqid_to_ha", to_ha), ("reqid_to_mn", to_mn)] {
-                setkey::check_reqid(r).map_err(|e| anyhow!("{at}.{field}: {e}"))?;
+                setkey::check_optional_reqid(r).map_err(|e| anyhow!("{at}.{field}: {e}"))?;
             }
             policies.push(IpsecPolicy {
                 kind,

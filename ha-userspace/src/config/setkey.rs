@@ -747,9 +747,7 @@ impl ManualSa {
         check_sa_address(p.src, "source")?;
         check_sa_address(p.dst, "destination")?;
         check_spi(p.spi)?;
-        if p.reqid != 0 {
-            check_reqid(p.reqid)?;
-        }
+        check_optional_reqid(p.reqid)?;
         check_lifetime(&p.lifetime)?;
         let encryption = p
             .encryption
@@ -839,6 +837,17 @@ pub fn parse_spi(text: &str) -> Result<u32, String> {
     })?;
     check_spi(spi)?;
     Ok(spi)
+}
+
+/// Checks a reqid that may be absent, as an SA's or a policy's (`IPsecPolicy … UseESP` in
+/// mip6d.conf, `reqid` in TOML): 0 for none, else 1 to [`MAX_REQID`] — one rule for every
+/// syntax, so what one accepts the others can say.
+pub fn check_optional_reqid(reqid: u32) -> Result<(), String> {
+    if reqid == 0 {
+        Ok(())
+    } else {
+        check_reqid(reqid)
+    }
 }
 
 /// Checks a reqid given with `-u` (or `unique:N`): 1 to [`MAX_REQID`].

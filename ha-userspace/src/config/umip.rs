@@ -2471,7 +2471,12 @@ impl Parser<'_> {
             };
             let t = self.bump();
             match w.parse::<u32>() {
-                Ok(n) => reqids.push(n),
+                Ok(n) => {
+                    if let Err(e) = super::setkey::check_optional_reqid(n) {
+                        return Err(self.fail(&t, format!("IPsecPolicy {e} (0 for none)"), None));
+                    }
+                    reqids.push(n)
+                }
                 Err(_) => {
                     return Err(self.fail(
                         &t,
@@ -3534,6 +3539,15 @@ UseMnHaIPsec disabled;
             "IPsecPolicySet { HomeAgentAddress ::1; HomeAddress ::2/64; IPsecPolicy Mh UseESP 4294967296; }",
         );
         assert!(d.message.contains("reqid 4294967296 out of range"), "{d}");
+        // One reqid rule for mip6d.conf, TOML and setkey.conf: 0 (none) or 1..=0x3fff.
+        let d = one_err(
+            "IPsecPolicySet { HomeAgentAddress ::1; HomeAddress ::2/64; IPsecPolicy Mh UseESP 16384; }",
+        );
+        assert!(
+            d.message
+                .contains("reqid 16384 is out of range: setkey allows 1 to 16383"),
+            "{d}"
+        );
     }
 
     #[test]
