@@ -7,6 +7,7 @@
 #![cfg_attr(not(any(feature = "user", test)), no_std)]
 
 pub mod abi;
+pub mod bench;
 pub mod mh;
 pub mod nd;
 pub mod stats;

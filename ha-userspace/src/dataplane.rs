@@ -46,6 +46,10 @@ use crate::config::XdpMode;
 /// The eBPF object built from `ha-ebpf` by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
 
+/// The throughput benchmark's generator, sink and ceiling programs (`ha-ebpf/src/bench.rs`).
+/// The daemon never references it, so the linker leaves it out of `hagent`.
+pub static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-bench"));
+
 /// Which side of the tunnel this node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

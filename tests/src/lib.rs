@@ -118,6 +118,21 @@ impl Netns {
         }
     }
 
+    /// Moves the calling thread into this namespace until the guard is dropped (for work that
+    /// needs one process's objects in several namespaces, e.g. attaching one eBPF object's
+    /// programs on both ends of a topology).
+    pub fn enter(&self) -> anyhow::Result<Entered> {
+        use std::os::fd::AsRawFd as _;
+        let back = std::fs::File::open("/proc/thread-self/ns/net")?;
+        let path = format!("/run/netns/{}", self.name);
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        // SAFETY: setns on a namespace fd we own; affects only the calling thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            anyhow::bail!("setns failed: {}", std::io::Error::last_os_error());
+        }
+        Ok(Entered(back))
+    }
+
     /// Runs `f` on a new thread that has entered this namespace, without waiting for it.
     pub fn spawn_thread<T: Send + 'static>(
         &self,
@@ -179,6 +194,23 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// The namespace a thread was in before [`Netns::enter`]; dropping it goes back there.
+pub struct Entered(std::fs::File);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: setns back to the namespace fd the thread was in.
+        if unsafe { libc::setns(self.0.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            // Staying in a namespace about to be deleted would misdirect all later work.
+            panic!(
+                "cannot return to the original namespace: {}",
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
 

@@ -19,6 +19,9 @@ const APT_PACKAGES: &[&str] = &[
     "python3-scapy",
     "bpftool",
     "iproute2",
+    // The benchmarks: a CPU profile of the data plane, and the font of the plots.
+    "linux-perf",
+    "fonts-dejavu-core",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

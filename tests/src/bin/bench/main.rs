@@ -10,8 +10,11 @@
 
 use std::net::Ipv6Addr;
 
+mod plot;
+mod report;
 mod restart;
 mod signalling;
+mod throughput;
 
 use aya::programs::{TestRun, TestRunOptions};
 use ha_common::{abi::BindingEntry, programs};
@@ -38,11 +41,6 @@ fn repeat() -> u32 {
 /// Measurements per case (the median is reported).
 fn rounds() -> usize {
     if quick() { 1 } else { 5 }
-}
-
-/// The large binding count.
-fn big() -> u32 {
-    if quick() { 10_000 } else { 1_000_000 }
 }
 
 fn ha() -> Ipv6Addr {
@@ -149,6 +147,11 @@ fn frames() -> Vec<Case> {
     ]
 }
 
+/// The `i`th mobile network prefix of the scale runs (a /64).
+fn mnp(i: u32) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(addr("2001:db8:77::")) + ((i as u128) << 64))
+}
+
 fn counter(dp: &Dataplane, name: &str) -> u64 {
     dp.counters()
         .unwrap()
@@ -208,11 +211,11 @@ fn measure(dp: &mut Dataplane, ifindex: u32, case: &Case) -> anyhow::Result<f64>
     Ok(samples[rounds / 2])
 }
 
-fn load(cache: bool, bindings: u32, ifindex: u32) -> anyhow::Result<Dataplane> {
+fn load(cache: bool, bindings: u32, prefixes: u32, ifindex: u32) -> anyhow::Result<Dataplane> {
     let mut dp = Dataplane::load(&DataplaneOptions {
         role: Role::HomeAgent,
         max_bindings: bindings.max(1024),
-        max_prefixes: 1024,
+        max_prefixes: prefixes.max(1024),
         nexthop_cache: cache,
         bench_restore: true,
         ..Default::default()
@@ -233,55 +236,198 @@ fn load(cache: bool, bindings: u32, ifindex: u32) -> anyhow::Result<Dataplane> {
     for i in 1..bindings {
         dp.set_binding(Ipv6Addr::from(base + i as u128), &entry(i))?;
     }
+    // Mobile network prefixes 2001:db8:77:<i>::/64; the MNP case sends into the last one.
+    for i in 0..prefixes {
+        dp.set_prefix(mnp(i), 64, &entry((bindings + i) % bindings.max(1024)))?;
+    }
     Ok(dp)
 }
 
 fn main() -> anyhow::Result<()> {
-    match std::env::args().nth(1).as_deref() {
-        Some("dataplane") => dataplane(),
-        Some("signalling") => signalling::run(),
-        Some("restart") => restart::run(),
-        Some("all") => {
-            dataplane()?;
-            signalling::run()?;
-            restart::run()
+    let suite = std::env::args().nth(1).unwrap_or_default();
+    let mut report = report::machine()?;
+    match suite.as_str() {
+        "dataplane" => report["dataplane"] = dataplane()?,
+        "throughput" => report["throughput"] = throughput::run()?,
+        "signalling" => report["signalling"] = signalling::run()?,
+        "restart" => restart::run()?,
+        "all" => {
+            report["dataplane"] = dataplane()?;
+            report["throughput"] = throughput::run()?;
+            report["signalling"] = signalling::run()?;
+            restart::run()?;
         }
-        _ => anyhow::bail!("usage: bench dataplane|signalling|restart|all"),
+        _ => anyhow::bail!("usage: bench dataplane|throughput|signalling|restart|all"),
+    }
+    report::write(&suite, &report)
+}
+
+/// Binding counts of the scale runs.
+fn binding_counts() -> Vec<u32> {
+    if quick() {
+        vec![1, 1000, 10_000]
+    } else {
+        vec![1, 1000, 100_000, 1_000_000]
     }
 }
 
-fn dataplane() -> anyhow::Result<()> {
+/// Mobile network prefixes of the MNP run.
+fn prefix_count() -> u32 {
+    if quick() { 1000 } else { 10_000 }
+}
+
+/// Bytes of kernel memory the data plane's maps hold (`memlock` of each map the XDP program
+/// uses, from the kernel's fdinfo).
+fn map_memory(dp: &mut Dataplane) -> anyhow::Result<u64> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let ids = dp.xdp()?.info()?.map_ids()?.unwrap_or_default();
+    let mut total = 0;
+    for id in ids {
+        let info = aya::maps::MapInfo::from_id(id)?;
+        let fd = info.fd()?;
+        let text =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))?;
+        total += text
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// TC egress (what the node itself sends to a HoA) against XDP encapsulation, both timed one
+/// run per call (the TC program has no restore mode, so `repeat` cannot be used): median ns.
+fn tc_cost(dp: &mut Dataplane, ifindex: u32) -> anyhow::Result<(f64, f64)> {
+    let mut frame = eth(PEER_MAC, HA_MAC);
+    frame.extend(ipv6(
+        0,
+        1,
+        17,
+        64,
+        ha(),
+        hoa(),
+        &udp(ha(), hoa(), 1, 2, &pattern(18)),
+    ));
+    let mut skb_ctx = vec![0u8; 192];
+    skb_ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    let xdp_case = &frames()[2];
+    let mut xdp_ctx = Vec::with_capacity(24);
+    for v in [0u32, xdp_case.frame.len() as u32, 0, ifindex, 0, 0] {
+        xdp_ctx.extend_from_slice(&v.to_ne_bytes());
+    }
+    let n = if quick() { 500 } else { 20_000 };
+    let (mut tc, mut xdp) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let before = counter(dp, "tc_encap");
+    for _ in 0..n {
+        let mut out = vec![0u8; 4096];
+        let r = dp.tc()?.test_run(TestRunOptions {
+            data_in: Some(&frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&skb_ctx),
+            ..Default::default()
+        })?;
+        anyhow::ensure!(
+            r.return_value == 0 || r.return_value == 7,
+            "TC encap returned {}",
+            r.return_value
+        );
+        tc.push(r.duration.as_nanos() as f64);
+        let mut out = vec![0u8; 4096];
+        let r = dp.xdp()?.test_run(TestRunOptions {
+            data_in: Some(&xdp_case.frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&xdp_ctx),
+            ..Default::default()
+        })?;
+        anyhow::ensure!(r.return_value == 3, "XDP encap returned {}", r.return_value);
+        xdp.push(r.duration.as_nanos() as f64);
+    }
+    let moved = counter(dp, "tc_encap") - before;
+    anyhow::ensure!(moved == n as u64, "tc_encap moved {moved}, not {n}");
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok((median(&mut tc), median(&mut xdp)))
+}
+
+fn dataplane() -> anyhow::Result<serde_json::Value> {
     step("building a private namespace with routes and permanent neighbours");
     let (ns, ifindex) = tests::topology::forwarding_namespace("bench")?;
-    let rows = ns.run_in(move || -> anyhow::Result<Vec<(String, [f64; 4])>> {
+    let report = ns.run_in(move || -> anyhow::Result<serde_json::Value> {
         let cases = frames();
-        let mut table: Vec<(String, [f64; 4])> = cases
-            .iter()
-            .map(|c| (c.name.to_string(), [0.0; 4]))
-            .collect();
-        for (col, (cache, bindings)) in [(false, 1u32), (false, big()), (true, 1), (true, big())]
-            .into_iter()
-            .enumerate()
-        {
-            step(&format!(
-                "next-hop cache {}, {bindings} binding(s): loading{}",
-                if cache { "on" } else { "off" },
-                if bindings > 1 {
-                    " (filling the map takes a few seconds)"
-                } else {
-                    ""
+        let counts = binding_counts();
+        // (cache, bindings) → ns per case.
+        let mut columns: Vec<(bool, u32, Vec<f64>)> = Vec::new();
+        let mut memory: Vec<(u32, u64)> = Vec::new();
+        for cache in [false, true] {
+            for &n in &counts {
+                step(&format!(
+                    "next-hop cache {}, {n} binding(s): loading{}",
+                    if cache { "on" } else { "off" },
+                    if n > 100_000 { " (filling the map takes a few seconds)" } else { "" }
+                ));
+                let mut dp = load(cache, n, 0, ifindex)?;
+                let mut v = Vec::new();
+                for case in &cases {
+                    v.push(measure(&mut dp, ifindex, case)?);
                 }
-            ));
-            let mut dp = load(cache, bindings, ifindex)?;
-            for (i, case) in cases.iter().enumerate() {
-                table[i].1[col] = measure(&mut dp, ifindex, case)?;
+                columns.push((cache, n, v));
+                if cache {
+                    memory.push((n.max(1024), map_memory(&mut dp)?));
+                }
             }
         }
-        Ok(table)
+        let p = prefix_count();
+        step(&format!("next-hop cache on, 1 binding and {p} mobile network prefixes"));
+        let mut dp = load(true, 1, p, ifindex)?;
+        let dst = Ipv6Addr::from(u128::from(mnp(p - 1)) + 5);
+        let mut f = eth(HA_MAC, PEER_MAC);
+        f.extend(ipv6(0, 1, 17, 64, cn(), dst, &udp(cn(), dst, 1, 2, &pattern(18))));
+        let mnp_case = Case {
+            name: "encap to a mobile network prefix",
+            program: programs::XDP_INGRESS,
+            frame: f,
+            action: 3,
+            counter: Some("encap_tx"),
+        };
+        let with_prefixes = [
+            measure(&mut dp, ifindex, &cases[2])?,
+            measure(&mut dp, ifindex, &mnp_case)?,
+        ];
+        step("TC egress against XDP, one run per call");
+        let mut dp = load(true, 1, 0, ifindex)?;
+        let (tc, xdp) = tc_cost(&mut dp, ifindex)?;
+        Ok(serde_json::json!({
+            "cases": cases.iter().map(|c| c.name).collect::<Vec<_>>(),
+            "columns": columns.iter().map(|(c, n, v)| serde_json::json!({"cache": c, "bindings": n, "ns": v})).collect::<Vec<_>>(),
+            "memory": memory.iter().map(|(m, b)| serde_json::json!({"max_bindings": m, "bytes": b})).collect::<Vec<_>>(),
+            "prefixes": p,
+            "with_prefixes": {"encap_hoa_ns": with_prefixes[0], "encap_mnp_ns": with_prefixes[1]},
+            "tc_encap_ns": tc, "xdp_encap_single_ns": xdp,
+        }))
     })??;
+    print_dataplane(&report);
+    Ok(report)
+}
 
-    let empty = rows[0].1;
-    let router = rows[1].1;
+fn print_dataplane(r: &serde_json::Value) {
+    let cases: Vec<&str> = r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    let cols = r["columns"].as_array().unwrap();
+    let ns = |cache: bool, n: u64, case: usize| -> f64 {
+        cols.iter()
+            .find(|c| c["cache"] == cache && c["bindings"] == n)
+            .and_then(|c| c["ns"][case].as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    let counts: Vec<u64> = binding_counts().into_iter().map(u64::from).collect();
+    let big = *counts.last().unwrap();
     println!();
     println!(
         "BPF_PROG_TEST_RUN, ns per packet (median of {} x {} runs), 64-byte-class frames{}",
@@ -293,49 +439,69 @@ fn dataplane() -> anyhow::Result<()> {
             ""
         }
     );
-    println!(
-        "{:<32} {:>10} {:>10} {:>10} {:>10}   {:>13} {:>13}",
-        "program / path",
-        "FIB, 1 b",
-        &format!("FIB, {} b", big()),
-        "cache, 1 b",
-        &format!("cache, {} b", big()),
-        "FIB÷router",
-        "cache÷empty"
-    );
-    for (name, v) in &rows {
+    for cache in [false, true] {
         println!(
-            "{:<32} {:>10.1} {:>10.1} {:>10.1} {:>10.1}   {:>12.2}x {:>12.2}x",
-            name,
-            v[0],
-            v[1],
-            v[2],
-            v[3],
-            v[0] / router[0],
-            v[2] / empty[2]
+            "\nnext-hop cache {} — bindings:",
+            if cache {
+                "on (the default)"
+            } else {
+                "off (a FIB lookup per packet)"
+            }
         );
+        print!("{:<34}", "program / path");
+        for n in &counts {
+            print!(" {:>10}", n);
+        }
+        println!("   {:>11} {:>12}", "÷ router", &format!("{big} ÷ 1"));
+        for (i, name) in cases.iter().enumerate() {
+            print!("{name:<34}");
+            for &n in &counts {
+                print!(" {:>10.1}", ns(cache, n, i));
+            }
+            println!(
+                "   {:>10.2}x {:>11.2}x",
+                ns(cache, 1, i) / ns(false, 1, 1),
+                ns(cache, big, i) / ns(cache, 1, i)
+            );
+        }
     }
     println!();
-    let enc = &rows[2].1;
-    let dec = &rows[3].1;
     println!(
-        "encap ÷ minimal router (FIB per packet): {:.2}x   decap ÷ router: {:.2}x   (target ≤ 1.2x)",
-        enc[0] / router[0],
-        dec[0] / router[0]
+        "targets: with the cache encap ÷ router (FIB per packet) {:.2}x (≤ 0.4x), decap {:.2}x (≤ 0.5x); {big} ÷ 1 binding encap {:.2}x, decap {:.2}x (≤ 1.1x)",
+        ns(true, 1, 2) / ns(false, 1, 1),
+        ns(true, 1, 3) / ns(false, 1, 1),
+        ns(true, big, 2) / ns(true, 1, 2),
+        ns(true, big, 3) / ns(true, 1, 3),
+    );
+    let wp = &r["with_prefixes"];
+    println!(
+        "with {} mobile network prefixes: encap to a HoA {:.1} ns, encap to an MNP {:.1} ns ({:.2}x the HoA)",
+        r["prefixes"],
+        wp["encap_hoa_ns"].as_f64().unwrap_or(0.0),
+        wp["encap_mnp_ns"].as_f64().unwrap_or(0.0),
+        wp["encap_mnp_ns"].as_f64().unwrap_or(0.0) / wp["encap_hoa_ns"].as_f64().unwrap_or(1.0),
     );
     println!(
-        "{} ÷ 1 binding: encap {:.2}x, decap {:.2}x with FIB; {:.2}x, {:.2}x with cache   (target ≤ 1.1x)",
-        big(),
-        enc[1] / enc[0],
-        dec[1] / dec[0],
-        enc[3] / enc[2],
-        dec[3] / dec[2]
+        "TC egress encap (the node's own packets to a HoA) {:.0} ns against XDP encap {:.0} ns, one run per call ({:.2}x)",
+        r["tc_encap_ns"].as_f64().unwrap_or(0.0),
+        r["xdp_encap_single_ns"].as_f64().unwrap_or(0.0),
+        r["tc_encap_ns"].as_f64().unwrap_or(0.0) / r["xdp_encap_single_ns"].as_f64().unwrap_or(1.0),
     );
-    println!(
-        "with the next-hop cache: encap ÷ router {:.2}x, decap ÷ router {:.2}x; encap ÷ empty {:.2}x",
-        enc[2] / router[0],
-        dec[2] / router[0],
-        enc[2] / empty[2]
-    );
-    Ok(())
+    let mem = r["memory"].as_array().unwrap();
+    if let (Some(a), Some(b)) = (mem.first(), mem.last()) {
+        let (ma, ba) = (
+            a["max_bindings"].as_f64().unwrap(),
+            a["bytes"].as_f64().unwrap(),
+        );
+        let (mb, bb) = (
+            b["max_bindings"].as_f64().unwrap(),
+            b["bytes"].as_f64().unwrap(),
+        );
+        println!(
+            "kernel map memory: {:.1} MiB for {ma} binding slots, {:.1} MiB for {mb}: {:.0} bytes per binding slot (maps are sized by max_bindings, preallocated)",
+            ba / 1048576.0,
+            bb / 1048576.0,
+            (bb - ba) / (mb - ma)
+        );
+    }
 }

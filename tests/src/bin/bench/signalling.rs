@@ -223,9 +223,25 @@ fn cli_ms(d: &Hagent, args: &[&str]) -> anyhow::Result<f64> {
     Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
-type Scenario = fn(&Lab, &Params, &mut Vec<String>) -> anyhow::Result<()>;
+type Scenario = fn(&Lab, &Params, &mut Report) -> anyhow::Result<()>;
 
-fn static_bulk(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+/// What the scenarios found: lines for the terminal, figures for the report file and plots.
+#[derive(Default)]
+pub struct Report {
+    lines: Vec<String>,
+    data: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    fn push(&mut self, line: String) {
+        self.lines.push(line);
+    }
+    fn set(&mut self, key: &str, value: serde_json::Value) {
+        self.data.insert(key.to_string(), value);
+    }
+}
+
+fn static_bulk(lab: &Lab, p: &Params, report: &mut Report) -> anyhow::Result<()> {
     let n = p.n;
     step(&format!(
         "6. static bindings: 1,000 one process each, then {n} with binding load"
@@ -265,7 +281,7 @@ fn time_restart(d: &mut Hagent, n: u64) -> anyhow::Result<Duration> {
     Ok(t.elapsed())
 }
 
-fn restart(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+fn restart(lab: &Lab, p: &Params, report: &mut Report) -> anyhow::Result<()> {
     let (n, gen_if) = (p.n, lab.gen_if);
     step(&format!("5. restart with {n} bindings"));
     let mut d = Hagent::start(&lab.ha, &config("allow", false, 262_144, true))?;
@@ -321,7 +337,7 @@ fn restart(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()
     Ok(())
 }
 
-fn dad_off(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+fn dad_off(lab: &Lab, p: &Params, report: &mut Report) -> anyhow::Result<()> {
     let (n, gen_if) = (p.n, lab.gen_if);
     // 1. DAD off.
     step(&format!("1. {n} new registrations, DAD off"));
@@ -333,7 +349,7 @@ fn dad_off(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()
     let batch_1k: Vec<Ipv6Addr> = (1000..11_000).map(hoa).collect();
     let fill: Vec<Ipv6Addr> = (11_000..n.max(20_000)).map(hoa).collect();
     let batch_big: Vec<Ipv6Addr> = (n.max(20_000)..n.max(20_000) + 10_000).map(hoa).collect();
-    let (t_1k, t_fill, t_big, t_refresh) = lab.gen_ns.run_in({
+    let (t_1k, t_fill, t_big, t_refresh, growth) = lab.gen_ns.run_in({
         let (warm, batch_1k, fill, batch_big) = (
             warm.clone(),
             batch_1k.clone(),
@@ -345,7 +361,21 @@ fn dad_off(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()
             let coa = a(GEN_COA);
             phase(&g, coa, &warm, 1, Duration::from_secs(60))?;
             let t_1k = phase(&g, coa, &batch_1k, 1, Duration::from_secs(120))?;
-            let t_fill = phase(&g, coa, &fill, 1, Duration::from_secs(600))?;
+            // The fill in steps of 10,000: new registrations, then a refresh of the same
+            // 10,000, as the cache grows (the growth plot).
+            let mut t_fill = Duration::ZERO;
+            let mut growth = Vec::new();
+            for (i, chunk) in fill.chunks(10_000).enumerate() {
+                let bound = 11_000 + i * 10_000;
+                let t_new = phase(&g, coa, chunk, 1, Duration::from_secs(300))?;
+                t_fill += t_new;
+                let t_ref = phase(&g, coa, chunk, 2, Duration::from_secs(300))?;
+                growth.push(serde_json::json!({
+                    "bound": bound,
+                    "new_per_s": chunk.len() as f64 / t_new.as_secs_f64(),
+                    "refresh_per_s": chunk.len() as f64 / t_ref.as_secs_f64(),
+                }));
+            }
             let t_big = phase(&g, coa, &batch_big, 1, Duration::from_secs(120))?;
             let all: Vec<Ipv6Addr> = warm
                 .iter()
@@ -354,10 +384,11 @@ fn dad_off(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()
                 .chain(&batch_big)
                 .copied()
                 .collect();
-            let t_refresh = phase(&g, coa, &all, 2, Duration::from_secs(600))?;
-            Ok((t_1k, t_fill, t_big, t_refresh))
+            let t_refresh = phase(&g, coa, &all, 3, Duration::from_secs(600))?;
+            Ok((t_1k, t_fill, t_big, t_refresh, growth))
         }
     })??;
+    report.set("growth", serde_json::json!(growth));
     let s1 = d.stats()?;
     let bound = stat(&s1, &["bindings"]);
     let (objects1, rss1) = (kernel_objects(&lab.ha)?, rss_kib(pid)?);
@@ -393,7 +424,7 @@ fn dad_off(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()
     Ok(())
 }
 
-fn dad_on(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+fn dad_on(lab: &Lab, p: &Params, report: &mut Report) -> anyhow::Result<()> {
     let (n, gen_if) = (p.n, lab.gen_if);
     // 2. DAD on.
     step(&format!("2. {n} new registrations, DAD on"));
@@ -416,7 +447,7 @@ fn dad_on(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()>
     Ok(())
 }
 
-fn flood_deny(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+fn flood_deny(lab: &Lab, p: &Params, report: &mut Report) -> anyhow::Result<()> {
     let (flood_s, mn_if) = (p.flood_s, lab.mn_if);
     // 3. Flood under deny.
     step(&format!(
@@ -529,7 +560,7 @@ fn flood_deny(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result
     Ok(())
 }
 
-fn flood_allow(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Result<()> {
+fn flood_allow(lab: &Lab, p: &Params, report: &mut Report) -> anyhow::Result<()> {
     let (flood_s, mn_if) = (p.flood_s, lab.mn_if);
     // 4. Flood under allow, 100k cache.
     step(&format!(
@@ -590,7 +621,7 @@ fn flood_allow(lab: &Lab, p: &Params, report: &mut Vec<String>) -> anyhow::Resul
     Ok(())
 }
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run() -> anyhow::Result<serde_json::Value> {
     let quick = crate::quick();
     let n: u32 = std::env::var("HAGENT_BENCH_MNS")
         .ok()
@@ -605,7 +636,7 @@ pub fn run() -> anyhow::Result<()> {
         .map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
         .unwrap_or_default();
     let lab = lab()?;
-    let mut report = Vec::new();
+    let mut report = Report::default();
     let scenarios: [(&str, Scenario); 6] = [
         ("1", dad_off),
         ("2", dad_on),
@@ -624,8 +655,9 @@ pub fn run() -> anyhow::Result<()> {
     println!(
         "Binding Updates end to end (generator → XDP → daemon → BA), one daemon event loop, 2-core VM"
     );
-    for line in &report {
+    for line in &report.lines {
         println!("{line}");
     }
-    Ok(())
+    report.set("lines", serde_json::json!(report.lines));
+    Ok(serde_json::Value::Object(report.data))
 }
