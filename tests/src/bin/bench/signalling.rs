@@ -271,6 +271,74 @@ fn static_bulk(lab: &Lab, p: &Params, report: &mut Report) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Kernel memory (`memlock`) of the maps of the newest loaded program called `name`.
+fn program_map_memory(name: &str) -> anyhow::Result<u64> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let newest = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str() == Some(name))
+        .max_by_key(|p| p.id())
+        .with_context(|| format!("no program {name} loaded"))?;
+    let mut total = 0;
+    for id in newest.map_ids()?.unwrap_or_default() {
+        let fd = aya::maps::MapInfo::from_id(id)?.fd()?;
+        let text =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))?;
+        total += text
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// 7. Scale: a cache of 1,000,000 static bindings (`hagent binding load`), the daemon's
+/// memory, the data plane's kernel memory, and the start-up after SIGKILL with all of them.
+fn scale(lab: &Lab, _p: &Params, report: &mut Report) -> anyhow::Result<()> {
+    let n: u32 = if crate::quick() { 20_000 } else { 1_000_000 };
+    step(&format!("7. scale: {n} static bindings, memory, start-up"));
+    let mut d = Hagent::start(&lab.ha, &config("allow", false, 1 << 20, true))?;
+    let mut empty = Vec::new();
+    for _ in 0..3 {
+        d.process.kill()?;
+        empty.push(time_restart(&mut d, 0)?);
+    }
+    empty.sort();
+    let rss0 = rss_kib(d.process.pid())?;
+    let kernel = program_map_memory("ha_xdp_ingress")?;
+    let coa = |i: u32| Ipv6Addr::from(u128::from(a("2001:db8:f00d::1:0")) + i as u128);
+    let dir = tests::TempDir::new("scale")?;
+    let file = dir.join("bindings.txt");
+    let mut text = String::with_capacity(n as usize * 64);
+    for i in 0..n {
+        text.push_str(&format!("{} {}\n", hoa(i), coa(i)));
+    }
+    std::fs::write(&file, text)?;
+    let t = Instant::now();
+    d.cli(&["binding", "load", file.to_str().context("path")?])?;
+    let load_s = t.elapsed().as_secs_f64();
+    let bound = stat(&d.stats()?, &["bindings"]);
+    anyhow::ensure!(bound == n as u64, "{bound} bound, not {n}");
+    let rss1 = rss_kib(d.process.pid())?;
+    d.process.kill()?;
+    let start = time_restart(&mut d, bound)?;
+    let rss2 = rss_kib(d.process.pid())?;
+    let (e, f) = (empty[1].as_secs_f64(), start.as_secs_f64());
+    report.push(format!(
+        "7. scale, {n} static bindings: loaded in {load_s:.1} s ({:.0}/s); daemon RSS {rss0} → {rss1} KiB ({:.0} bytes per binding; {rss2} KiB after the restart); kernel maps {:.1} MiB for 1,048,576 binding slots ({:.0} bytes per slot, preallocated); start-up after SIGKILL with all {n}: {f:.2} s (an empty cache: {e:.2} s)",
+        n as f64 / load_s,
+        (rss1 - rss0) as f64 * 1024.0 / n as f64,
+        kernel as f64 / 1048576.0,
+        kernel as f64 / (1u64 << 20) as f64,
+    ));
+    report.set(
+        "scale",
+        serde_json::json!({"bindings": n, "load_s": load_s, "rss_kib": [rss0, rss1, rss2], "kernel_map_bytes": kernel, "start_s": f, "empty_start_s": e}),
+    );
+    Ok(())
+}
+
 /// Starts `d` again (it was killed) and returns the time until it answers with `n` bindings.
 fn time_restart(d: &mut Hagent, n: u64) -> anyhow::Result<Duration> {
     let t = Instant::now();
@@ -637,13 +705,14 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
         .unwrap_or_default();
     let lab = lab()?;
     let mut report = Report::default();
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&str, Scenario); 7] = [
         ("1", dad_off),
         ("2", dad_on),
         ("3", flood_deny),
         ("4", flood_allow),
         ("5", restart),
         ("6", static_bulk),
+        ("7", scale),
     ];
     for (name, f) in scenarios {
         if only.is_empty() || only.iter().any(|o| o == name) {

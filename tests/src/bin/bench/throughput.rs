@@ -1002,6 +1002,58 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Sets threaded NAPI on `ifname` in `ns` (`on`) and pins its kernel threads to `cpu`.
+fn threaded_napi(ns: &Netns, ifname: &str, on: bool, cpu: usize) -> anyhow::Result<()> {
+    ns.exec(
+        "sh",
+        &[
+            "-c",
+            &format!("echo {} > /sys/class/net/{ifname}/threaded", u8::from(on)),
+        ],
+    )?;
+    if !on {
+        return Ok(());
+    }
+    let prefix = format!("napi/{ifname}-");
+    let mut pinned = 0;
+    // The threads appear when threading is switched on.
+    for _ in 0..50 {
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim().starts_with(&prefix) {
+                // SAFETY: plain syscall on a zeroed cpu_set_t.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    if libc::sched_setaffinity(pid, std::mem::size_of_val(&set), &set) == 0 {
+                        pinned += 1;
+                    }
+                }
+            }
+        }
+        if pinned > 0 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("no NAPI thread for {ifname} to pin")
+}
+
+/// DUT-only capacity: the DUT's receive (`d0`) in a NAPI thread of its own on CPU 1, the
+/// generator and the sink (`s1`, threaded too) on CPU 0 — the DUT's core does nothing else.
+/// Noisier than the one-core chain (two cores, a scheduler between them).
+fn dut_only(lab: &Lab, bench: &mut Bench, dut: Dut) -> anyhow::Result<Sample> {
+    threaded_napi(&lab.dut, "d0", true, 1)?;
+    threaded_napi(&lab.sink, "s1", true, 0)?;
+    let r = measure(lab, bench, dut, Dir::Down, 64);
+    threaded_napi(&lab.dut, "d0", false, 1)?;
+    threaded_napi(&lab.sink, "s1", false, 0)?;
+    r
+}
+
 /// Per-packet run time of the programs named, from the kernel's BPF statistics.
 fn program_stats(names: &[&str]) -> anyhow::Result<Vec<(u64, u64)>> {
     let mut out = vec![(0u64, 0u64); names.len()];
@@ -1134,6 +1186,7 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
     let mut breakdowns = serde_json::Map::new();
     let mut profile_rows = Vec::new();
     let mut handover_us: Vec<f64> = Vec::new();
+    let mut dut_only_rows: Vec<(Dut, Sample)> = Vec::new();
     for dut in Dut::ALL {
         step(&format!("throughput: {}", dut.name()));
         let s = setup(&lab, &mut bench, dut)?;
@@ -1143,6 +1196,9 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
                     let sample = measure(&lab, &mut bench, dut, dir, size)?;
                     table.push((dut, dir, size, sample));
                 }
+            }
+            if matches!(dut, Dut::Ceiling | Dut::Hagent | Dut::Forward | Dut::Seg6) {
+                dut_only_rows.push((dut, dut_only(&lab, &mut bench, dut)?));
             }
             if let (Dut::Hagent, Setup::Daemon(d)) = (dut, &s) {
                 let mut l = handover(&lab, &mut bench, d)?;
@@ -1231,6 +1287,56 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
             dir.name()
         );
     }
+    // The DUT's own cost: what a packet costs the chain beyond the generator and the sink
+    // (1/rate − 1/rate of the generator alone), the "subtracting generator and sink".
+    let mut own = serde_json::Map::new();
+    for dir in [Dir::Down, Dir::Up] {
+        let g = get(Dut::Gen, dir, 64).pps;
+        let cost = |d: Dut| 1e9 / get(d, dir, 64).pps - 1e9 / g;
+        let h = cost(Dut::Hagent);
+        print!(
+            "{} 64 B, the DUT's own ns per packet (generator and sink subtracted): hagent {h:.0}",
+            dir.name()
+        );
+        for base in [
+            Dut::Ceiling,
+            Dut::HagentNoCache,
+            Dut::Forward,
+            Dut::Seg6,
+            Dut::Tun,
+        ] {
+            print!(
+                "; {} {:.0} (×{:.2})",
+                base.key(),
+                cost(base),
+                cost(base) / h
+            );
+            own.insert(format!("{}_{}", dir.key(), base.key()), json!(cost(base)));
+        }
+        own.insert(format!("{}_hagent", dir.key()), json!(h));
+        println!();
+    }
+    if let Some(h) = dut_only_rows
+        .iter()
+        .find(|r| r.0 == Dut::Hagent)
+        .map(|r| r.1.pps)
+    {
+        print!(
+            "DUT-only capacity, downlink 64 B (DUT on a core of its own): hagent {:.3} Mpps",
+            h / 1e6
+        );
+        for (d, x) in &dut_only_rows {
+            if *d != Dut::Hagent {
+                print!(
+                    "; {} {:.3} Mpps (hagent ×{:.2})",
+                    d.key(),
+                    x.pps / 1e6,
+                    h / x.pps
+                );
+            }
+        }
+        println!();
+    }
     for (k, b) in &breakdowns {
         println!(
             "per packet, downlink 64 B, {k}: total {:.0} ns = generator {:.0} + DUT program {:.0} + sink {:.0} + the rest (veth, redirect, page pool) {:.0}",
@@ -1259,6 +1365,8 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
         "ratios": ratios,
         "breakdown": breakdowns,
         "handover_us": handover_us,
+        "own_ns": own,
+        "dut_only": dut_only_rows.iter().map(|(d, x)| json!({"dut": d.key(), "pps": x.pps})).collect::<Vec<_>>(),
         "profile": profile_rows.iter().map(|(p, s)| json!({"pct": p, "symbol": s})).collect::<Vec<_>>(),
     }))
 }
