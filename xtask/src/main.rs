@@ -29,11 +29,15 @@ enum Cmd {
         #[arg(long)]
         down: bool,
     },
-    /// Benchmarks (release build). `dataplane`: per-packet cost of the XDP paths next to
-    /// reference programs; `signalling`: Binding Updates per second end to end.
+    /// Benchmarks (release build), each side by side with its baselines in one run; a full
+    /// run writes docs/bench/ (the figures of docs/BENCHMARKS.md). `dataplane`: per-packet cost
+    /// of the XDP/TC paths next to reference programs, 1 to 1M bindings; `throughput`: packets
+    /// per second gen → HA → sink against the kernel's forwarding and tunnels and a TUN
+    /// tunnel; `signalling`: Binding Updates per second, floods, restart, 1M bindings;
+    /// `restart`: forwarding across SIGKILLs.
     Bench {
-        /// What to measure: dataplane, signalling, restart, or all.
-        #[arg(default_value = "dataplane")]
+        /// What to measure: all, dataplane, throughput, signalling or restart.
+        #[arg(default_value = "all")]
         suite: String,
         /// Small counts and short runs: proves the suites work (CI runs `--quick all`); the
         /// numbers are not the figures.

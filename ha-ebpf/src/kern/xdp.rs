@@ -109,23 +109,32 @@ fn adjust_head(ctx: &XdpContext, delta: i32) -> Result<(), ()> {
     }
 }
 
-/// Transmits a rewritten frame: back out of the ingress interface, or redirected.
+/// Where a rewritten frame leaves, chosen before the frame is touched (so a refusal can pass it
+/// unchanged): back out of the ingress interface, or redirected to another interface the data
+/// plane manages. For a redirect, `bpf_redirect_map` is called here: its lookup is the check
+/// that the interface is in `HA_DEVMAP` (one lookup per packet, not a `get` and then the
+/// redirect's own), and the target it records is used only if the program returns
+/// XDP_REDIRECT — every other verdict discards it.
+#[derive(Clone, Copy)]
+struct Egress(u32);
+
 #[inline(always)]
-fn transmit(ctx: &XdpContext, ifindex: u32, tx: Counter, redirect: Counter, len: usize) -> u32 {
+fn egress(ctx: &XdpContext, ifindex: u32) -> Option<Egress> {
     if ifindex == ingress_ifindex(ctx) {
-        count(tx, len);
-        return XDP_TX;
+        return Some(Egress(XDP_TX));
     }
-    count(redirect, len);
     HA_DEVMAP
-        .redirect(ifindex, XDP_DROP as u64)
-        .unwrap_or_else(|action| action)
+        .redirect(ifindex, XDP_PASS as u64)
+        .ok()
+        .map(Egress)
 }
 
-/// Whether the data plane may send a frame out of `ifindex`.
+/// Sends a rewritten frame where [`egress`] chose, counting it as `tx` (out of the ingress
+/// interface) or `redirect`.
 #[inline(always)]
-fn may_transmit(ctx: &XdpContext, ifindex: u32) -> bool {
-    ifindex == ingress_ifindex(ctx) || HA_DEVMAP.get(ifindex).is_some()
+fn transmit(out: Egress, tx: Counter, redirect: Counter, len: usize) -> u32 {
+    count(if out.0 == XDP_TX { tx } else { redirect }, len);
+    out.0
 }
 
 /// The entry point's work. Neighbor Discovery on a home link goes to its own function; both are
@@ -386,9 +395,9 @@ fn encap(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
         Route::Pass(c) => return pass(c, len),
         Route::Drop(c) => return drop(c, len),
     };
-    if !may_transmit(ctx, nh.ifindex) {
+    let Some(out) = egress(ctx, nh.ifindex) else {
         return pass(Counter::PassEgressNotManaged, len);
-    }
+    };
     if bench_restore() {
         bench_save(ctx);
     }
@@ -401,13 +410,7 @@ fn encap(ctx: &XdpContext, ip: &Ipv6, b: &BindingEntry, len: usize) -> u32 {
     {
         return drop(Counter::DropHelperFailed, len);
     }
-    transmit(
-        ctx,
-        nh.ifindex,
-        Counter::EncapTx,
-        Counter::EncapRedirect,
-        len,
-    )
+    transmit(out, Counter::EncapTx, Counter::EncapRedirect, len)
 }
 
 /// Decrements the inner hop limit and puts Ethernet + outer IPv6 headers in front.
@@ -698,9 +701,12 @@ fn decap(ctx: &XdpContext, outer: &Ipv6, len: usize) -> u32 {
         inner_len,
         0,
     ) {
-        Route::Forward(nh) if may_transmit(ctx, nh.ifindex) => nh,
+        Route::Forward(nh) => nh,
         Route::Drop(c) => return drop(c, len),
         _ => return decap_and_pass(ctx, Counter::DecapPass, len),
+    };
+    let Some(out) = egress(ctx, nh.ifindex) else {
+        return decap_and_pass(ctx, Counter::DecapPass, len);
     };
     if bench_restore() {
         bench_save(ctx);
@@ -718,13 +724,7 @@ fn decap(ctx: &XdpContext, outer: &Ipv6, len: usize) -> u32 {
     {
         return drop(Counter::DropHelperFailed, len);
     }
-    transmit(
-        ctx,
-        nh.ifindex,
-        Counter::DecapForward,
-        Counter::DecapForward,
-        len,
-    )
+    transmit(out, Counter::DecapForward, Counter::DecapForward, len)
 }
 
 /// Strips the outer header and gives the inner packet to the kernel as if it had arrived so.
@@ -752,11 +752,14 @@ fn reencap(ctx: &XdpContext, inner: &Ipv6, b: &BindingEntry, len: usize) -> u32 
         inner_len + IPV6_HLEN,
         0,
     ) {
-        Route::Forward(nh) if may_transmit(ctx, nh.ifindex) => nh,
+        Route::Forward(nh) => nh,
         Route::Drop(c) => return drop(c, len),
         // Too big or unresolved: the kernel routes the inner packet (and its TC egress
         // program tunnels it, or it answers with an ICMPv6 error).
         _ => return decap_and_pass(ctx, Counter::DecapPass, len),
+    };
+    let Some(out) = egress(ctx, nh.ifindex) else {
+        return decap_and_pass(ctx, Counter::DecapPass, len);
     };
     if bench_restore() {
         bench_save(ctx);
@@ -784,11 +787,5 @@ fn reencap(ctx: &XdpContext, inner: &Ipv6, b: &BindingEntry, len: usize) -> u32 
     {
         return drop(Counter::DropHelperFailed, len);
     }
-    transmit(
-        ctx,
-        nh.ifindex,
-        Counter::DecapReencap,
-        Counter::DecapReencap,
-        len,
-    )
+    transmit(out, Counter::DecapReencap, Counter::DecapReencap, len)
 }

@@ -293,7 +293,7 @@ fn program_map_memory(name: &str) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// 7. Scale: a cache of 1,000,000 static bindings (`hagent binding load`), the daemon's
+/// Scenario 7, scale: a cache of 1,000,000 static bindings (`hagent binding load`), the daemon's
 /// memory, the data plane's kernel memory, and the start-up after SIGKILL with all of them.
 fn scale(lab: &Lab, _p: &Params, report: &mut Report) -> anyhow::Result<()> {
     let n: u32 = if crate::quick() { 20_000 } else { 1_000_000 };
