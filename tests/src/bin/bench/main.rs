@@ -427,6 +427,19 @@ fn dataplane() -> anyhow::Result<serde_json::Value> {
         step("TC egress against XDP, one run per call");
         let mut dp = load(true, 1, 0, ifindex)?;
         let (tc, xdp) = tc_cost(&mut dp, ifindex)?;
+        // The programs' size after the verifier (8 bytes per instruction), and how many
+        // instructions it had to check.
+        let size = |info: aya::programs::ProgramInfo| {
+            serde_json::json!({
+                "xlated_insns": info.size_translated().unwrap_or(0) / 8,
+                "verified_insns": info.verified_instruction_count().unwrap_or(0),
+            })
+        };
+        let sizes = serde_json::json!({
+            "xdp": size(dp.xdp()?.info()?),
+            "tc": size(dp.tc()?.info()?),
+            "router": size(dp.reference(programs::XDP_ROUTER)?.info()?),
+        });
         Ok(serde_json::json!({
             "cases": cases.iter().map(|c| c.name).collect::<Vec<_>>(),
             "columns": columns.iter().map(|(c, n, v)| serde_json::json!({"cache": c, "bindings": n, "ns": v})).collect::<Vec<_>>(),
@@ -434,6 +447,7 @@ fn dataplane() -> anyhow::Result<serde_json::Value> {
             "prefixes": p,
             "with_prefixes": {"encap_hoa_ns": with_prefixes[0], "encap_mnp_ns": with_prefixes[1]},
             "tc_encap_ns": tc, "xdp_encap_single_ns": xdp,
+            "program_sizes": sizes,
         }))
     })??;
     print_dataplane(&report);
@@ -514,6 +528,15 @@ fn print_dataplane(r: &serde_json::Value) {
         r["tc_encap_ns"].as_f64().unwrap_or(0.0),
         r["xdp_encap_single_ns"].as_f64().unwrap_or(0.0),
         r["tc_encap_ns"].as_f64().unwrap_or(0.0) / r["xdp_encap_single_ns"].as_f64().unwrap_or(1.0),
+    );
+    let ps = &r["program_sizes"];
+    println!(
+        "program size after the verifier (instructions, incl. every path): XDP {} (verified {}), TC {} (verified {}), the minimal router {}",
+        ps["xdp"]["xlated_insns"],
+        ps["xdp"]["verified_insns"],
+        ps["tc"]["xlated_insns"],
+        ps["tc"]["verified_insns"],
+        ps["router"]["xlated_insns"],
     );
     let mem = r["memory"].as_array().unwrap();
     if let (Some(a), Some(b)) = (mem.first(), mem.last()) {

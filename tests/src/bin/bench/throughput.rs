@@ -929,6 +929,9 @@ fn handover(lab: &Lab, bench: &mut Bench, d: &Hagent) -> anyhow::Result<Vec<f64>
             Ok(t)
         })?
     };
+    // The daemon on the other core: the generator's syscall keeps CPU 0 busy, and a daemon
+    // woken there would wait for it (on a router the control plane has cores of its own).
+    pin_process(d.process.pid(), 1)?;
     // Register from COA_A first and wait for the binding.
     send_bu(COA_A, 1)?;
     tests::wait_for("HOA2's binding", Duration::from_secs(10), || {
@@ -989,6 +992,22 @@ fn handover(lab: &Lab, bench: &mut Bench, d: &Hagent) -> anyhow::Result<Vec<f64>
         result
     })?;
     Ok(latencies)
+}
+
+/// Pins every thread of process `pid` to `cpu`.
+fn pin_process(pid: u32, cpu: usize) -> anyhow::Result<()> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: plain syscall on a zeroed cpu_set_t.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set);
+        }
+    }
+    Ok(())
 }
 
 fn monotonic_ns() -> u64 {
