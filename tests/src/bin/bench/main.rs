@@ -267,7 +267,14 @@ fn main() -> anyhow::Result<()> {
             report["signalling"] = signalling::run()?;
             restart::run()?;
         }
-        _ => anyhow::bail!("usage: bench dataplane|throughput|signalling|restart|all"),
+        // Redraws the plots of a full run's results (docs/bench/results-all.json).
+        "plot" => {
+            let path = tests::workspace_root().join("docs/bench/results-all.json");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            return report::plots(&serde_json::from_str(&text)?);
+        }
+        _ => anyhow::bail!("usage: bench dataplane|throughput|signalling|restart|all|plot"),
     }
     report::write(&suite, &report)
 }

@@ -83,6 +83,13 @@ pub fn lines(
             chart
                 .configure_mesh()
                 .x_label_formatter(&|x: &f64| short(*x))
+                .y_label_formatter(&|y: &f64| {
+                    if *y >= 1000.0 {
+                        format!("{:.0}k", y / 1000.0)
+                    } else {
+                        format!("{y:.1}")
+                    }
+                })
                 .x_desc(x_desc)
                 .y_desc(y_label)
                 .label_style(("sans-serif", 14))
@@ -113,7 +120,7 @@ pub fn lines(
                 .caption(title, ("sans-serif", 19))
                 .margin(12)
                 .x_label_area_size(40)
-                .y_label_area_size(60)
+                .y_label_area_size(70)
                 .build_cartesian_2d(x_min..x_max, 0.0..y_max)?,
             |p: &(f64, f64)| *p
         ),
@@ -122,7 +129,7 @@ pub fn lines(
                 .caption(title, ("sans-serif", 19))
                 .margin(12)
                 .x_label_area_size(40)
-                .y_label_area_size(60)
+                .y_label_area_size(70)
                 .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)?,
             |p: &(f64, f64)| *p
         ),

@@ -52,6 +52,18 @@ pub fn write(suite: &str, report: &Value) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("results-{suite}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(report)?)?;
+    println!("wrote {}", path.display());
+    plots(report)
+}
+
+/// Draws the plots `report` holds data for, next to its results.
+pub fn plots(report: &Value) -> anyhow::Result<()> {
+    let dir = if report["machine"]["quick"].as_bool().unwrap_or(true) {
+        tests::workspace_root().join("target/bench")
+    } else {
+        tests::workspace_root().join("docs/bench")
+    };
+    std::fs::create_dir_all(&dir)?;
     let m = &report["machine"];
     let facts = format!(
         "{}, {} cores, {}, {}",
@@ -60,7 +72,7 @@ pub fn write(suite: &str, report: &Value) -> anyhow::Result<()> {
         m["kernel"].as_str().unwrap_or(""),
         m["date"].as_str().unwrap_or("")
     );
-    let mut written = vec![path];
+    let mut written = Vec::new();
     if let Some(t) = report.get("throughput") {
         for (dir_key, title) in [
             ("down", "Downlink (encapsulation)"),
