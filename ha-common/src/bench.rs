@@ -26,9 +26,9 @@ pub struct BenchWindow {
     pub mask: [u64; 2],
 }
 
-/// Windows per expectation: outer length and next header, outer destination, inner
-/// destination, inner hop limit.
-pub const EXPECT_WINDOWS: usize = 4;
+/// Windows per expectation: each header's length, next header and hop limit, and its full
+/// source and destination addresses.
+pub const EXPECT_WINDOWS: usize = 6;
 
 /// What the frame the device under test delivers to the sink must look like.
 #[repr(C)]

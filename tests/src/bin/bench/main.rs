@@ -293,15 +293,22 @@ fn prefix_count() -> u32 {
     if quick() { 1000 } else { 10_000 }
 }
 
-/// Bytes of kernel memory the data plane's maps hold (`memlock` of each map the XDP program
-/// uses, from the kernel's fdinfo).
+/// Bytes of kernel memory the data plane's maps hold.
 fn map_memory(dp: &mut Dataplane) -> anyhow::Result<u64> {
+    program_map_memory(dp.xdp()?.info()?.id())
+}
+
+/// Bytes of kernel memory (`memlock`, from the kernel's fdinfo) of every map program `id`
+/// uses.
+pub fn program_map_memory(id: u32) -> anyhow::Result<u64> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
-    let ids = dp.xdp()?.info()?.map_ids()?.unwrap_or_default();
+    let program = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .ok_or_else(|| anyhow::anyhow!("no program {id} loaded"))?;
     let mut total = 0;
-    for id in ids {
-        let info = aya::maps::MapInfo::from_id(id)?;
-        let fd = info.fd()?;
+    for map in program.map_ids()?.unwrap_or_default() {
+        let fd = aya::maps::MapInfo::from_id(map)?.fd()?;
         let text =
             std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))?;
         total += text

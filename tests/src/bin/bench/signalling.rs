@@ -271,28 +271,6 @@ fn static_bulk(lab: &Lab, p: &Params, report: &mut Report) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Kernel memory (`memlock`) of the maps of the newest loaded program called `name`.
-fn program_map_memory(name: &str) -> anyhow::Result<u64> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    let newest = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|p| p.name_as_str() == Some(name))
-        .max_by_key(|p| p.id())
-        .with_context(|| format!("no program {name} loaded"))?;
-    let mut total = 0;
-    for id in newest.map_ids()?.unwrap_or_default() {
-        let fd = aya::maps::MapInfo::from_id(id)?.fd()?;
-        let text =
-            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))?;
-        total += text
-            .lines()
-            .find_map(|l| l.strip_prefix("memlock:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Ok(total)
-}
-
 /// Scenario 7, scale: a cache of 1,000,000 static bindings (`hagent binding load`), the daemon's
 /// memory, the data plane's kernel memory, and the start-up after SIGKILL with all of them.
 fn scale(lab: &Lab, _p: &Params, report: &mut Report) -> anyhow::Result<()> {
@@ -306,7 +284,9 @@ fn scale(lab: &Lab, _p: &Params, report: &mut Report) -> anyhow::Result<()> {
     }
     empty.sort();
     let rss0 = rss_kib(d.process.pid())?;
-    let kernel = program_map_memory("ha_xdp_ingress")?;
+    // The maps of the program this daemon attached (not any other hagent on the machine).
+    let program = crate::throughput::daemon_xdp_program(&d, lab.ha.ifindex("eth0")?)?;
+    let kernel = crate::program_map_memory(program)?;
     let coa = |i: u32| Ipv6Addr::from(u128::from(a("2001:db8:f00d::1:0")) + i as u128);
     let dir = tests::TempDir::new("scale")?;
     let file = dir.join("bindings.txt");
