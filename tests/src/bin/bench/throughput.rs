@@ -1429,6 +1429,20 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
         own.insert(format!("{}_hagent", dir.key()), json!(h));
         println!();
     }
+    // DUT-only capacity: the median of the passes, with the share of generated frames that
+    // arrived (the rest overflowed the DUT's ring).
+    let dut_only_rows: Vec<(Dut, Sample)> = [Dut::Ceiling, Dut::Hagent, Dut::Forward, Dut::Seg6]
+        .into_iter()
+        .filter_map(|d| {
+            let mut v: Vec<Sample> = dut_only_rows
+                .iter()
+                .filter(|r| r.0 == d)
+                .map(|r| r.1)
+                .collect();
+            v.sort_by(|a, b| a.pps.total_cmp(&b.pps));
+            (!v.is_empty()).then(|| (d, v[v.len() / 2]))
+        })
+        .collect();
     if let Some(h) = dut_only_rows
         .iter()
         .find(|r| r.0 == Dut::Hagent)
@@ -1441,10 +1455,11 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
         for (d, x) in &dut_only_rows {
             if *d != Dut::Hagent {
                 print!(
-                    "; {} {:.3} Mpps (hagent ×{:.2})",
+                    "; {} {:.3} Mpps (hagent ×{:.2}, {:.0} % delivered)",
                     d.key(),
                     x.pps / 1e6,
-                    h / x.pps
+                    h / x.pps,
+                    x.delivered * 100.0
                 );
             }
         }
