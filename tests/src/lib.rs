@@ -99,17 +99,9 @@ impl Netns {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> anyhow::Result<T> {
-        let path = format!("/run/netns/{}", self.name);
-        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        let file = self.file()?;
         let handle = std::thread::spawn(move || {
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: setns on a namespace fd we own; affects only this new thread.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(anyhow::anyhow!(
-                    "setns failed: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
+            setns(&file)?;
             Ok(f())
         });
         match handle.join() {
@@ -122,14 +114,8 @@ impl Netns {
     /// needs one process's objects in several namespaces, e.g. attaching one eBPF object's
     /// programs on both ends of a topology).
     pub fn enter(&self) -> anyhow::Result<Entered> {
-        use std::os::fd::AsRawFd as _;
         let back = std::fs::File::open("/proc/thread-self/ns/net")?;
-        let path = format!("/run/netns/{}", self.name);
-        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        // SAFETY: setns on a namespace fd we own; affects only the calling thread.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            anyhow::bail!("setns failed: {}", std::io::Error::last_os_error());
-        }
+        setns(&self.file()?)?;
         Ok(Entered(back))
     }
 
@@ -138,16 +124,17 @@ impl Netns {
         &self,
         f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<T>>> {
-        let path = format!("/run/netns/{}", self.name);
-        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        let file = self.file()?;
         Ok(std::thread::spawn(move || {
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: setns on a namespace fd we own; affects only this new thread.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                anyhow::bail!("setns failed: {}", std::io::Error::last_os_error());
-            }
+            setns(&file)?;
             f()
         }))
+    }
+
+    /// The namespace's file (`/run/netns/NAME`), for `setns`.
+    fn file(&self) -> anyhow::Result<std::fs::File> {
+        let path = format!("/run/netns/{}", self.name);
+        std::fs::File::open(&path).with_context(|| format!("opening {path}"))
     }
 
     /// The interface index of `ifname` in this namespace.
@@ -202,16 +189,26 @@ pub struct Entered(std::fs::File);
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: setns back to the namespace fd the thread was in.
-        if unsafe { libc::setns(self.0.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            // Staying in a namespace about to be deleted would misdirect all later work.
-            panic!(
-                "cannot return to the original namespace: {}",
-                std::io::Error::last_os_error()
-            );
+        if let Err(e) = setns(&self.0) {
+            if std::thread::panicking() {
+                // Unwinding already: a second panic would abort; the thread is ending anyway.
+                eprintln!("cannot return to the original namespace: {e:#}");
+            } else {
+                // Staying in a namespace about to be deleted would misdirect all later work.
+                panic!("cannot return to the original namespace: {e:#}");
+            }
         }
     }
+}
+
+/// Moves the calling thread into the network namespace `file` refers to.
+fn setns(file: &std::fs::File) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: setns on a namespace fd we hold; affects only the calling thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!("setns failed: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A background process, terminated (SIGTERM, then SIGKILL after 5 s) when dropped.

@@ -10,6 +10,8 @@
 
 use std::net::Ipv6Addr;
 
+use anyhow::Context as _;
+
 mod plot;
 mod report;
 mod restart;
@@ -217,8 +219,14 @@ fn measure_rounds(
         }
         samples.push(r.duration.as_nanos() as f64);
     }
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Ok(samples[rounds / 2])
+    middle(samples, |x| *x).context("no rounds")
+}
+
+/// The middle of `v` by `key` (the upper of the two middle ones for an even count); None when
+/// `v` is empty. Every median the benchmarks report.
+pub fn middle<T: Copy>(mut v: Vec<T>, key: impl Fn(&T) -> f64) -> Option<T> {
+    v.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    v.get(v.len() / 2).copied()
 }
 
 fn load(cache: bool, bindings: u32, prefixes: u32, ifindex: u32) -> anyhow::Result<Dataplane> {
@@ -369,11 +377,8 @@ fn tc_cost(dp: &mut Dataplane, ifindex: u32) -> anyhow::Result<(f64, f64)> {
     }
     let moved = counter(dp, "tc_encap") - before;
     anyhow::ensure!(moved == n as u64, "tc_encap moved {moved}, not {n}");
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    Ok((median(&mut tc), median(&mut xdp)))
+    let median = |v: Vec<f64>| middle(v, |x| *x).context("no runs");
+    Ok((median(tc)?, median(xdp)?))
 }
 
 fn dataplane() -> anyhow::Result<serde_json::Value> {
@@ -409,12 +414,9 @@ fn dataplane() -> anyhow::Result<serde_json::Value> {
         let mut memory: Vec<(u32, u64)> = Vec::new();
         for (p, (cache, n, dp)) in planes.iter_mut().enumerate() {
             let v = samples[p]
-                .iter_mut()
-                .map(|s| {
-                    s.sort_by(f64::total_cmp);
-                    s[s.len() / 2]
-                })
-                .collect();
+                .iter()
+                .map(|s| middle(s.clone(), |x| *x).context("no rounds"))
+                .collect::<anyhow::Result<_>>()?;
             columns.push((*cache, *n, v));
             if *cache {
                 memory.push(((*n).max(1024), map_memory(dp)?));

@@ -77,7 +77,7 @@ pub fn lines(
     let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE)?;
     macro_rules! body {
-        ($chart:expr, $map:expr) => {{
+        ($chart:expr) => {{
             let mut chart = $chart;
             let x_desc = format!("{x_label}        ({facts})");
             chart
@@ -96,7 +96,7 @@ pub fn lines(
                 .draw()?;
             for (i, s) in series.iter().enumerate() {
                 let color = COLORS[i % COLORS.len()];
-                let pts: Vec<(f64, f64)> = s.points.iter().map($map).collect();
+                let pts: Vec<(f64, f64)> = s.points.clone();
                 chart
                     .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
                     .label(s.name.clone())
@@ -114,25 +114,16 @@ pub fn lines(
                 .draw()?;
         }};
     }
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 19))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    // The two axis kinds are different types, so the drawing is a macro over both.
     match x_axis {
-        Axis::Linear => body!(
-            ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 19))
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
-                .build_cartesian_2d(x_min..x_max, 0.0..y_max)?,
-            |p: &(f64, f64)| *p
-        ),
-        Axis::Log => body!(
-            ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 19))
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
-                .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)?,
-            |p: &(f64, f64)| *p
-        ),
+        Axis::Linear => body!(builder.build_cartesian_2d(x_min..x_max, 0.0..y_max)?),
+        Axis::Log => body!(builder.build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)?),
     }
     root.present()
         .with_context(|| format!("writing {}", path.display()))?;

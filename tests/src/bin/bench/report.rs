@@ -37,9 +37,11 @@ pub fn machine() -> anyhow::Result<Value> {
     }))
 }
 
-fn out_dir() -> PathBuf {
+/// Where a report and its plots go: `docs/bench/` for a full run's, `target/bench/` for a
+/// quick one's (the report says which it is).
+fn out_dir(report: &Value) -> PathBuf {
     let root = tests::workspace_root();
-    if quick() {
+    if report["machine"]["quick"].as_bool().unwrap_or(true) {
         root.join("target/bench")
     } else {
         root.join("docs/bench")
@@ -48,7 +50,7 @@ fn out_dir() -> PathBuf {
 
 /// Writes `results-<suite>.json` and the plots the report holds data for.
 pub fn write(suite: &str, report: &Value) -> anyhow::Result<()> {
-    let dir = out_dir();
+    let dir = out_dir(report);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("results-{suite}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(report)?)?;
@@ -58,11 +60,7 @@ pub fn write(suite: &str, report: &Value) -> anyhow::Result<()> {
 
 /// Draws the plots `report` holds data for, next to its results.
 pub fn plots(report: &Value) -> anyhow::Result<()> {
-    let dir = if report["machine"]["quick"].as_bool().unwrap_or(true) {
-        tests::workspace_root().join("target/bench")
-    } else {
-        tests::workspace_root().join("docs/bench")
-    };
+    let dir = out_dir(report);
     std::fs::create_dir_all(&dir)?;
     let m = &report["machine"];
     let facts = format!(

@@ -525,18 +525,6 @@ impl Bench {
         }
         Ok(out)
     }
-
-    /// Sends `count` copies of `frame` from `g0` (generator pinned to CPU 0) and returns the
-    /// time it took.
-    fn generate(
-        &mut self,
-        generator: &Netns,
-        g0: u32,
-        frame: &[u8],
-        count: u32,
-    ) -> anyhow::Result<Duration> {
-        generate(&self.ebpf, generator, g0, frame, count)
-    }
 }
 
 /// The generator: `count` copies of `frame` out of `g0`, pinned to CPU 0; returns the time.
@@ -547,27 +535,38 @@ fn generate(
     frame: &[u8],
     count: u32,
 ) -> anyhow::Result<Duration> {
-    {
-        let mut ctx = Vec::with_capacity(24);
-        for v in [0u32, frame.len() as u32, 0, g0, 0, 0] {
-            ctx.extend_from_slice(&v.to_ne_bytes());
-        }
-        let program: &Xdp = ebpf
-            .program("bench_gen")
-            .context("bench_gen missing")?
-            .try_into()?;
-        let _in = generator.enter()?;
-        let _cpu = Pinned::to(0)?;
-        let t = Instant::now();
-        program.test_run(TestRunOptions {
-            data_in: Some(frame),
-            ctx_in: Some(&ctx),
-            repeat: count,
-            attrs: TestRunAttrs::new().xdp_live_frames(64),
-            ..Default::default()
-        })?;
-        Ok(t.elapsed())
+    let mut ctx = Vec::with_capacity(24);
+    for v in [0u32, frame.len() as u32, 0, g0, 0, 0] {
+        ctx.extend_from_slice(&v.to_ne_bytes());
     }
+    let program: &Xdp = ebpf
+        .program("bench_gen")
+        .context("bench_gen missing")?
+        .try_into()?;
+    let _in = generator.enter()?;
+    let _cpu = Pinned::to(0)?;
+    let t = Instant::now();
+    program.test_run(TestRunOptions {
+        data_in: Some(frame),
+        ctx_in: Some(&ctx),
+        repeat: count,
+        attrs: TestRunAttrs::new().xdp_live_frames(64),
+        ..Default::default()
+    })?;
+    Ok(t.elapsed())
+}
+
+/// Pins thread `tid` (0: the calling thread) to `cpu`.
+fn pin_to(tid: i32, cpu: usize) -> std::io::Result<()> {
+    // SAFETY: plain syscall on a zeroed cpu_set_t of the right size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Pins the calling thread to one CPU until dropped.
@@ -575,19 +574,16 @@ struct Pinned(libc::cpu_set_t);
 
 impl Pinned {
     fn to(cpu: usize) -> anyhow::Result<Self> {
-        // SAFETY: plain syscalls on a zeroed cpu_set_t of the right size.
-        unsafe {
+        // SAFETY: plain syscall on a zeroed cpu_set_t of the right size.
+        let old = unsafe {
             let mut old: libc::cpu_set_t = std::mem::zeroed();
             if libc::sched_getaffinity(0, std::mem::size_of_val(&old), &mut old) != 0 {
                 bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
             }
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
-                bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
-            }
-            Ok(Self(old))
-        }
+            old
+        };
+        pin_to(0, cpu).context("sched_setaffinity")?;
+        Ok(Self(old))
     }
 }
 
@@ -894,7 +890,7 @@ fn measure(
     };
     let once = |bench: &mut Bench, count: u32| -> anyhow::Result<(Sample, Duration)> {
         let before = bench.sink()?;
-        let took = bench.generate(&lab.generator, lab.g0, &f, count)?;
+        let took = generate(&bench.ebpf, &lab.generator, lab.g0, &f, count)?;
         std::thread::sleep(settle);
         let after = bench.sink()?;
         let good = after[1] - before[1];
@@ -1020,12 +1016,8 @@ fn pin_process(pid: u32, cpu: usize) -> anyhow::Result<()> {
         let Ok(tid) = task.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        // SAFETY: plain syscall on a zeroed cpu_set_t.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set);
-        }
+        // A thread that ended meanwhile needs no pinning.
+        let _ = pin_to(tid, cpu);
     }
     Ok(())
 }
@@ -1086,17 +1078,7 @@ fn threaded_napi(ns: &Netns, ifname: &str, on: bool, cpu: usize) -> anyhow::Resu
             .collect();
         if !new.is_empty() {
             for pid in new {
-                // SAFETY: plain syscall on a zeroed cpu_set_t.
-                let ok = unsafe {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(cpu, &mut set);
-                    libc::sched_setaffinity(pid, std::mem::size_of_val(&set), &set) == 0
-                };
-                ensure!(
-                    ok,
-                    "pinning NAPI thread {pid}: {}",
-                    std::io::Error::last_os_error()
-                );
+                pin_to(pid, cpu).with_context(|| format!("pinning NAPI thread {pid}"))?;
             }
             return Ok(());
         }
@@ -1171,7 +1153,7 @@ fn breakdown(
     let count = if quick() { 100_000 } else { 2_000_000 };
     let before = program_stats(&ids)?;
     let before_sink = bench.sink()?;
-    let took = bench.generate(&lab.generator, lab.g0, &f, count)?;
+    let took = generate(&bench.ebpf, &lab.generator, lab.g0, &f, count)?;
     std::thread::sleep(Duration::from_millis(20));
     let after = program_stats(&ids)?;
     let good = bench.sink()?[1].saturating_sub(before_sink[1]);
@@ -1216,7 +1198,8 @@ fn profile(lab: &Lab, bench: &mut Bench) -> anyhow::Result<Vec<(f64, String)>> {
         .context("perf")?;
     std::thread::sleep(Duration::from_millis(200));
     // Longer than perf records; bounded by the count.
-    let generated = bench.generate(
+    let generated = generate(
+        &bench.ebpf,
         &lab.generator,
         lab.g0,
         &f,
@@ -1322,13 +1305,13 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
     for dut in Dut::ALL {
         for dir in [Dir::Down, Dir::Up] {
             for &size in &sizes {
-                let mut v: Vec<Sample> = all_samples
+                let v: Vec<Sample> = all_samples
                     .iter()
                     .filter(|t| t.0 == dut && t.1 == dir && t.2 == size)
                     .map(|t| t.3)
                     .collect();
-                v.sort_by(|a, b| a.pps.total_cmp(&b.pps));
-                table.push((dut, dir, size, v[v.len() / 2]));
+                let m = crate::middle(v, |x| x.pps).context("no pass measured it")?;
+                table.push((dut, dir, size, m));
             }
         }
     }
@@ -1434,13 +1417,12 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
     let dut_only_rows: Vec<(Dut, Sample)> = [Dut::Ceiling, Dut::Hagent, Dut::Forward, Dut::Seg6]
         .into_iter()
         .filter_map(|d| {
-            let mut v: Vec<Sample> = dut_only_rows
+            let v: Vec<Sample> = dut_only_rows
                 .iter()
                 .filter(|r| r.0 == d)
                 .map(|r| r.1)
                 .collect();
-            v.sort_by(|a, b| a.pps.total_cmp(&b.pps));
-            (!v.is_empty()).then(|| (d, v[v.len() / 2]))
+            crate::middle(v, |x| x.pps).map(|m| (d, m))
         })
         .collect();
     if let Some(h) = dut_only_rows
