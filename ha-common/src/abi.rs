@@ -186,10 +186,16 @@ mod pod {
     // SAFETY: all of these are `#[repr(C)]`, made of integers and byte arrays only, with any
     // padding made explicit, so every bit pattern is valid and there is no uninitialised byte.
     unsafe impl aya::Pod for BindingEntry {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for Iface {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for PrefixKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for NextHop {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for BindingCounters {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for RateLimit {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for BindingRecord {}
 }

@@ -121,7 +121,7 @@ mod program {
     }
 
     #[panic_handler]
-    fn panic(_info: &core::panic::PanicInfo) -> ! {
+    fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
         loop {}
     }
 

@@ -38,7 +38,7 @@ mod program {
     }
 
     #[panic_handler]
-    fn panic(_info: &core::panic::PanicInfo) -> ! {
+    fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
         // The verifier rejects any path that could reach this; it exists to satisfy no_std.
         loop {}
     }

@@ -69,7 +69,7 @@ fn proxied(lab: &SeedLab, hoa: &str) -> anyhow::Result<bool> {
 
 /// Pings the HoA from the CN (answers are not expected: scapy does not answer) while scapy
 /// listens on the MN for tunnel packets to `coa`; returns what it saw.
-fn tunnelled_to(lab: &SeedLab, mn: &Mn, coa: &str) -> anyhow::Result<Value> {
+fn tunnelled_to(lab: &SeedLab, mn: &Mn<'_>, coa: &str) -> anyhow::Result<Value> {
     let dir = tests::TempDir::new("tunnel")?;
     let mut listener = lab.mn.spawn(
         "/usr/bin/python3",

@@ -32,10 +32,11 @@ pub fn fuzz(root: &Path, only: &[String], seconds: u64) -> anyhow::Result<()> {
         }
     }
     let fuzz_dir = root.join("fuzz");
+    let plus_toolchain = format!("+{}", crate::ebpf_toolchain()?.0);
     step("cargo fuzz build (nightly, AddressSanitizer)");
     run(Command::new("cargo")
         .current_dir(&fuzz_dir)
-        .args(["+nightly", "fuzz", "build"]))?;
+        .args([&plus_toolchain, "fuzz", "build"]))?;
     for t in TARGETS
         .iter()
         .filter(|t| only.is_empty() || only.iter().any(|o| o == *t))
@@ -47,7 +48,7 @@ pub fn fuzz(root: &Path, only: &[String], seconds: u64) -> anyhow::Result<()> {
         let seeds = fuzz_dir.join("corpus").join(t);
         let mut cmd = Command::new("cargo");
         cmd.current_dir(&fuzz_dir)
-            .args(["+nightly", "fuzz", "run", t])
+            .args([&plus_toolchain, "fuzz", "run", t])
             .arg(&scratch)
             .arg(&seeds)
             .arg("--")

@@ -136,9 +136,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         "warnings",
     ])?;
     step("cargo clippy (ha-ebpf for bpfel-unknown-none, nightly)");
+    let (toolchain, _) = ebpf_toolchain()?;
     run(Command::new("rustup").args([
         "run",
-        "nightly",
+        &toolchain,
         "cargo",
         "clippy",
         "-p",
@@ -155,8 +156,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     step("cargo test --workspace (unit tests, BPF_PROG_TEST_RUN and namespace end-to-end tests)");
     if !is_root() {
         eprintln!(
-            "\x1b[1;33m!!! not running as root: tests that need BPF or network namespaces will be \
-             SKIPPED. CI runs as root.\x1b[0m"
+            "\x1b[1;33m!!! not running as root: tests that need BPF or network namespaces will \
+             FAIL (they never pass unrun). CI runs as root.\x1b[0m"
         );
     }
     let mut test_args = vec!["test", "--workspace"];
@@ -245,6 +246,28 @@ fn vm_suite(all: bool) -> anyhow::Result<()> {
     let conf_path = dir.join("mip6d.conf");
     std::fs::write(&conf_path, conf)?;
     vmtest::suite(&root.join("target/release/hagent"), &conf_path, all)
+}
+
+/// The eBPF toolchain and the nightly date it is pinned to, from `[workspace.metadata.ebpf]`
+/// in the workspace's Cargo.toml (the one place; ha-userspace/build.rs reads it too).
+pub fn ebpf_toolchain() -> anyhow::Result<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?;
+    let text = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let doc: toml::Table = text.parse().context("parsing the workspace Cargo.toml")?;
+    let ebpf = doc
+        .get("workspace")
+        .and_then(|w| w.get("metadata"))
+        .and_then(|m| m.get("ebpf"))
+        .context("[workspace.metadata.ebpf] missing in Cargo.toml")?;
+    let get = |k: &str| {
+        ebpf.get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .with_context(|| format!("[workspace.metadata.ebpf] {k} missing in Cargo.toml"))
+    };
+    Ok((get("toolchain")?, get("date")?))
 }
 
 pub fn is_root() -> bool {

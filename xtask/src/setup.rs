@@ -82,16 +82,31 @@ pub fn setup() -> anyhow::Result<()> {
         )?;
     }
 
-    if !has_nightly() {
-        bail!(
-            "the nightly Rust toolchain is not installed; it is needed to build the eBPF \
-             programs. Install it with `rustup toolchain install nightly --profile minimal`."
-        );
+    let (toolchain, date) = crate::ebpf_toolchain()?;
+    match nightly_version() {
+        None => bail!(
+            "the {toolchain} Rust toolchain is not installed; it is needed to build the eBPF \
+             programs. Install it with `rustup toolchain install {toolchain}-{date} --profile \
+             minimal` and make it `{toolchain}` (the pin is [workspace.metadata.ebpf] in \
+             Cargo.toml)."
+        ),
+        Some(v) if !v.contains(&format!("{date})")) => eprintln!(
+            "setup: warning: the eBPF programs are built and verified with the {toolchain} of \
+             {date} ([workspace.metadata.ebpf] in Cargo.toml); installed is `{v}`: a different \
+             LLVM may emit code the kernel's verifier rejects"
+        ),
+        Some(_) => {}
     }
     if !nightly_has_rust_src() {
-        eprintln!("setup: adding rust-src to the nightly toolchain (for -Z build-std=core)");
+        eprintln!("setup: adding rust-src to the {toolchain} toolchain (for -Z build-std=core)");
         run_step(
-            Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+            Command::new("rustup").args([
+                "component",
+                "add",
+                "rust-src",
+                "--toolchain",
+                &toolchain,
+            ]),
             "rustup must reach its distribution server, or install rust-src by hand",
         )?;
     }
@@ -177,17 +192,29 @@ fn missing_apt_packages() -> Vec<&'static str> {
         .collect()
 }
 
-fn has_nightly() -> bool {
+/// `rustc --version` of the pinned eBPF toolchain, None when it is not installed.
+fn nightly_version() -> Option<String> {
+    let (toolchain, _) = crate::ebpf_toolchain().ok()?;
     Command::new("rustup")
-        .args(["run", "nightly", "rustc", "--version"])
+        .args(["run", &toolchain, "rustc", "--version"])
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 fn nightly_has_rust_src() -> bool {
+    let Ok((toolchain, _)) = crate::ebpf_toolchain() else {
+        return false;
+    };
     Command::new("rustup")
-        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .args([
+            "component",
+            "list",
+            "--toolchain",
+            &toolchain,
+            "--installed",
+        ])
         .output()
         .map(|o| {
             o.status.success()

@@ -425,10 +425,10 @@ fn signalling(ctx: &TcContext, ip: &Ipv6, header: &[u8; IPV6_HLEN], len: usize) 
     // Home agent: a BA whose CoA is not (or not yet) the binding's — a refusal — has its CoA
     // in HA_SIGNAL_COA, which the daemon writes right before sending it; it wins over the
     // binding (a status 135 to a new CoA must not go to the old one).
-    // SAFETY: the value is copied out at once.
     let signal_coa = if mn {
         None
     } else {
+        // SAFETY: the value is copied out at once.
         unsafe { HA_SIGNAL_COA.get(hoa) }.copied()
     };
     let b = match (signal_coa, lookup_binding(hoa)) {

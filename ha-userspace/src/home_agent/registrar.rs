@@ -85,7 +85,7 @@ pub struct Policy<'a> {
 }
 
 /// Decides on a Binding Update (after the checksum and format checks of §9.2).
-pub fn decide(bu: &BindingUpdate, existing: Option<Existing>, policy: &Policy) -> Decision {
+pub fn decide(bu: &BindingUpdate, existing: Option<Existing>, policy: &Policy<'_>) -> Decision {
     let reject = |status| Decision::Reject {
         status,
         sequence: bu.sequence,

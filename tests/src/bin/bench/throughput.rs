@@ -1035,6 +1035,7 @@ fn median(v: &[f64]) -> f64 {
 fn monotonic_ns() -> u64 {
     // SAFETY: a valid timespec for the call.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
