@@ -21,6 +21,11 @@ use tokio::{
 /// Where `hagent run` listens and the CLI connects unless `--socket` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/hagent/hagent.sock";
 
+/// Version of the control protocol. Every reply carries it; a client refuses a reply of
+/// another version instead of misreading it (a CLI of one release against a daemon of
+/// another). Raise it with any incompatible change to a request or a reply.
+pub const PROTOCOL_VERSION: u32 = 1;
+
 /// Longest request line accepted; anything longer is a client bug or an attack.
 const MAX_REQUEST: usize = 64 * 1024;
 
@@ -33,6 +38,9 @@ pub const MAX_PAGE: u32 = 1000;
 pub enum Request {
     /// Global counters, attachments and slow-path statistics.
     Stats,
+    /// What the daemon is: version, uptime, role, instance, interfaces with their XDP mode,
+    /// bindings, configuration file.
+    Status,
     /// Read the configuration file again (like SIGHUP): `{"applied": [...],
     /// "needs_restart": [...]}`, or the file's error with nothing changed.
     Reload,
@@ -70,6 +78,9 @@ pub struct Command {
 /// A reply from the daemon.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Reply {
+    /// [`PROTOCOL_VERSION`] of the daemon that answered (0: before versioning).
+    #[serde(default)]
+    pub protocol: u32,
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
@@ -81,11 +92,13 @@ impl Reply {
     fn from_result(r: anyhow::Result<serde_json::Value>) -> Self {
         match r {
             Ok(data) => Reply {
+                protocol: PROTOCOL_VERSION,
                 ok: true,
                 data: Some(data),
                 error: None,
             },
             Err(e) => Reply {
+                protocol: PROTOCOL_VERSION,
                 ok: false,
                 data: None,
                 error: Some(format!("{e:#}")),
@@ -241,6 +254,18 @@ async fn answer(
 
 use tokio::io::AsyncReadExt as _;
 
+/// A reply of another protocol version is refused, never misread.
+fn check_protocol(reply: &Reply) -> anyhow::Result<()> {
+    if reply.protocol != PROTOCOL_VERSION {
+        bail!(
+            "the daemon speaks control protocol {} and this hagent {PROTOCOL_VERSION}: use the \
+             hagent binary of the running daemon (`hagent status` of the same release)",
+            reply.protocol
+        );
+    }
+    Ok(())
+}
+
 /// Sends one request to the daemon at `socket` and returns its data, or its error.
 pub fn call(socket: &Path, request: &Request) -> anyhow::Result<serde_json::Value> {
     let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
@@ -260,6 +285,7 @@ pub fn call(socket: &Path, request: &Request) -> anyhow::Result<serde_json::Valu
         bail!("the daemon closed the connection without a reply");
     }
     let reply: Reply = serde_json::from_str(&reply).context("the daemon's reply is not valid")?;
+    check_protocol(&reply)?;
     match (reply.ok, reply.data, reply.error) {
         (true, Some(data), _) => Ok(data),
         (true, None, _) => Ok(serde_json::Value::Null),
@@ -311,6 +337,7 @@ pub fn call_many(
             }
             let reply: Reply =
                 serde_json::from_str(&reply).context("the daemon's reply is not valid")?;
+            check_protocol(&reply)?;
             results.push(match (reply.ok, reply.data, reply.error) {
                 (true, data, _) => Ok(data.unwrap_or(serde_json::Value::Null)),
                 (false, _, error) => Err(error.unwrap_or_else(|| "unknown error".into())),

@@ -413,6 +413,7 @@ async fn serve(
         "hagent running"
     );
 
+    let started = (Instant::now(), std::time::SystemTime::now());
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -464,6 +465,9 @@ async fn serve(
                 match cmd.request {
                     Request::Stats => {
                         let _ = cmd.reply.send(stats());
+                    }
+                    Request::Status => {
+                        let _ = cmd.reply.send(Ok(status(options, &config, bindings, started)));
                     }
                     Request::Reload => {
                         let _ = cmd.reply.send(reload(options, &mut config, &mut role, bindings, &allowed).await);
@@ -671,6 +675,31 @@ async fn on_mh(role: &mut RoleState, rx: crate::sock::Received, bindings: &mut B
     }
 }
 
+/// `hagent status`: what this daemon is and how long it has run.
+fn status(
+    options: &RunOptions,
+    config: &Config,
+    bindings: &Bindings,
+    (since, started_at): (Instant, std::time::SystemTime),
+) -> serde_json::Value {
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": crate::control::PROTOCOL_VERSION,
+        "pid": std::process::id(),
+        "uptime_s": since.elapsed().as_secs(),
+        "started_unix_s": started_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        "role": config.role,
+        "instance": options.instance,
+        "config": options.config_path.display().to_string(),
+        "persistent": bindings.dataplane().persistent(),
+        "interfaces": bindings.dataplane().attachments(),
+        "bindings": bindings.len(),
+        "max_bindings": config.dataplane.max_bindings,
+    })
+}
+
 fn stats(
     bindings: &Bindings,
     role: &RoleState,
@@ -713,7 +742,7 @@ async fn handle(
     now: Instant,
 ) {
     match request {
-        Request::Stats | Request::Reload => {}
+        Request::Stats | Request::Status | Request::Reload => {}
         Request::Bindings { after, limit } => {
             let result = (|| {
                 let after = after

@@ -16,6 +16,10 @@ use hagent::{
     about = "eBPF/XDP-accelerated Mobile IPv6 home agent"
 )]
 struct Cli {
+    /// Control socket: where `run` listens and the other commands connect [default:
+    /// /run/hagent/<instance>.sock for `run`, /run/hagent/hagent.sock otherwise].
+    #[arg(long, global = true, env = "HAGENT_SOCKET")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,9 +34,6 @@ enum Command {
         /// Configuration file.
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
-        /// Control socket path [default: /run/hagent/<instance>.sock].
-        #[arg(long)]
-        socket: Option<PathBuf>,
         /// Manually keyed SAs in setkey.conf syntax (installed when UseMnHaIPsec is on).
         #[arg(long)]
         setkey: Option<PathBuf>,
@@ -64,17 +65,24 @@ enum Command {
         #[arg(long, default_value = hagent::instance::DEFAULT_RUN_DIR)]
         run_dir: PathBuf,
     },
-    /// Show the data plane's global counters.
-    Stats {
-        /// Print JSON instead of a table.
+    /// Show the daemon: version, uptime, role, instance, interfaces and their XDP mode,
+    /// bindings, configuration file.
+    Status {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Control socket path.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
     },
-    /// Show the binding cache with per-binding counters, in home address order (fetched a
-    /// page at a time, so a large cache never holds up the daemon).
+    /// Show the counters that are not zero: data plane, signalling, the slow path, and a
+    /// mobile node's binding update list.
+    Stats {
+        /// Print JSON (every counter) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Show the counters that are zero too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show the binding cache (the same as `binding list`).
     Bindings {
         /// Print JSON (an array) instead of a table.
         #[arg(long)]
@@ -85,9 +93,6 @@ enum Command {
         /// Print only the number of bindings.
         #[arg(long, conflicts_with_all = ["json", "limit"])]
         count: bool,
-        /// Control socket path.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
     },
     /// Check a configuration file (TOML, or UMIP's mip6d.conf) and print the effective
     /// configuration as TOML.
@@ -111,15 +116,32 @@ enum ConfigAction {
     },
     /// Make the running daemon read its configuration file again (like SIGHUP) and print
     /// what it applied and what needs a restart.
-    Reload {
-        /// Control socket path.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
-    },
+    Reload,
 }
 
 #[derive(Subcommand)]
 enum BindingAction {
+    /// Show the binding cache with per-binding counters, in home address order (fetched a
+    /// page at a time, so a large cache never holds up the daemon).
+    List {
+        /// Print JSON (an array) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Show at most this many bindings.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Print only the number of bindings.
+        #[arg(long, conflicts_with_all = ["json", "limit"])]
+        count: bool,
+    },
+    /// Show the binding of HOA.
+    Show {
+        /// Home address.
+        hoa: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Bind HOA to COA (replacing an existing binding's care-of address in place).
     Add {
         /// Home address.
@@ -132,9 +154,6 @@ enum BindingAction {
         /// A mobile network prefix (NEMO) routed to the same care-of address; repeatable.
         #[arg(long = "prefix")]
         prefixes: Vec<String>,
-        /// Control socket path.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
     },
     /// Add many static bindings from FILE, one per line — `HOA COA [lifetime SECONDS]
     /// [prefix P/LEN]...`, `#` comments — over one connection with up to 64 in flight (the
@@ -142,17 +161,11 @@ enum BindingAction {
     Load {
         /// The file (`-` for standard input).
         file: PathBuf,
-        /// Control socket path.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
     },
     /// Remove the binding of HOA.
     Del {
         /// Home address.
         hoa: String,
-        /// Control socket path.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
     },
 }
 
@@ -172,6 +185,10 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     if !matches!(cli.command, Command::Run { .. }) {
         // A client printing into `| head` or `| grep -q` ends quietly when the reader goes,
         // like any Unix tool, instead of panicking on EPIPE. (Not the daemon: a client that
@@ -182,7 +199,6 @@ fn real_main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run {
             config,
-            socket,
             setkey,
             instance,
             fresh,
@@ -194,7 +210,7 @@ fn real_main() -> anyhow::Result<()> {
                 config_path: config,
                 setkey,
                 instance,
-                socket,
+                socket: cli.socket,
                 run_dir,
                 bpffs,
                 fresh,
@@ -224,21 +240,31 @@ fn real_main() -> anyhow::Result<()> {
             println!("{report}");
             Ok(())
         }
-        Command::Stats { json, socket } => {
+        Command::Status { json } => {
+            let data = control::call(&socket, &Request::Status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                print_status(&data);
+            }
+            Ok(())
+        }
+        Command::Stats { json, all } => {
             let data = control::call(&socket, &Request::Stats)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&data)?);
             } else {
-                print_stats(&data);
+                print_stats(&data, all);
             }
             Ok(())
         }
-        Command::Bindings {
-            json,
-            limit,
-            count,
-            socket,
+        Command::Bindings { json, limit, count }
+        | Command::Binding {
+            action: BindingAction::List { json, limit, count },
         } => list_bindings(&socket, json, limit, count),
+        Command::Binding {
+            action: BindingAction::Show { hoa, json },
+        } => show_binding(&socket, &hoa, json),
         Command::Config {
             action: ConfigAction::Check { file },
         } => {
@@ -251,7 +277,7 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config {
-            action: ConfigAction::Reload { socket },
+            action: ConfigAction::Reload,
         } => {
             let r = control::call(&socket, &Request::Reload)?;
             let list = |k: &str| -> String {
@@ -275,7 +301,6 @@ fn real_main() -> anyhow::Result<()> {
                 coa,
                 lifetime,
                 prefixes,
-                socket,
             } => {
                 let data = control::call(
                     &socket,
@@ -289,8 +314,11 @@ fn real_main() -> anyhow::Result<()> {
                 print_bindings(&serde_json::Value::Array(vec![data]));
                 Ok(())
             }
-            BindingAction::Load { file, socket } => load_bindings(&file, &socket),
-            BindingAction::Del { hoa, socket } => {
+            BindingAction::Load { file } => load_bindings(&file, &socket),
+            BindingAction::List { .. } | BindingAction::Show { .. } => {
+                unreachable!("handled above")
+            }
+            BindingAction::Del { hoa } => {
                 control::call(&socket, &Request::BindingDel { hoa: hoa.clone() })?;
                 println!("binding for {hoa} removed");
                 Ok(())
@@ -472,32 +500,157 @@ fn print_bindings(data: &serde_json::Value) {
     }
 }
 
-fn print_stats(data: &serde_json::Value) {
-    if let Some(attachments) = data["attachments"].as_array() {
-        for a in attachments {
-            println!(
-                "attached: {} (ifindex {}, {} XDP)",
-                a["interface"].as_str().unwrap_or("?"),
-                a["ifindex"],
-                a["mode"].as_str().unwrap_or("?")
-            );
+/// `hagent binding show HOA`: a page of one binding, starting right before HOA.
+fn show_binding(socket: &std::path::Path, hoa: &str, json: bool) -> anyhow::Result<()> {
+    let addr: std::net::Ipv6Addr = hoa
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid home address {hoa:?}"))?;
+    let before = u128::from(addr)
+        .checked_sub(1)
+        .map(|b| std::net::Ipv6Addr::from(b).to_string());
+    let data = control::call(
+        socket,
+        &Request::Bindings {
+            after: before,
+            limit: Some(1),
+        },
+    )?;
+    let b = data["bindings"]
+        .as_array()
+        .and_then(|p| p.first())
+        .filter(|b| b["hoa"].as_str().and_then(|h| h.parse().ok()) == Some(addr))
+        .ok_or_else(|| anyhow::anyhow!("no binding for {addr}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(b)?);
+    } else {
+        print_bindings(&serde_json::Value::Array(vec![b.clone()]));
+    }
+    Ok(())
+}
+
+fn print_status(d: &serde_json::Value) {
+    let s = |k: &str| d[k].as_str().unwrap_or("?").to_string();
+    let up = d["uptime_s"].as_u64().unwrap_or(0);
+    println!(
+        "hagent {} (control protocol {}), pid {}",
+        s("version"),
+        d["protocol"],
+        d["pid"]
+    );
+    println!(
+        "uptime:     {}d {:02}h {:02}m {:02}s",
+        up / 86400,
+        up / 3600 % 24,
+        up / 60 % 60,
+        up % 60
+    );
+    println!("role:       {}", s("role"));
+    println!("instance:   {}", s("instance"));
+    println!("config:     {}", s("config"));
+    println!(
+        "data plane: {}",
+        if d["persistent"].as_bool() == Some(true) {
+            "persistent (keeps forwarding across restarts)"
+        } else {
+            "volatile"
+        }
+    );
+    for a in d["interfaces"].as_array().into_iter().flatten() {
+        println!(
+            "interface:  {} (ifindex {}, {} XDP)",
+            a["interface"].as_str().unwrap_or("?"),
+            a["ifindex"],
+            a["mode"].as_str().unwrap_or("?")
+        );
+    }
+    println!(
+        "bindings:   {} of {}",
+        d["bindings"].as_u64().unwrap_or(0),
+        d["max_bindings"].as_u64().unwrap_or(0)
+    );
+}
+
+/// Flattens nested objects of numbers into `prefix.key` rows.
+fn number_rows(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, u64)>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                number_rows(&name, x, out);
+            }
+        }
+        serde_json::Value::Number(n) => {
+            if let Some(n) = n.as_u64() {
+                out.push((prefix.to_string(), n));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn print_stats(data: &serde_json::Value, all: bool) {
+    for a in data["attachments"].as_array().into_iter().flatten() {
+        println!(
+            "attached: {} (ifindex {}, {} XDP)",
+            a["interface"].as_str().unwrap_or("?"),
+            a["ifindex"],
+            a["mode"].as_str().unwrap_or("?")
+        );
+    }
+    println!("bindings: {}", data["bindings"].as_u64().unwrap_or(0));
+    let mut hidden = 0usize;
+    println!("{:<32} {:>14} {:>16}", "data plane", "packets", "bytes");
+    for c in data["counters"].as_array().into_iter().flatten() {
+        let (p, b) = (
+            c["packets"].as_u64().unwrap_or(0),
+            c["bytes"].as_u64().unwrap_or(0),
+        );
+        if p == 0 && b == 0 && !all {
+            hidden += 1;
+            continue;
+        }
+        println!("{:<32} {p:>14} {b:>16}", c["name"].as_str().unwrap_or("?"));
+    }
+    for (section, title) in [
+        ("signalling", "signalling"),
+        ("slow_path", "slow path"),
+        ("rtnetlink_requests", "rtnetlink"),
+    ] {
+        let mut rows = Vec::new();
+        number_rows("", &data[section], &mut rows);
+        if rows.len() == 1 && rows[0].0.is_empty() {
+            rows[0].0 = "requests".into();
+        }
+        let shown: Vec<_> = rows.iter().filter(|(_, n)| all || *n != 0).collect();
+        hidden += rows.len() - shown.len();
+        if shown.is_empty() {
+            continue;
+        }
+        println!("{title:<32} {:>14}", "count");
+        for (name, n) in shown {
+            println!("{name:<32} {n:>14}");
         }
     }
-    println!("{:<24} {:>14} {:>16}", "counter", "packets", "bytes");
-    if let Some(counters) = data["counters"].as_array() {
-        for c in counters {
-            println!(
-                "{:<24} {:>14} {:>16}",
-                c["name"].as_str().unwrap_or("?"),
-                c["packets"].as_u64().unwrap_or(0),
-                c["bytes"].as_u64().unwrap_or(0)
-            );
+    if let Some(bul) = data["mobile_node"].as_array().filter(|b| !b.is_empty()) {
+        println!("binding update list");
+        for e in bul {
+            let fields: Vec<String> = e
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}={s}"),
+                    v => format!("{k}={v}"),
+                })
+                .collect();
+            println!("  {}", fields.join(" "));
         }
     }
-    if let Some(sig) = data["signalling"].as_object() {
-        println!("{:<24} {:>14}", "signalling", "messages");
-        for (name, n) in sig {
-            println!("{:<24} {:>14}", name, n.as_u64().unwrap_or(0));
-        }
+    if hidden > 0 {
+        println!("({hidden} counters at zero not shown; --all shows them)");
     }
 }

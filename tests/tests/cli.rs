@@ -86,3 +86,61 @@ fn unknown_directive_is_an_error() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// What an operator types against a running home agent: `status`, `binding add|show|list|del`
+/// (and the `bindings` alias), `stats` without and with `--all`, and `HAGENT_SOCKET` instead
+/// of `--socket`.
+#[test]
+fn operator_commands_against_a_running_home_agent() -> anyhow::Result<()> {
+    use tests::{
+        require_root,
+        topology::{Hagent, SeedLab, seed},
+    };
+    if !require_root("operator_commands_against_a_running_home_agent") {
+        return Ok(());
+    }
+    let lab = SeedLab::new()?;
+    let conf = format!(
+        "role = \"home_agent\"\n\n[home_agent]\naddresses = [\"{}\"]\n\n[dataplane]\ninterfaces = [\"eth0\"]\nmax_bindings = 1024\nmax_prefixes = 64\n",
+        seed::HA
+    );
+    let ha = Hagent::start(&lab.ha, &conf)?;
+    let status = ha.cli(&["status"])?;
+    assert!(status.contains(env!("CARGO_PKG_VERSION")), "{status}");
+    assert!(status.contains("role:       home_agent"), "{status}");
+    assert!(status.contains("interface:  eth0"), "{status}");
+    assert!(status.contains("bindings:   0 of 1024"), "{status}");
+    let s: serde_json::Value = serde_json::from_str(&ha.cli(&["status", "--json"])?)?;
+    assert_eq!(s["protocol"], 1, "{s}");
+    assert_eq!(s["interfaces"][0]["interface"], "eth0", "{s}");
+
+    ha.cli(&["binding", "add", seed::HOA, seed::COA, "--lifetime", "600"])?;
+    let shown = ha.cli(&["binding", "show", seed::HOA])?;
+    assert!(shown.contains(seed::COA), "{shown}");
+    assert!(ha.cli(&["binding", "show", "2001:db8:bee5::1234"]).is_err());
+    assert_eq!(ha.cli(&["binding", "list", "--count"])?.trim(), "1");
+    assert_eq!(ha.cli(&["bindings", "--count"])?.trim(), "1");
+
+    // Only non-zero counters by default; --all shows every one.
+    let short = ha.cli(&["stats"])?;
+    let all = ha.cli(&["stats", "--all"])?;
+    assert!(short.contains("counters at zero not shown"), "{short}");
+    assert!(!all.contains("not shown"), "{all}");
+    assert!(
+        short.lines().count() < all.lines().count(),
+        "{short}\n---\n{all}"
+    );
+    assert!(
+        all.contains("xdp_pass") || all.lines().count() > 30,
+        "{all}"
+    );
+
+    // HAGENT_SOCKET instead of --socket.
+    let out = Command::new(hagent_bin()?)
+        .args(["binding", "del", seed::HOA])
+        .env("HAGENT_SOCKET", &ha.socket)
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(ha.cli(&["bindings", "--count"])?.trim(), "0");
+    Ok(())
+}
