@@ -418,8 +418,11 @@ async fn serve(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut sigusr2 = signal(SignalKind::user_defined2())?;
+    let status = ready_status(&config, &served, control.path(), bindings);
     // The socket file is removed when the task (which owns `control`) is dropped.
     let mut control_task = tokio::spawn(async move { control.serve(commands_tx).await });
+    // Bound and served from here on: a unit ordered after this one finds it answering.
+    crate::notify::ready(&status);
     let result = loop {
         let timers = role_timeout(&role)
             .into_iter()
@@ -439,22 +442,27 @@ async fn serve(
             biased;
             _ = sigterm.recv() => {
                 tracing::info!("SIGTERM received, shutting down");
+                crate::notify::stopping("stopping: removing the data plane and the bindings");
                 break Ok(Exit::Stop);
             }
             _ = sigint.recv() => {
                 tracing::info!("SIGINT received, shutting down");
+                crate::notify::stopping("stopping: removing the data plane and the bindings");
                 break Ok(Exit::Stop);
             }
             _ = sigusr2.recv() => {
                 if bindings.dataplane().persistent() {
                     tracing::info!("SIGUSR2 received: handing off to the next start");
+                    crate::notify::stopping("handing off: the data plane keeps forwarding");
                     break Ok(Exit::Handoff);
                 }
                 tracing::warn!("SIGUSR2 received, but the data plane is volatile (dataplane.persistent = false): nothing to hand off; ignored");
             }
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP received: reloading the configuration");
-                let _ = reload(options, &mut config, &mut role, bindings, &allowed).await;
+                crate::notify::reloading();
+                let r = reload(options, &mut config, &mut role, bindings, &allowed).await;
+                crate::notify::ready(&reloaded_status(&status, &r));
             }
             r = &mut control_task => {
                 break Err(anyhow!("the control socket task ended: {r:?}"));
@@ -470,7 +478,10 @@ async fn serve(
                         let _ = cmd.reply.send(Ok(status(options, &config, bindings, started)));
                     }
                     Request::Reload => {
-                        let _ = cmd.reply.send(reload(options, &mut config, &mut role, bindings, &allowed).await);
+                        crate::notify::reloading();
+                        let r = reload(options, &mut config, &mut role, bindings, &allowed).await;
+                        crate::notify::ready(&reloaded_status(&status, &r));
+                        let _ = cmd.reply.send(r);
                     }
                     other => handle(other, cmd.reply, &mut role, bindings, now).await,
                 }
@@ -643,6 +654,29 @@ async fn reload(
         tracing::warn!(applied = ?applied, needs_restart = ?restart, "configuration reloaded; some changes need a restart and were not applied");
     }
     Ok(json!({ "applied": applied, "needs_restart": restart }))
+}
+
+/// The `STATUS=` line systemd shows once the daemon is ready: role, interfaces, socket.
+fn ready_status(config: &Config, served: &[Served], socket: &Path, bindings: &Bindings) -> String {
+    let role = match config.role {
+        Role::HomeAgent => "home agent",
+        Role::MobileNode => "mobile node",
+    };
+    let interfaces: Vec<&str> = served.iter().map(|s| s.name.as_str()).collect();
+    format!(
+        "{role} on {}, {} bindings at start; control socket {}",
+        interfaces.join(" "),
+        bindings.len(),
+        socket.display()
+    )
+}
+
+/// The `STATUS=` line after a reload: the start-up line and how the reload went.
+fn reloaded_status(status: &str, r: &anyhow::Result<serde_json::Value>) -> String {
+    match r {
+        Ok(_) => format!("{status}; configuration reloaded"),
+        Err(e) => format!("{status}; last reload refused: {e:#}"),
+    }
 }
 
 /// Expiries and the role's timers that are due.

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod mobile_node;
 pub mod mobility;
 pub mod ndisc;
+pub mod notify;
 pub mod punt;
 pub mod sock;
 pub mod system;

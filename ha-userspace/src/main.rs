@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use hagent::{
     config::{Config, XdpMode},
     control::{self, DEFAULT_SOCKET, Request},
@@ -105,6 +105,12 @@ enum Command {
         #[command(subcommand)]
         action: BindingAction,
     },
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell) on
+    /// standard output, e.g. `hagent completions bash > /etc/bash_completion.d/hagent`.
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (hagent.8 and one per subcommand) into DIR (for packaging).
+    #[command(hide = true)]
+    Manpage { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -324,6 +330,11 @@ fn real_main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Completions { shell } => {
+            print_completions(shell);
+            Ok(())
+        }
+        Command::Manpage { dir } => write_manpages(&dir),
     }
 }
 
@@ -653,4 +664,44 @@ fn print_stats(data: &serde_json::Value, all: bool) {
     if hidden > 0 {
         println!("({hidden} counters at zero not shown; --all shows them)");
     }
+}
+
+/// `hagent completions SHELL`: the script clap_complete derives from the CLI definition.
+fn print_completions(shell: clap_complete::Shell) {
+    clap_complete::generate(shell, &mut Cli::command(), "hagent", &mut std::io::stdout());
+}
+
+/// `hagent manpage DIR`: `hagent.8`, and `hagent-<subcommand>.8` for every visible
+/// subcommand at every depth (`hagent-config-check.8`), section 8 (a daemon run by root).
+fn write_manpages(dir: &std::path::Path) -> anyhow::Result<()> {
+    fn walk(
+        cmd: clap::Command,
+        dir: &std::path::Path,
+        written: &mut Vec<PathBuf>,
+    ) -> anyhow::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            walk(sub.clone(), dir, written)?;
+        }
+        let man = clap_mangen::Man::new(cmd)
+            .section("8")
+            .manual("System Manager's Manual")
+            .source(format!("hagent {}", env!("CARGO_PKG_VERSION")));
+        let path = dir.join(man.get_filename());
+        let mut page = Vec::new();
+        man.render(&mut page)?;
+        std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Built, so subcommands carry their full names (`hagent-config-check`); no `help`
+    // pseudo-subcommand.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut written = Vec::new();
+    walk(cmd, dir, &mut written)?;
+    for p in &written {
+        println!("{}", p.display());
+    }
+    Ok(())
 }
