@@ -418,11 +418,11 @@ async fn serve(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut sigusr2 = signal(SignalKind::user_defined2())?;
-    let status = ready_status(&config, &served, control.path(), bindings);
+    let ready_line = ready_status(&config, &served, control.path(), bindings);
     // The socket file is removed when the task (which owns `control`) is dropped.
     let mut control_task = tokio::spawn(async move { control.serve(commands_tx).await });
     // Bound and served from here on: a unit ordered after this one finds it answering.
-    crate::notify::ready(&status);
+    crate::notify::ready(&ready_line);
     let result = loop {
         let timers = role_timeout(&role)
             .into_iter()
@@ -462,7 +462,7 @@ async fn serve(
                 tracing::info!("SIGHUP received: reloading the configuration");
                 crate::notify::reloading();
                 let r = reload(options, &mut config, &mut role, bindings, &allowed).await;
-                crate::notify::ready(&reloaded_status(&status, &r));
+                crate::notify::ready(&reloaded_status(&ready_line, &r));
             }
             r = &mut control_task => {
                 break Err(anyhow!("the control socket task ended: {r:?}"));
@@ -480,7 +480,7 @@ async fn serve(
                     Request::Reload => {
                         crate::notify::reloading();
                         let r = reload(options, &mut config, &mut role, bindings, &allowed).await;
-                        crate::notify::ready(&reloaded_status(&status, &r));
+                        crate::notify::ready(&reloaded_status(&ready_line, &r));
                         let _ = cmd.reply.send(r);
                     }
                     other => handle(other, cmd.reply, &mut role, bindings, now).await,
