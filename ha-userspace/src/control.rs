@@ -67,6 +67,11 @@ pub enum Request {
     },
     /// Removes a binding.
     BindingDel { hoa: String },
+    /// Turns the connection into a stream of binding events: one reply
+    /// (`{"monitoring": true}`), then one JSON object per event (see `events::Event`), and
+    /// `{"event": "lost", "count": N}` when this reader fell behind by N events. Ends when the
+    /// client closes the connection.
+    Monitor,
 }
 
 /// A request on its way to the daemon's event loop, with where to send the answer.
@@ -207,14 +212,98 @@ async fn serve_connection(
                     reading = false;
                     continue;
                 };
+                if matches!(serde_json::from_str::<Request>(&line), Ok(Request::Monitor)) {
+                    // The answers owed first, in order; then the connection is a stream.
+                    while let Some(reply) = pending.next().await {
+                        write_reply(&mut write, &reply).await?;
+                    }
+                    return monitor(lines, write).await;
+                }
                 pending.push_back(answer(line, &commands).await);
             }
-            Some(reply) = pending.next() => {
-                let mut out = serde_json::to_vec(&reply)?;
-                out.push(b'\n');
-                write.write_all(&out).await?;
-            }
+            Some(reply) = pending.next() => write_reply(&mut write, &reply).await?,
         }
+    }
+    Ok(())
+}
+
+async fn write_reply(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    reply: &Reply,
+) -> anyhow::Result<()> {
+    let mut out = serde_json::to_vec(reply)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    Ok(())
+}
+
+/// `hagent monitor`: binding events until the client goes away. A reader that falls behind
+/// by more than [`crate::events::MONITOR_BACKLOG`] events is told how many it lost.
+async fn monitor(
+    mut lines: tokio::io::Lines<
+        tokio::io::BufReader<tokio::io::Take<tokio::net::unix::OwnedReadHalf>>,
+    >,
+    mut write: tokio::net::unix::OwnedWriteHalf,
+) -> anyhow::Result<()> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = crate::events::subscribe();
+    write_reply(
+        &mut write,
+        &Reply::from_result(Ok(serde_json::json!({ "monitoring": true }))),
+    )
+    .await?;
+    loop {
+        let line = tokio::select! {
+            e = events.recv() => match e {
+                Ok(e) => serde_json::to_vec(&e)?,
+                Err(RecvError::Lagged(n)) => {
+                    serde_json::to_vec(&serde_json::json!({ "event": "lost", "count": n }))?
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            // Anything the client sends now is ignored; end of file ends the stream.
+            l = lines.next_line() => match l? {
+                Some(_) => continue,
+                None => return Ok(()),
+            },
+        };
+        write.write_all(&line).await?;
+        write.write_all(b"\n").await?;
+    }
+}
+
+/// `hagent monitor`: calls `each` with every event the daemon at `socket` reports, until the
+/// daemon goes away or `each` fails.
+pub fn monitor_events(
+    socket: &Path,
+    mut each: impl FnMut(serde_json::Value) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "no hagent daemon answers on {} (is `hagent run` running? use --socket for another path)",
+            socket.display()
+        )
+    })?;
+    let mut line = serde_json::to_vec(&Request::Monitor)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut reader = BufReader::new(&stream);
+    let mut first = String::new();
+    reader
+        .read_line(&mut first)
+        .context("reading the daemon's reply")?;
+    let reply: Reply = serde_json::from_str(&first).context("the daemon's reply is not valid")?;
+    check_protocol(&reply)?;
+    if !reply.ok {
+        bail!("{}", reply.error.unwrap_or_else(|| "unknown error".into()));
+    }
+    eprintln!(
+        "hagent: monitoring binding events of {} (interrupt to stop)",
+        socket.display()
+    );
+    for l in reader.lines() {
+        let l = l.context("reading an event")?;
+        each(serde_json::from_str(&l).context("the daemon sent an invalid event")?)?;
     }
     Ok(())
 }

@@ -174,7 +174,8 @@ pub async fn run(config: Config, options: &RunOptions) -> anyhow::Result<()> {
             .iter()
             .map(|p| format!("{}/{}", p.prefix, p.len))
             .collect();
-        tracing::info!(addresses = ?ha_addresses, home_prefixes = %prefixes.join(" "), "home agent");
+        let addresses: Vec<String> = ha_addresses.iter().map(|a| a.to_string()).collect();
+        tracing::info!(addresses = %addresses.join(" "), home_prefixes = %prefixes.join(" "), "home agent");
         if prefixes.is_empty() {
             tracing::warn!(
                 "no home prefix: no served interface holds a home agent address, and \
@@ -649,9 +650,9 @@ async fn reload(
     }
     *config = next;
     if restart.is_empty() {
-        tracing::info!(applied = ?applied, "configuration reloaded");
+        tracing::info!(applied = %applied.join(", "), "configuration reloaded");
     } else {
-        tracing::warn!(applied = ?applied, needs_restart = ?restart, "configuration reloaded; some changes need a restart and were not applied");
+        tracing::warn!(applied = %applied.join(", "), needs_restart = %restart.join(", "), "configuration reloaded; some changes need a restart and were not applied");
     }
     Ok(json!({ "applied": applied, "needs_restart": restart }))
 }
@@ -776,7 +777,7 @@ async fn handle(
     now: Instant,
 ) {
     match request {
-        Request::Stats | Request::Status | Request::Reload => {}
+        Request::Stats | Request::Status | Request::Reload | Request::Monitor => {}
         Request::Bindings { after, limit } => {
             let result = (|| {
                 let after = after

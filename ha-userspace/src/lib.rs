@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod events;
 pub mod fuzzing;
 pub mod home_agent;
 pub mod homelink;

@@ -41,6 +41,10 @@ enum Command {
         /// interfaces never touch each other's state.
         #[arg(short = 'i', long, default_value = hagent::instance::DEFAULT_NAME)]
         instance: String,
+        /// Log lines as text (`key=value` fields; no timestamps under systemd's journal) or
+        /// as JSON objects.
+        #[arg(long, value_enum, default_value_t, env = "HAGENT_LOG_FORMAT")]
+        log_format: hagent::logging::Format,
         /// Start over: drop the pinned data plane and bindings of an earlier daemon.
         #[arg(long)]
         fresh: bool,
@@ -69,6 +73,13 @@ enum Command {
     /// bindings, configuration file.
     Status {
         /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow binding events as they happen (created, moved, deregistered, removed,
+    /// expired), until interrupted.
+    Monitor {
+        /// One JSON object per line (NDJSON) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -205,6 +216,7 @@ fn real_main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run {
             config,
+            log_format,
             setkey,
             instance,
             fresh,
@@ -223,7 +235,7 @@ fn real_main() -> anyhow::Result<()> {
                 xdp_mode,
             };
             let config = hagent::daemon::read_config(&options)?;
-            hagent::logging::init(config.debug_level);
+            hagent::logging::init(config.debug_level, log_format, None)?;
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
@@ -255,6 +267,40 @@ fn real_main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Monitor { json } => control::monitor_events(&socket, |e| {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{e}")?;
+            } else if e["event"] == "lost" {
+                writeln!(
+                    out,
+                    "… {} events lost (this reader was too slow)",
+                    e["count"]
+                )?;
+            } else {
+                let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+                let lifetime = e["lifetime_s"]
+                    .as_u64()
+                    .map_or_else(|| "static".to_string(), |l| format!("{l}s"));
+                let from = e["previous_coa"]
+                    .as_str()
+                    .map(|p| format!(" (from {p})"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{:.3} {:<12} {} -> {}{from} seq {} lifetime {lifetime} {}",
+                    e["time_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+                    s("event"),
+                    s("hoa"),
+                    s("coa"),
+                    e["sequence"],
+                    s("origin")
+                )?;
+            }
+            out.flush()?;
+            Ok(())
+        }),
         Command::Stats { json, all } => {
             let data = control::call(&socket, &Request::Stats)?;
             if json {

@@ -114,12 +114,55 @@ fn operator_commands_against_a_running_home_agent() -> anyhow::Result<()> {
     assert_eq!(s["protocol"], 1, "{s}");
     assert_eq!(s["interfaces"][0]["interface"], "eth0", "{s}");
 
+    // A monitor, started before the changes, sees each of them as one NDJSON line.
+    let mut monitor = Command::new(hagent_bin()?)
+        .args(["monitor", "--json", "--socket"])
+        .arg(&ha.socket)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let (tx, events) = std::sync::mpsc::channel();
+    let stdout = monitor.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    // The monitor says on stderr when the daemon has subscribed it.
+    let mut hello = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(monitor.stderr.take().expect("piped")),
+        &mut hello,
+    )?;
+    assert!(hello.contains("monitoring binding events"), "{hello:?}");
     ha.cli(&["binding", "add", seed::HOA, seed::COA, "--lifetime", "600"])?;
     let shown = ha.cli(&["binding", "show", seed::HOA])?;
     assert!(shown.contains(seed::COA), "{shown}");
     assert!(ha.cli(&["binding", "show", "2001:db8:bee5::1234"]).is_err());
     assert_eq!(ha.cli(&["binding", "list", "--count"])?.trim(), "1");
     assert_eq!(ha.cli(&["bindings", "--count"])?.trim(), "1");
+
+    let moved_to = "2001:db8:c001::2";
+    ha.cli(&["binding", "add", seed::HOA, moved_to, "--lifetime", "600"])?;
+    let next = || -> anyhow::Result<serde_json::Value> {
+        let l = events.recv_timeout(std::time::Duration::from_secs(10))?;
+        Ok(serde_json::from_str(&l)?)
+    };
+    let created = next()?;
+    assert_eq!(
+        (created["event"].as_str(), created["hoa"].as_str()),
+        (Some("created"), Some(seed::HOA)),
+        "{created}"
+    );
+    assert_eq!(created["origin"], "static", "{created}");
+    let moved = next()?;
+    assert_eq!(moved["event"], "moved", "{moved}");
+    assert_eq!(moved["coa"], moved_to, "{moved}");
+    assert_eq!(moved["previous_coa"], seed::COA, "{moved}");
 
     // Only non-zero counters by default; --all shows every one.
     let short = ha.cli(&["stats"])?;
@@ -142,5 +185,9 @@ fn operator_commands_against_a_running_home_agent() -> anyhow::Result<()> {
         .output()?;
     assert!(out.status.success(), "{out:?}");
     assert_eq!(ha.cli(&["bindings", "--count"])?.trim(), "0");
+    let removed = next()?;
+    assert_eq!(removed["event"], "removed", "{removed}");
+    monitor.kill()?;
+    monitor.wait()?;
     Ok(())
 }

@@ -66,6 +66,8 @@ pub struct HomeAgent {
     replies: HashMap<u64, Pending>,
     next_id: u64,
     summary: Summary,
+    /// Why the next removal of this HoA happens, when not a deregistration (for its event).
+    removal_cause: Option<(Ipv6Addr, crate::events::Kind)>,
 }
 
 impl HomeAgent {
@@ -90,6 +92,7 @@ impl HomeAgent {
             links,
             replies: HashMap::new(),
             next_id: 0,
+            removal_cause: None,
             summary: Summary {
                 next: now + SUMMARY_INTERVAL,
                 last: Stats::default(),
@@ -145,7 +148,9 @@ impl HomeAgent {
     /// The binding of `hoa` expired.
     pub async fn on_expired(&mut self, hoa: Ipv6Addr, bindings: &mut Bindings, now: Instant) {
         self.registrations.handle_expired(hoa);
+        self.removal_cause = Some((hoa, crate::events::Kind::Expired));
         self.drive(bindings, now).await;
+        self.removal_cause = None;
     }
 
     /// `hagent binding add`: answered when DAD and the binding layer are done.
@@ -185,7 +190,9 @@ impl HomeAgent {
         let id = self.request(Pending::Del(reply));
         let bound = bindings.get(&hoa).is_some();
         self.registrations.handle_static_remove(id, hoa, bound);
+        self.removal_cause = Some((hoa, crate::events::Kind::Removed));
         self.drive(bindings, now).await;
+        self.removal_cause = None;
     }
 
     fn request(&mut self, p: Pending) -> u64 {
@@ -255,22 +262,51 @@ impl HomeAgent {
         result: &Result<Applied, crate::bindings::ApplyError>,
         bindings: &Bindings,
     ) {
-        let what = match result {
-            Ok(Applied::Created { .. }) => "binding created",
-            Ok(Applied::Removed(_)) => "binding removed",
-            _ => return,
+        use crate::events::{Event, Kind};
+        let origin = |o: &crate::bindings::Origin| match o {
+            crate::bindings::Origin::Static => "static",
+            crate::bindings::Origin::Registered => "registered",
         };
-        if self.summary.logged >= LOGGED_CHANGES {
-            self.summary.suppressed += 1;
-            return;
-        }
-        self.summary.logged += 1;
-        match bindings.get(&hoa) {
-            Some(b) => {
-                tracing::info!(%hoa, coa = %b.spec.coa, seq = b.spec.sequence, origin = ?b.spec.origin, "{what}")
+        let event = match result {
+            Ok(Applied::Created { .. }) => {
+                bindings.get(&hoa).map(|b| (Kind::Created, &b.spec, None))
             }
-            None => tracing::info!(%hoa, "{what}"),
+            Ok(Applied::Updated { previous, .. }) => bindings
+                .get(&hoa)
+                .filter(|b| b.spec.coa != previous.coa)
+                .map(|b| (Kind::Moved, &b.spec, Some(previous.coa))),
+            Ok(Applied::Removed(b)) => {
+                let kind = match self.removal_cause {
+                    Some((h, k)) if h == hoa => k,
+                    _ => Kind::Deregistered,
+                };
+                Some((kind, &b.spec, None))
+            }
+            // A refresh (same CoA) is no event; refusals are summed up in the summary.
+            Err(_) => None,
+        };
+        let Some((kind, spec, previous_coa)) = event else {
+            return;
+        };
+        let e = Event {
+            event: kind,
+            hoa,
+            coa: spec.coa,
+            previous_coa,
+            sequence: spec.sequence,
+            lifetime_s: spec.lifetime.map(|l| l.as_secs()),
+            origin: origin(&spec.origin),
+            time_ms: crate::events::now_ms(),
+        };
+        // Monitors get every event; the log at most LOGGED_CHANGES per summary interval, the
+        // rest counted in the summary line.
+        let log = self.summary.logged < LOGGED_CHANGES;
+        if log {
+            self.summary.logged += 1;
+        } else {
+            self.summary.suppressed += 1;
         }
+        crate::events::emit(e, log);
     }
 
     fn log_summary(&mut self, now: Instant) {

@@ -24,6 +24,16 @@ pub enum Location {
     Detached,
 }
 
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Home => f.write_str("home"),
+            Location::Away(coa) => write!(f, "away coa={coa}"),
+            Location::Detached => f.write_str("detached"),
+        }
+    }
+}
+
 /// Settings (UMIP: MnHomeLink, MnMaxHaBindingLife, InitialBindackTimeout*).
 #[derive(Clone, Debug)]
 pub struct MnSettings {
@@ -73,6 +83,26 @@ pub enum Action {
     /// still intercepts the HoA, so its answer to a solicitation from the HoA would not reach
     /// us; to one from `::` it answers all nodes.
     SolicitHomeAgent,
+}
+
+impl std::fmt::Display for Action {
+    /// `key=value` words for the log (never a `Debug` dump).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::InstallBinding { coa } => write!(f, "install-binding coa={coa}"),
+            Action::RemoveBinding => f.write_str("remove-binding"),
+            Action::SendBu {
+                coa,
+                sequence,
+                lifetime_units,
+            } => write!(
+                f,
+                "send-bu coa={coa} seq={sequence} lifetime_units={lifetime_units}"
+            ),
+            Action::AdvertiseHome => f.write_str("advertise-home"),
+            Action::SolicitHomeAgent => f.write_str("solicit-home-agent"),
+        }
+    }
 }
 
 /// The binding update list entry for the home agent.

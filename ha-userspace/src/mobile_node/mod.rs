@@ -144,7 +144,7 @@ impl MobileNodeRole {
     pub async fn movement(&mut self, bindings: &mut Bindings, now: Instant) {
         let location = self.detect_location();
         if self.bul.location != location {
-            tracing::info!(?location, "movement detected");
+            tracing::info!(location = %location, "movement detected");
         }
         let actions = self.bul.moved(location, now);
         self.run(actions, bindings, now).await;
@@ -166,7 +166,7 @@ impl MobileNodeRole {
     async fn run(&mut self, actions: Vec<Action>, bindings: &mut Bindings, now: Instant) {
         for a in actions {
             if let Err(e) = self.action(a.clone(), bindings, now).await {
-                tracing::error!(action = ?a, error = %format!("{e:#}"), "mobile node action failed");
+                tracing::error!(action = %a, error = %format!("{e:#}"), "mobile node action failed");
             }
         }
     }
