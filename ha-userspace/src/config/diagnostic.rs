@@ -59,10 +59,20 @@ mod tests {
 
     #[test]
     fn near_misses_are_suggested_far_ones_are_not() {
-        let known = ["BindingAclPolicy", "DefaultBindingAclPolicy", "HaMaxBindingLife"];
+        let known = [
+            "BindingAclPolicy",
+            "DefaultBindingAclPolicy",
+            "HaMaxBindingLife",
+        ];
         assert_eq!(closest("BindingAclPolcy", &known), Some("BindingAclPolicy"));
-        assert_eq!(closest("bindingaclpolicy", &known), Some("BindingAclPolicy"));
-        assert_eq!(closest("HaMaxBindingLive", &known), Some("HaMaxBindingLife"));
+        assert_eq!(
+            closest("bindingaclpolicy", &known),
+            Some("BindingAclPolicy")
+        );
+        assert_eq!(
+            closest("HaMaxBindingLive", &known),
+            Some("HaMaxBindingLife")
+        );
         assert_eq!(closest("Interface", &known), None);
         // Two letters: "less than all of it".
         assert_eq!(closest("ah", &["esp", "ah"]), Some("ah"));
