@@ -2,6 +2,7 @@
 //! and UMIP's `mip6d.conf` ([`umip`], everything else), both turned into the same [`Config`].
 //! Unknown keys and directives are errors: a typo must never be silently ignored.
 
+pub mod diagnostic;
 pub mod ipsec_toml;
 #[cfg(test)]
 mod mutate;

@@ -33,6 +33,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{Ordering, compiler_fence};
 
+use super::diagnostic::{closest, homoglyph_help};
+
 /// The lowest SPI an SA may use: 1 to 255 are reserved by IANA and 0 means "no SA"
 /// (RFC 4303, section 2.1).
 pub const MIN_SPI: u32 = 256;
@@ -1206,52 +1208,6 @@ fn shown_placeholder(p: &str) -> String {
     format!("{plain:?}")
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
-    let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
-fn closest<'k>(w: &str, known: &[&'k str]) -> Option<&'k str> {
-    let len = w.chars().count();
-    if len > 40 {
-        return None;
-    }
-    let limit = (len / 4).max(2);
-    known
-        .iter()
-        .map(|k| (levenshtein(w, k), *k))
-        .filter(|(d, _)| *d <= limit && *d < len)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-/// For an address with letters that look like digits (`coo1` → `c001`), the corrected address.
-fn homoglyph_fix(w: &str) -> Option<Ipv6Addr> {
-    let fixed: String = w
-        .chars()
-        .map(|c| match c {
-            'o' | 'O' => '0',
-            'l' | 'I' => '1',
-            _ => c,
-        })
-        .collect();
-    if fixed == w {
-        return None;
-    }
-    fixed.parse().ok()
-}
-
 /// Parses an IPv6 address, explaining a failure: message and hint.
 fn ipv6(w: &str, what: &str) -> Result<Ipv6Addr, (String, Option<String>)> {
     if let Ok(a) = w.parse::<Ipv6Addr>() {
@@ -1275,9 +1231,7 @@ fn ipv6(w: &str, what: &str) -> Result<Ipv6Addr, (String, Option<String>)> {
     let help = if looks_secret(w) {
         None
     } else {
-        homoglyph_fix(w).map(|fixed| {
-            format!("did you mean {fixed}? The letters o/O and l/I are not hexadecimal digits")
-        })
+        homoglyph_help(w)
     };
     Err((format!("invalid IPv6 address {s} as the {what}"), help))
 }

@@ -27,6 +27,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::diagnostic::{closest, homoglyph_help};
+
 /// How deep `include` may nest: the top file is level 0, and an include from level 5 is refused.
 /// UMIP uses the same limit (`MAX_INCLUDE_DEPTH`).
 pub const MAX_INCLUDE_DEPTH: usize = 5;
@@ -1059,49 +1061,6 @@ fn parse_seconds(s: &str) -> Option<Duration> {
     Some(Duration::new(secs, nanos))
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
-    let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
-fn closest<'k>(w: &str, known: &[&'k str]) -> Option<&'k str> {
-    let len = w.chars().count();
-    let limit = (len / 4).max(2);
-    known
-        .iter()
-        .map(|k| (levenshtein(w, k), *k))
-        .filter(|(d, _)| *d <= limit && *d < len)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-/// For an address with letters that look like digits (`coo1` → `c001`), the corrected address.
-fn homoglyph_fix(w: &str) -> Option<Ipv6Addr> {
-    let fixed: String = w
-        .chars()
-        .map(|c| match c {
-            'o' | 'O' => '0',
-            'l' | 'I' => '1',
-            _ => c,
-        })
-        .collect();
-    if fixed == w {
-        return None;
-    }
-    fixed.parse().ok()
-}
-
 fn has_host_bits((addr, len): Prefix) -> bool {
     crate::system::host_bits(addr, len) != 0
 }
@@ -1747,9 +1706,7 @@ impl Parser<'_> {
         let help = if w.parse::<Ipv4Addr>().is_ok() {
             Some("only IPv6 addresses are supported here".to_string())
         } else {
-            homoglyph_fix(w).map(|fixed| {
-                format!("did you mean {fixed}? The letters o/O and l/I are not hexadecimal digits")
-            })
+            homoglyph_help(w)
         };
         Err(self.fail(t, format!("invalid IPv6 address {w:?} in {what}"), help))
     }
