@@ -169,8 +169,8 @@ pub struct IpsecConfig {
     /// UMIP's `KeyMngMobCapability` (the K bit).
     #[serde(default)]
     pub key_mng_mob_capability: bool,
-    /// Number of `IPsecPolicySet`s read from mip6d.conf.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// Number of `IPsecPolicySet`s (internal: never read from or printed to TOML).
+    #[serde(skip)]
     pub policy_sets: usize,
     /// `[[ipsec.policy_set]]`: the `IPsecPolicySet`s in TOML form (a mip6d.conf's are shown
     /// here by `hagent config check`).
@@ -189,10 +189,6 @@ pub struct IpsecConfig {
     /// readable by root only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sa_file: Option<std::path::PathBuf>,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// Home agent settings.
@@ -347,7 +343,24 @@ pub struct MobileNodeConfig {
     /// Lifetime to ask for, in seconds (UMIP's MnMaxHaBindingLife).
     #[serde(default = "default_mn_lifetime")]
     pub binding_lifetime: u32,
+    /// First wait for the BA of a first registration, in milliseconds, doubled on every
+    /// retransmission (RFC 6275 §11.8; UMIP's InitialBindackTimeoutFirstReg, default 1500).
+    #[serde(default = "default_first_reg_ms")]
+    pub bindack_timeout_first_reg_ms: u32,
+    /// The same for a re-registration or a move (UMIP's InitialBindackTimeoutReReg, 1000).
+    #[serde(default = "default_rereg_ms")]
+    pub bindack_timeout_rereg_ms: u32,
 }
+
+fn default_first_reg_ms() -> u32 {
+    1500
+}
+fn default_rereg_ms() -> u32 {
+    1000
+}
+
+/// RFC 6275 §13: MAX_BINDACK_TIMEOUT, 32 s — no first wait may exceed it.
+const MAX_BINDACK_TIMEOUT_MS: u32 = 32_000;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -362,6 +375,9 @@ pub struct Config {
     #[serde(default)]
     pub ipsec: IpsecConfig,
     pub dataplane: DataplaneConfig,
+    /// Append the log to this file instead of stderr (UMIP's DebugLogFile); absolute path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<std::path::PathBuf>,
     /// Log verbosity (UMIP's DebugLevel 0..=10); `RUST_LOG` overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debug_level: Option<u8>,
@@ -439,6 +455,21 @@ impl Config {
         Ok(())
     }
 
+    /// The effective configuration as TOML, as `hagent config check` prints it: parsed again
+    /// with [`from_toml`](Self::from_toml) it gives the same configuration, except for the
+    /// keys of manually keyed SAs, which are never printed (a comment says how many).
+    pub fn effective_toml(&self) -> anyhow::Result<String> {
+        let mut out = toml::to_string_pretty(self)?;
+        let n = self.ipsec.manual_sas.len();
+        if n > 0 {
+            out.push_str(&format!(
+                "\n# {n} manually keyed SA{} not shown (key material)\n",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        Ok(out)
+    }
+
     /// Reads and parses the configuration file at `path`: TOML when it ends in `.toml`,
     /// UMIP's mip6d.conf syntax otherwise.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -487,6 +518,16 @@ impl Config {
                 home_agent: h.home_agent,
                 home_interface: Some(h.name.clone()),
                 binding_lifetime: u.mn_max_ha_binding_life.clamp(4, 262_140),
+                bindack_timeout_first_reg_ms: u
+                    .initial_bindack_timeout_first_reg
+                    .as_millis()
+                    .try_into()
+                    .unwrap_or(u32::MAX),
+                bindack_timeout_rereg_ms: u
+                    .initial_bindack_timeout_re_reg
+                    .as_millis()
+                    .try_into()
+                    .unwrap_or(u32::MAX),
             }),
             _ => None,
         };
@@ -550,6 +591,7 @@ impl Config {
                 outer_hop_limit: default_hop_limit(),
                 icmp_rate: default_icmp_rate(),
             },
+            log_file: u.debug_log_file.clone(),
             debug_level: Some(u.debug_level),
             warnings: u.warnings.iter().map(|w| w.to_string()).collect(),
         };
@@ -559,6 +601,30 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if let Some(f) = &self.log_file
+            && !f.is_absolute()
+        {
+            bail!(
+                "log_file (DebugLogFile): {:?} is not an absolute path",
+                f.display().to_string()
+            );
+        }
+        if let Some(m) = &self.mobile_node {
+            for (name, v) in [
+                (
+                    "bindack_timeout_first_reg_ms",
+                    m.bindack_timeout_first_reg_ms,
+                ),
+                ("bindack_timeout_rereg_ms", m.bindack_timeout_rereg_ms),
+            ] {
+                if !(100..=MAX_BINDACK_TIMEOUT_MS).contains(&v) {
+                    bail!(
+                        "mobile_node.{name} (InitialBindackTimeout…): {v} ms is out of range: \
+                         100 to {MAX_BINDACK_TIMEOUT_MS} ms (MAX_BINDACK_TIMEOUT, RFC 6275 §13)"
+                    );
+                }
+            }
+        }
         let d = &self.dataplane;
         if d.interfaces.is_empty() {
             bail!("dataplane.interfaces: at least one interface is required");
@@ -681,6 +747,55 @@ pub fn is_global_unicast(a: &Ipv6Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `config check` prints what the file means: parsed again, that text is the same
+    /// configuration (RFC-level fields and IPsec policy sets included), for every shipped
+    /// example and test fixture, from both syntaxes.
+    #[test]
+    fn the_effective_configuration_round_trips() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut checked = 0;
+        for dir in ["tests/fixtures", "packaging/etc"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if !matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("conf" | "toml")
+                ) {
+                    continue;
+                }
+                // The seed's HA file carries the talk's typo (`coo1`), fixed as the lab does.
+                let text = std::fs::read_to_string(&path)
+                    .unwrap()
+                    .replace("coo1", "c001");
+                let tmp = std::env::temp_dir().join(format!(
+                    "hagent-roundtrip-{}-{}",
+                    std::process::id(),
+                    path.file_name().unwrap().to_string_lossy()
+                ));
+                std::fs::write(&tmp, text).unwrap();
+                let first = Config::load(&tmp);
+                let _ = std::fs::remove_file(&tmp);
+                let first = first.unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                let printed = first.effective_toml().unwrap();
+                assert!(
+                    !printed.contains("policy_sets ="),
+                    "internal field: {printed}"
+                );
+                let again = Config::from_toml(&printed, "printed")
+                    .unwrap_or_else(|e| panic!("{}: {e:#}\n{printed}", path.display()));
+                let strip = |mut c: Config| {
+                    c.warnings.clear();
+                    // Source locations differ (file vs printed text); the TOML form is compared.
+                    c.ipsec.sets.clear();
+                    c
+                };
+                assert_eq!(strip(again), strip(first), "{}:\n{printed}", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 5, "only {checked} files checked");
+    }
 
     #[test]
     fn minimal_config() {

@@ -235,7 +235,7 @@ fn real_main() -> anyhow::Result<()> {
                 xdp_mode,
             };
             let config = hagent::daemon::read_config(&options)?;
-            hagent::logging::init(config.debug_level, log_format, None)?;
+            hagent::logging::init(config.debug_level, log_format, config.log_file.as_deref())?;
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
@@ -324,7 +324,7 @@ fn real_main() -> anyhow::Result<()> {
             for w in &config.warnings {
                 eprintln!("warning: {w}");
             }
-            print!("{}", toml::to_string_pretty(&config)?);
+            print!("{}", config.effective_toml()?);
             eprintln!("{}: configuration is valid", file.display());
             Ok(())
         }

@@ -923,7 +923,138 @@ const TOP_KEYWORDS: &[&str] = &[
     "InitialBindackTimeoutFirstReg",
     "InitialBindackTimeoutReReg",
     "InitialSolicitTimer",
+    "NoHomeReturn",
+    "MnResetDhaadAtHome",
+    "MnFlushAllAtHome",
+    "MnMaxHaConsecutiveResends",
+    "MnMaxCnConsecutiveResends",
+    "InterfaceInitialInitDelay",
 ];
+
+/// UMIP 1.0 directives hagent parses and checks but does not act on, with what it does
+/// instead: each use gets a warning naming it (nothing parsed is dropped without a word). A
+/// boolean set to its "off" value is what hagent does anyway and gets none.
+const NOT_ACTED_ON: &[(&str, &str)] = &[
+    (
+        "KeyMngMobCapability",
+        "hagent has no IKE key management (the K bit is never set); SAs are manual",
+    ),
+    (
+        "TunnelPayloadForceSANego",
+        "hagent has no IKE key management; SAs are manual",
+    ),
+    (
+        "DoRouteOptimizationCN",
+        "route optimisation (the correspondent node role) is not implemented",
+    ),
+    (
+        "CnBindingPolicySet",
+        "route optimisation (the correspondent node role) is not implemented",
+    ),
+    (
+        "SendMobPfxAdvs",
+        "Mobile Prefix Discovery is not implemented",
+    ),
+    (
+        "SendUnsolMobPfxAdvs",
+        "Mobile Prefix Discovery is not implemented",
+    ),
+    (
+        "MinMobPfxAdvInterval",
+        "Mobile Prefix Discovery is not implemented",
+    ),
+    (
+        "MaxMobPfxAdvInterval",
+        "Mobile Prefix Discovery is not implemented",
+    ),
+    (
+        "SendMobPfxSols",
+        "Mobile Prefix Discovery is not implemented",
+    ),
+    (
+        "MnMaxCnBindingLife",
+        "route optimisation is not implemented: no correspondent bindings",
+    ),
+    (
+        "DoRouteOptimizationMN",
+        "route optimisation is not implemented: traffic stays in the tunnel",
+    ),
+    ("UseCnBuAck", "route optimisation is not implemented"),
+    (
+        "MnRouterProbes",
+        "hagent's mobile node detects movement from address and route changes, not router probes",
+    ),
+    (
+        "MnRouterProbeTimeout",
+        "hagent's mobile node detects movement from address and route changes, not router probes",
+    ),
+    (
+        "InitialSolicitTimer",
+        "hagent's mobile node sends no router solicitations of its own",
+    ),
+    (
+        "MnDiscardHaParamProb",
+        "hagent's mobile node ignores Parameter Problems from the home agent",
+    ),
+    (
+        "OptimisticHandoff",
+        "hagent's mobile node always waits for the BA before it uses a new care-of address",
+    ),
+    (
+        "MnUseAllInterfaces",
+        "hagent's mobile node uses the interfaces of its configuration only",
+    ),
+    (
+        "MobRtrUseExplicitMode",
+        "hagent's mobile node is not a mobile router",
+    ),
+    (
+        "NoHomeReturn",
+        "hagent's mobile node always deregisters when it returns home",
+    ),
+    (
+        "MnResetDhaadAtHome",
+        "Dynamic Home Agent Address Discovery is not implemented",
+    ),
+    (
+        "MnFlushAllAtHome",
+        "hagent's mobile node deregisters its home binding at home; there are no others",
+    ),
+    (
+        "MnMaxHaConsecutiveResends",
+        "hagent's mobile node retransmits a BU until MAX_BINDACK_TIMEOUT, not a count",
+    ),
+    (
+        "MnMaxCnConsecutiveResends",
+        "route optimisation is not implemented",
+    ),
+    (
+        "InterfaceInitialInitDelay",
+        "hagent starts on an interface at once",
+    ),
+    ("IfType", "an interface's role follows NodeConfig"),
+    (
+        "MnIfPreference",
+        "hagent's mobile node uses the first usable interface",
+    ),
+    (
+        "Tunnel",
+        "hagent does not create tunnel interfaces: XDP/TC encapsulate",
+    ),
+    ("IsMobRtr", "hagent's mobile node is not a mobile router"),
+    ("MnRoPolicy", "route optimisation is not implemented"),
+    (
+        "HomePrefix",
+        "hagent's mobile node takes its home prefix from HomeAddress",
+    ),
+    (
+        "UseAltCoa",
+        "hagent's mobile node sends no Alternate Care-of Address option",
+    ),
+];
+
+/// Words that turn a boolean directive off.
+const OFF_WORDS: &[&str] = &["disabled", "false", "off"];
 
 /// Top-level spellings from the talk, mapped to UMIP's keywords.
 const TOP_ALIASES: &[(&str, &str)] = &[
@@ -934,12 +1065,6 @@ const TOP_ALIASES: &[(&str, &str)] = &[
 
 /// Directives that some UMIP versions or forks know but hagent does not implement.
 const UNSUPPORTED: &[&str] = &[
-    "InterfaceInitialInitDelay",
-    "NoHomeReturn",
-    "MnResetDhaadAtHome",
-    "MnFlushAllAtHome",
-    "MnMaxCnConsecutiveResends",
-    "MnMaxHaConsecutiveResends",
     "MnUseDsmip6",
     "HaAcceptDsmip6",
     "MnSupportIPv4Traffic",
@@ -1977,6 +2102,32 @@ impl Parser<'_> {
     }
 
     fn directive(&mut self, kw: &Token, word: &str) -> PResult<()> {
+        let canonical = TOP_ALIASES
+            .iter()
+            .find(|(a, _)| *a == word)
+            .map_or(word, |(_, u)| *u);
+        let first = self.peek().clone();
+        self.directive_inner(kw, word)?;
+        self.not_acted_on(kw, canonical, &first);
+        Ok(())
+    }
+
+    /// Warns that `name` (just parsed) is not acted on, unless it is a boolean turned off.
+    fn not_acted_on(&mut self, kw: &Token, name: &str, first: &Token) {
+        let Some((_, instead)) = NOT_ACTED_ON.iter().find(|(n, _)| *n == name) else {
+            return;
+        };
+        if matches!(&first.tok, Tok::Word(w) if OFF_WORDS.contains(&w.as_str())) {
+            return;
+        }
+        self.warn(
+            kw,
+            format!("{name} is not acted on by hagent: {instead}; ignored"),
+            None,
+        );
+    }
+
+    fn directive_inner(&mut self, kw: &Token, word: &str) -> PResult<()> {
         let name = match TOP_ALIASES.iter().find(|(a, _)| *a == word) {
             Some((alias, umip)) => {
                 self.warn(
@@ -2178,6 +2329,26 @@ impl Parser<'_> {
             "InitialSolicitTimer" => {
                 self.ctx.cfg.initial_solicit_timer = self.secs_stmt(kw, "InitialSolicitTimer")?;
             }
+            // UMIP 1.0 directives hagent checks and does not act on (see NOT_ACTED_ON).
+            "NoHomeReturn" | "MnResetDhaadAtHome" | "MnFlushAllAtHome" => {
+                let name = TOP_KEYWORDS
+                    .iter()
+                    .find(|k| **k == name)
+                    .copied()
+                    .unwrap_or("?");
+                self.bool_stmt(kw, name)?;
+            }
+            "MnMaxHaConsecutiveResends" | "MnMaxCnConsecutiveResends" => {
+                let name = TOP_KEYWORDS
+                    .iter()
+                    .find(|k| **k == name)
+                    .copied()
+                    .unwrap_or("?");
+                self.num_stmt(kw, name, u32::MAX.into(), "")?;
+            }
+            "InterfaceInitialInitDelay" => {
+                self.secs_stmt(kw, "InterfaceInitialInitDelay")?;
+            }
             _ => return Err(self.unknown(kw, word, None, TOP_KEYWORDS)),
         }
         Ok(())
@@ -2202,8 +2373,11 @@ impl Parser<'_> {
         if self.peek().tok == Tok::LBrace {
             let open = self.bump();
             while let Some((k, w)) = self.block_next(&open, "Interface", IFACE_KEYWORDS) {
+                let first = self.peek().clone();
                 if self.interface_option(&k, &w, &mut iface).is_err() {
                     self.recover(IFACE_KEYWORDS);
+                } else {
+                    self.not_acted_on(&k, &w, &first);
                 }
             }
         } else {
@@ -2512,8 +2686,11 @@ impl Parser<'_> {
         };
         let mut seen: HashMap<&'static str, Location> = HashMap::new();
         while let Some((k, w)) = self.block_next(&open, "MnHomeLink", HOME_LINK_KEYWORDS) {
+            let first = self.peek().clone();
             if self.home_link_option(&k, &w, &mut link, &mut seen).is_err() {
                 self.recover(HOME_LINK_KEYWORDS);
+            } else {
+                self.not_acted_on(&k, &w, &first);
             }
         }
         if self.ctx.errors.len() > errors_before {
@@ -2527,6 +2704,28 @@ impl Parser<'_> {
             .with_help("UMIP requires HomeAddress <address>/<length>; in every MnHomeLink");
             self.ctx.error(d);
             return Ok(());
+        }
+        if !self.ctx.cfg.home_links.is_empty() {
+            self.warn(
+                kw,
+                format!(
+                    "MnHomeLink {:?} is not acted on by hagent: its mobile node has one home \
+                     link, the first ({:?}); ignored",
+                    link.name, self.ctx.cfg.home_links[0].name
+                ),
+                None,
+            );
+        }
+        if !link.mnps.is_empty() {
+            self.warn(
+                kw,
+                format!(
+                    "the mobile network prefixes of HomeAddress in MnHomeLink {:?} are not acted \
+                     on by hagent: its mobile node is not a mobile router; ignored",
+                    link.name
+                ),
+                None,
+            );
         }
         self.ctx.cfg.home_links.push(link);
         Ok(())
@@ -3144,13 +3343,71 @@ CnBindingPolicySet {
         );
         assert!(!cfg.cn_binding_policies[1].allow);
 
-        // Warnings: UseAH, nothing else (NonVolatileBindingCache is honoured).
+        // Warnings: UseAH, and each directive hagent does not act on, by name
+        // (NonVolatileBindingCache is honoured).
         assert!(
             warned(&cfg.warnings, 45, 27, "UseAH"),
             "{:#?}",
             cfg.warnings
         );
-        assert_eq!(cfg.warnings.len(), 1, "{:#?}", cfg.warnings);
+        let ignored: Vec<&str> = cfg
+            .warnings
+            .iter()
+            .filter(|w| w.message.contains("is not acted on by hagent"))
+            .map(|w| w.message.split(' ').next().unwrap_or(""))
+            .collect();
+        for name in [
+            "IfType",
+            "KeyMngMobCapability",
+            "CnBindingPolicySet",
+            "MinMobPfxAdvInterval",
+        ] {
+            assert!(
+                ignored.contains(&name),
+                "{name} not warned: {:#?}",
+                cfg.warnings
+            );
+        }
+        assert_eq!(cfg.warnings.len(), ignored.len() + 1, "{:#?}", cfg.warnings);
+    }
+
+    /// The six UMIP 1.0 directives that were hard errors: each parses with UMIP's syntax, and
+    /// each gets a warning naming it with its position; a boolean turned off gets none.
+    #[test]
+    fn umip_1_0_directives_parse_and_each_one_not_acted_on_is_named() {
+        let cfg = ok(
+            "NodeConfig MN;\nNoHomeReturn enabled;\nMnResetDhaadAtHome enabled;\n\
+                      MnFlushAllAtHome enabled;\nMnMaxHaConsecutiveResends 5;\n\
+                      MnMaxCnConsecutiveResends 3;\nInterfaceInitialInitDelay 0.5;\n\
+                      MnFlushAllAtHome disabled;\n\
+                      MnHomeLink \"eth0\" { HomeAgentAddress 2001:db8::1; HomeAddress 2001:db8::2/64; }\n",
+        );
+        for (line, name) in [
+            (2, "NoHomeReturn"),
+            (3, "MnResetDhaadAtHome"),
+            (4, "MnFlushAllAtHome"),
+            (5, "MnMaxHaConsecutiveResends"),
+            (6, "MnMaxCnConsecutiveResends"),
+            (7, "InterfaceInitialInitDelay"),
+        ] {
+            assert!(
+                warned(&cfg.warnings, line, 1, &format!("{name} is not acted on")),
+                "{name}: {:#?}",
+                cfg.warnings
+            );
+        }
+        // The seventh: line 8 sets MnFlushAllAtHome again (off: no "not acted on").
+        assert!(
+            warned(&cfg.warnings, 8, 1, "set again"),
+            "{:#?}",
+            cfg.warnings
+        );
+        assert_eq!(cfg.warnings.len(), 7, "{:#?}", cfg.warnings);
+        // Bad values still get the usual diagnostics.
+        let d = one_err("MnMaxHaConsecutiveResends lots;");
+        assert!(d.to_string().starts_with("mip6d.conf:1:"), "{d}");
+        let d = one_err("NoHomeReturn maybe;");
+        assert!(d.message.contains("invalid boolean"), "{d}");
     }
 
     #[test]
@@ -3228,8 +3485,62 @@ UseMnHaIPsec disabled;
         assert_eq!(cfg.initial_bindack_timeout_re_reg, Duration::from_secs(3));
         assert_eq!(cfg.initial_solicit_timer, Duration::from_millis(125));
         assert!(!cfg.use_mn_ha_ipsec);
-        assert_eq!(cfg.warnings.len(), 1, "{:#?}", cfg.warnings);
-        assert!(cfg.warnings[0].message.contains("UseMovementModule"));
+        // UseMovementModule, the second home link, the MNP list, and each directive hagent
+        // does not act on, by name; none for the ones it does act on.
+        let ignored: Vec<&str> = cfg
+            .warnings
+            .iter()
+            .filter(|w| w.message.contains("not acted on by hagent"))
+            .map(|w| w.message.split(' ').next().unwrap_or(""))
+            .collect();
+        for name in [
+            "MnIfPreference",
+            "MnRouterProbes",
+            "OptimisticHandoff",
+            "UseCnBuAck",
+            "IsMobRtr",
+            "MnRoPolicy",
+            "UseAltCoa",
+            "MnHomeLink",
+        ] {
+            assert!(
+                ignored.contains(&name),
+                "{name} not warned: {:#?}",
+                cfg.warnings
+            );
+        }
+        for acted in [
+            "InitialBindackTimeoutFirstReg",
+            "MnMaxHaBindingLife",
+            "DebugLogFile",
+        ] {
+            assert!(
+                !ignored.contains(&acted),
+                "{acted} warned: {:#?}",
+                cfg.warnings
+            );
+        }
+        // A boolean turned off is what hagent does anyway: no warning.
+        assert!(!cfg.do_route_optimization_mn);
+        assert!(
+            !ignored.contains(&"DoRouteOptimizationMN"),
+            "{:#?}",
+            cfg.warnings
+        );
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.message.contains("UseMovementModule")),
+            "{:#?}",
+            cfg.warnings
+        );
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.message.contains("prefixes of HomeAddress")),
+            "{:#?}",
+            cfg.warnings
+        );
     }
 
     #[test]
@@ -3349,7 +3660,7 @@ UseMnHaIPsec disabled;
         assert!(help("AdvSendAdvert on;").contains("radvd.conf"));
         assert!(help("spdflush;").contains("setkey"));
         assert!(help("HomeAgentAddress 2001:db8::1;").contains("only valid inside"));
-        let d = one_err("NoHomeReturn enabled;");
+        let d = one_err("MnUseDsmip6 enabled;");
         assert!(d.message.contains("not supported by hagent"), "{d}");
         let d = one_err("Interface \"eth0\" { Tunel enabled; }");
         assert_eq!(

@@ -55,8 +55,8 @@ impl MobileNodeRole {
                 hoa: config.home_address,
                 ha: config.home_agent,
                 lifetime_units: mh::secs_to_lifetime_units(config.binding_lifetime).max(1),
-                first_timeout: Duration::from_millis(1500),
-                retry_timeout: Duration::from_secs(1),
+                first_timeout: Duration::from_millis(config.bindack_timeout_first_reg_ms.into()),
+                retry_timeout: Duration::from_millis(config.bindack_timeout_rereg_ms.into()),
             },
             (seed >> 8) as u16,
         );
