@@ -831,6 +831,27 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Like [`attach_reference`](Self::attach_reference), with the link pinned at `pin`: it
+    /// outlives this process until the pin is removed (the interactive lab's router).
+    pub fn attach_reference_pinned(
+        &mut self,
+        name: &str,
+        ifindex: u32,
+        pin: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let program = self.reference(name)?;
+        let id = program
+            .attach_to_if_index(ifindex, AyaXdpMode::Driver)
+            .with_context(|| format!("attaching {name} to ifindex {ifindex}"))?;
+        let link = program.take_link(id)?;
+        let fd_link = aya::programs::links::FdLink::try_from(link)
+            .map_err(|e| anyhow!("{name} on ifindex {ifindex} is not a bpf_link: {e}"))?;
+        fd_link
+            .pin(pin)
+            .with_context(|| format!("pinning the XDP link at {}", pin.display()))?;
+        Ok(())
+    }
+
     /// Lets the programs redirect to `ifindex` without attaching to it (benchmarks).
     pub fn allow_redirect(&mut self, ifindex: u32) -> anyhow::Result<()> {
         let mut devmap = DevMapHash::try_from(self.map_mut(maps::DEVMAP)?)?;

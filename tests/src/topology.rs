@@ -486,6 +486,20 @@ pub struct RoamingLab {
     pub mn: Netns,
     pub cn: Netns,
     _router_xdp: Option<hagent::dataplane::Dataplane>,
+    _pins: Option<PinDir>,
+}
+
+/// Where a named lab pins its router's XDP links, so they outlive the process that made the
+/// lab (`cargo xtask run --interactive`); removed on drop unless the lab is kept.
+pub const LAB_PIN_DIR: &str = "/sys/fs/bpf/hagent-lab";
+
+/// A bpffs directory of pinned links, removed (links detached) when dropped.
+pub struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl RoamingLab {
@@ -499,12 +513,19 @@ impl RoamingLab {
     }
 
     /// The lab in namespaces `<prefix>-router`, `-ha`, `-mn`, `-cn` (for `cargo xtask run`).
+    /// The lab under fixed names, its router's XDP links pinned under [`LAB_PIN_DIR`].
     pub fn named(prefix: &str) -> anyhow::Result<Self> {
-        Self::build(
+        let pins = PathBuf::from(LAB_PIN_DIR);
+        let _ = std::fs::remove_dir_all(&pins);
+        std::fs::create_dir_all(&pins)
+            .with_context(|| format!("creating {} (is bpffs mounted?)", pins.display()))?;
+        let pins = PinDir(pins);
+        Self::build_pinned(
             Netns::named(&format!("{prefix}-router"))?,
             Netns::named(&format!("{prefix}-ha"))?,
             Netns::named(&format!("{prefix}-mn"))?,
             Netns::named(&format!("{prefix}-cn"))?,
+            Some(pins),
         )
     }
 
@@ -514,15 +535,28 @@ impl RoamingLab {
             std::mem::forget(ns);
         }
         std::mem::forget(self._router_xdp);
+        std::mem::forget(self._pins);
     }
 
     fn build(router: Netns, ha: Netns, mn: Netns, cn: Netns) -> anyhow::Result<Self> {
+        Self::build_pinned(router, ha, mn, cn, None)
+    }
+
+    fn build_pinned(
+        router: Netns,
+        ha: Netns,
+        mn: Netns,
+        cn: Netns,
+        pins: Option<PinDir>,
+    ) -> anyhow::Result<Self> {
+        let pin_dir = pins.as_ref().map(|p| p.0.clone());
         let mut lab = Self {
             router,
             ha,
             mn,
             cn,
             _router_xdp: None,
+            _pins: pins,
         };
         let r = &lab.router;
         r.sysctl("net.ipv6.conf.all.forwarding", "1")?;
@@ -593,7 +627,7 @@ impl RoamingLab {
         }
         let ifindexes = ["p-ha", "p-mn", "fa", "fb", "cafe0"]
             .iter()
-            .map(|i| r.ifindex(i))
+            .map(|i| Ok((*i, r.ifindex(i)?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let dp = r.run_in(move || -> anyhow::Result<_> {
             let mut dp =
@@ -602,8 +636,15 @@ impl RoamingLab {
                     max_prefixes: 1,
                     ..Default::default()
                 })?;
-            for i in ifindexes {
-                dp.attach_reference(ha_common::programs::XDP_PASS, i)?;
+            for (name, i) in ifindexes {
+                match &pin_dir {
+                    Some(d) => dp.attach_reference_pinned(
+                        ha_common::programs::XDP_PASS,
+                        i,
+                        &d.join(format!("xdp-pass-{name}")),
+                    )?,
+                    None => dp.attach_reference(ha_common::programs::XDP_PASS, i)?,
+                }
             }
             Ok(dp)
         })??;

@@ -84,6 +84,8 @@ fn down() -> anyhow::Result<bool> {
             removed += 1;
         }
     }
+    // The router's pinned XDP links (the namespaces are gone; this frees the programs).
+    let _ = std::fs::remove_dir_all(tests::topology::LAB_PIN_DIR);
     println!("lab down ({removed} namespaces removed)");
     Ok(true)
 }
@@ -303,10 +305,15 @@ fn run(interactive: bool) -> anyhow::Result<bool> {
             "   ip -n {PREFIX}-mn -6 route replace default via {} dev fa0 mtu 1460)",
             seed::ROUTER_FOREIGN
         );
-        println!("  hagent bindings --socket {}", ha_sock.display());
-        println!("  hagent stats --socket {}", mn_sock.display());
-        println!("  (the router's XDP pass programs ended with this process: frames the HA sends");
-        println!("   with XDP_TX now wait for other traffic on the router's veth ends)");
+        let bin = tests::hagent_bin()?;
+        println!("  {} status --socket {}", bin.display(), ha_sock.display());
+        println!(
+            "  {} binding list --socket {}",
+            bin.display(),
+            ha_sock.display()
+        );
+        println!("  {} monitor --socket {}", bin.display(), ha_sock.display());
+        println!("  {} stats --socket {}", bin.display(), mn_sock.display());
         println!("  cargo xtask run --down   # removes it all");
     } else {
         let _ = ha.stop();
