@@ -286,8 +286,12 @@ fn key(at: &str, what: &str, inline: Option<&str>, file: Option<&Path>) -> anyho
         (Some(k), None) => Key::from_hex(k.trim()).map_err(|e| anyhow!("{at}.{what}_key: {e}")),
         (None, Some(path)) => {
             check_root_only(path).map_err(|e| anyhow!("{at}.{what}_key_file: {e}"))?;
-            let mut text = std::fs::read_to_string(path)
+            let bytes = super::read_bounded(path)
                 .with_context(|| format!("{at}.{what}_key_file: cannot read {}", path.display()))?;
+            let mut text = String::from_utf8(bytes).map_err(|e| {
+                setkey::wipe_vec(&mut e.into_bytes());
+                anyhow!("{at}.{what}_key_file {}: not valid UTF-8", path.display())
+            })?;
             let k = Key::from_hex(text.trim())
                 .map_err(|e| anyhow!("{at}.{what}_key_file {}: {e}", path.display()));
             setkey::wipe_string(&mut text);
