@@ -14,6 +14,56 @@ use std::{net::Ipv6Addr, path::Path};
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
+/// The largest configuration (or key) file read: 1 MiB.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a configuration file, bounded: only a regular file (a device such as `/dev/zero`, a
+/// FIFO, a directory or a socket is refused; the open is non-blocking so a FIFO without a
+/// writer cannot hang it) of at most [`MAX_FILE_BYTES`], counted while reading so a file
+/// growing after the check cannot defeat it. The error says why, not which file: the caller
+/// names it. An oversized buffer is wiped before it is dropped (key files come this way).
+pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read as _};
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let t = meta.file_type();
+    if !t.is_file() {
+        let kind = if t.is_dir() {
+            "a directory"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        };
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("it is {kind}, not a regular file"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_FILE_BYTES + 1) as usize);
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        setkey::wipe_vec(&mut bytes);
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "it is larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit for a configuration file"
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// How the XDP program is attached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -474,8 +524,10 @@ impl Config {
     /// UMIP's mip6d.conf syntax otherwise.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         if path.extension().is_some_and(|e| e == "toml") {
-            let text = std::fs::read_to_string(path)
+            let bytes = read_bounded(path)
                 .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{}: the file is not valid UTF-8", path.display()))?;
             return Self::from_toml(&text, &path.display().to_string());
         }
         let u = umip::parse_file(path).map_err(|e| {
@@ -795,6 +847,74 @@ mod tests {
             }
         }
         assert!(checked >= 5, "only {checked} files checked");
+    }
+
+    #[test]
+    fn toml_setkey_and_key_file_reads_are_bounded_regular_files() {
+        let dir = std::env::temp_dir().join(format!("hagent-bounded-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("d.toml")).unwrap();
+        let fifo = dir.join("key.fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let big = dir.join("big.toml");
+        std::fs::write(&big, vec![b'#'; (MAX_FILE_BYTES + 1) as usize]).unwrap();
+        // A FIFO: the open must not wait for a writer, so the check runs in a thread.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                ipsec_toml::SaToml {
+                    src: "2001:db8::1".parse().unwrap(),
+                    dst: "2001:db8::2".parse().unwrap(),
+                    spi: 1000,
+                    reqid: 10,
+                    mode: None,
+                    encryption: "aes-gcm-16".into(),
+                    encryption_key: None,
+                    encryption_key_file: Some(f),
+                    authentication: None,
+                    authentication_key: None,
+                    authentication_key_file: None,
+                }
+                .to_manual_sa(0, Path::new("t.toml"))
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}")),
+            );
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO key file did not finish within 5 s")
+            .unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "ipsec.sa[0].encryption_key_file: cannot read {}: it is a FIFO, not a regular file",
+                fifo.display()
+            )
+        );
+        let e = format!("{:#}", Config::load(&dir.join("d.toml")).unwrap_err());
+        assert_eq!(
+            e,
+            format!(
+                "cannot read configuration file {}: it is a directory, not a regular file",
+                dir.join("d.toml").display()
+            )
+        );
+        let e = format!("{:#}", Config::load(&big).unwrap_err());
+        assert!(e.contains("it is larger than 1048576 bytes (1 MiB)"), "{e}");
+        let e = setkey::parse_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/dev/zero")
+                && e.contains("cannot read the file: it is a character device, not a regular file"),
+            "{e}"
+        );
+        let e = setkey::parse_file(&big).unwrap_err().to_string();
+        assert!(e.contains("it is larger than 1048576 bytes (1 MiB)"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

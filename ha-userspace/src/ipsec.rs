@@ -29,8 +29,8 @@ use futures::StreamExt as _;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_xfrm::{
     Address, Id, MigrateMessage, UserMigrate, UserPolicyId, UserTemplate, XFRM_MODE_TRANSPORT,
-    XFRM_MODE_TUNNEL, XFRM_POLICY_ALLOW, XFRM_POLICY_FWD, XFRM_POLICY_IN, XFRM_POLICY_OUT,
-    XFRM_SHARE_ANY, XfrmAttrs, XfrmMessage,
+    XFRM_MODE_TUNNEL, XFRM_POLICY_ALLOW, XFRM_POLICY_BLOCK, XFRM_POLICY_FWD, XFRM_POLICY_IN,
+    XFRM_POLICY_OUT, XFRM_SHARE_ANY, XfrmAttrs, XfrmMessage,
 };
 
 use crate::config::umip::{IpsecPolicySet, IpsecPolicyType, IpsecProto};
@@ -68,6 +68,9 @@ pub struct Policy {
     pub esp_reqid: Option<u32>,
     /// Tunnel mode between these outer addresses (source, destination); None = transport.
     pub tunnel: Option<(Ipv6Addr, Ipv6Addr)>,
+    /// Installed as `XFRM_POLICY_BLOCK` (mip6d.conf's `deny`/`block`, as UMIP installs both):
+    /// matching traffic is dropped, and no template is attached.
+    pub block: bool,
 }
 
 /// Which end of the MN–HA security associations this node is.
@@ -145,6 +148,7 @@ pub fn transport_policies(set: &IpsecPolicySet, side: Side) -> anyhow::Result<Ve
                     priority: prio,
                     esp_reqid: Some(to_ha),
                     tunnel: None,
+                    block: !p.allow,
                 };
                 let to_mn_policy = Policy {
                     src: set.home_agent,
@@ -212,6 +216,7 @@ pub fn tunnel_policies(
                 priority: prio,
                 esp_reqid: Some(to_ha),
                 tunnel: Some((hoa, ha)),
+                block: !p.allow,
             };
             // Traffic from anywhere to the HoA (or prefix), tunnelled HA → MN.
             let to_mobile = Policy {
@@ -297,6 +302,7 @@ pub fn nd_bypass_policies() -> Vec<Policy> {
                 priority: PRIO_BYPASS_ND,
                 esp_reqid: None,
                 tunnel: None,
+                block: false,
             });
         }
     }
@@ -349,49 +355,7 @@ impl Ipsec {
 
     /// Installs a policy and remembers it.
     pub async fn install(&mut self, p: &Policy) -> anyhow::Result<()> {
-        let policies = self.handle.policy();
-        let (src, dst) = (IpAddr::V6(p.src), IpAddr::V6(p.dst));
-        let req = if self.replace {
-            policies.update(src, p.src_len, dst, p.dst_len)
-        } else {
-            policies.add(src, p.src_len, dst, p.dst_len)
-        };
-        let mut req = req
-            .direction(p.dir)
-            .priority(p.priority)
-            .action(XFRM_POLICY_ALLOW);
-        if p.proto != 0 {
-            req = req.selector_protocol(p.proto);
-        }
-        if let Some(t) = p.mh_or_icmp_type {
-            req = req.selector_protocol_type(t);
-        }
-        if let Some(reqid) = p.esp_reqid {
-            let (saddr, daddr, mode) = match p.tunnel {
-                Some((s, d)) => (
-                    Address::from_ipv6(&s),
-                    Address::from_ipv6(&d),
-                    XFRM_MODE_TUNNEL,
-                ),
-                None => (Address::default(), Address::default(), XFRM_MODE_TRANSPORT),
-            };
-            req = req.add_template(UserTemplate {
-                id: Id {
-                    daddr,
-                    spi: 0,
-                    proto: IPPROTO_ESP,
-                },
-                family: libc::AF_INET6 as u16,
-                saddr,
-                reqid,
-                mode,
-                share: XFRM_SHARE_ANY,
-                optional: 0,
-                aalgos: u32::MAX,
-                ealgos: u32::MAX,
-                calgos: u32::MAX,
-            });
-        }
+        let req = policy_request(&self.handle, p, self.replace);
         req.execute()
             .await
             .with_context(|| format!("installing the xfrm policy {p:?}"))?;
@@ -675,6 +639,63 @@ fn is_enoent(e: &anyhow::Error) -> bool {
     )
 }
 
+/// The XFRM_MSG_NEWPOLICY (or UPDPOLICY, `replace`) request installing `p`: a block policy
+/// gets `XFRM_POLICY_BLOCK` and no template, an allow policy its ESP template if any.
+fn policy_request(
+    handle: &xfrmnetlink::Handle,
+    p: &Policy,
+    replace: bool,
+) -> xfrmnetlink::PolicyModifyRequest {
+    let policies = handle.policy();
+    let (src, dst) = (IpAddr::V6(p.src), IpAddr::V6(p.dst));
+    let req = if replace {
+        policies.update(src, p.src_len, dst, p.dst_len)
+    } else {
+        policies.add(src, p.src_len, dst, p.dst_len)
+    };
+    let mut req = req
+        .direction(p.dir)
+        .priority(p.priority)
+        .action(if p.block {
+            XFRM_POLICY_BLOCK
+        } else {
+            XFRM_POLICY_ALLOW
+        });
+    if p.proto != 0 {
+        req = req.selector_protocol(p.proto);
+    }
+    if let Some(t) = p.mh_or_icmp_type {
+        req = req.selector_protocol_type(t);
+    }
+    if let (Some(reqid), false) = (p.esp_reqid, p.block) {
+        let (saddr, daddr, mode) = match p.tunnel {
+            Some((s, d)) => (
+                Address::from_ipv6(&s),
+                Address::from_ipv6(&d),
+                XFRM_MODE_TUNNEL,
+            ),
+            None => (Address::default(), Address::default(), XFRM_MODE_TRANSPORT),
+        };
+        req = req.add_template(UserTemplate {
+            id: Id {
+                daddr,
+                spi: 0,
+                proto: IPPROTO_ESP,
+            },
+            family: libc::AF_INET6 as u16,
+            saddr,
+            reqid,
+            mode,
+            share: XFRM_SHARE_ANY,
+            optional: 0,
+            aalgos: u32::MAX,
+            ealgos: u32::MAX,
+            calgos: u32::MAX,
+        });
+    }
+    req
+}
+
 /// Same policy in the kernel's eyes: selector and direction.
 /// Whether two policies have the same selector and direction (the kernel's key of a policy).
 pub fn same_selector(a: &Policy, b: &Policy) -> bool {
@@ -724,12 +745,44 @@ mod tests {
                 priority: 2,
                 esp_reqid: Some(10),
                 tunnel: None,
+                block: false,
             }
         );
         assert_eq!(
             (p[1].src, p[1].dst, p[1].dir, p[1].esp_reqid),
             (ha, hoa, XFRM_POLICY_OUT, Some(10))
         );
+    }
+
+    // The netlink socket wants a runtime; nothing is sent.
+    #[tokio::test(flavor = "current_thread")]
+    async fn deny_and_block_policies_are_installed_as_xfrm_block() {
+        let conf = "NodeConfig HA;\nInterface \"eth0\";\nUseMnHaIPsec enabled;\nIPsecPolicySet {\n  HomeAgentAddress 2001:db8:bee5::c001:babe;\n  HomeAddress 2001:db8:bee5::dead:face/64;\n  IPsecPolicy Mh UseESP 10 deny;\n  IPsecPolicy ICMP UseESP 12 block;\n  IPsecPolicy any UseESP 13 allow;\n  IPsecPolicy TunnelPayload UseESP 11 block;\n}\n";
+        let u = umip::parse_str(conf, Path::new("t.conf")).unwrap();
+        let set = &u.ipsec_policy_sets[0];
+        let allow: Vec<bool> = set.policies.iter().map(|p| p.allow).collect();
+        assert_eq!(allow, [false, false, true, false]);
+        let hoa: Ipv6Addr = "2001:db8:bee5::dead:face".parse().unwrap();
+        let mut all = home_agent_policies(set).unwrap();
+        all.extend(tunnel_policies(set, hoa, &[], Side::HomeAgent).unwrap());
+        let (_conn, handle, _) = xfrmnetlink::new_connection().unwrap();
+        let mut seen = (0, 0);
+        for p in &all {
+            let expect_block = p.proto != 0 || p.tunnel.is_some();
+            assert_eq!(p.block, expect_block, "{p:?}");
+            for replace in [false, true] {
+                let mut req = policy_request(&handle, p, replace);
+                let m = req.message_mut();
+                if p.block {
+                    assert_eq!(m.user_policy_info.action, XFRM_POLICY_BLOCK, "{p:?}");
+                    seen.0 += 1;
+                } else {
+                    assert_eq!(m.user_policy_info.action, XFRM_POLICY_ALLOW, "{p:?}");
+                    seen.1 += 1;
+                }
+            }
+        }
+        assert!(seen.0 > 0 && seen.1 > 0, "{seen:?}");
     }
 
     fn seed_set() -> IpsecPolicySet {

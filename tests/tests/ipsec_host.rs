@@ -255,3 +255,58 @@ fn tunnel_policies_follow_the_care_of_address_by_migration() -> anyhow::Result<(
     );
     Ok(())
 }
+
+/// mip6d.conf's `deny`/`block` policies are installed as block policies (no ESP needed) and
+/// listed by `ip xfrm policy` with `action block`, without a template; `allow` stays allow.
+#[test]
+fn deny_and_block_policies_are_installed_as_block() -> anyhow::Result<()> {
+    if !require_root("deny_and_block_policies_are_installed_as_block") {
+        return Ok(());
+    }
+    let ns = Netns::new("xfrm-block")?;
+    let conf = "NodeConfig HA;\nInterface \"eth0\";\nUseMnHaIPsec enabled;\nIPsecPolicySet {\n  HomeAgentAddress 2001:db8:bee5::c001:babe;\n  HomeAddress 2001:db8:bee5::dead:face/64;\n  IPsecPolicy Mh UseESP 10 deny;\n  IPsecPolicy ICMP UseESP 11 block;\n  IPsecPolicy any UseESP 12 allow;\n}\n";
+    let u = umip::parse_str(conf, Path::new("mip6d.conf")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let want = ipsec::home_agent_policies(&u.ipsec_policy_sets[0])?;
+    assert_eq!(want.iter().filter(|p| p.block).count(), 4, "{want:#?}");
+    let to_install = want.clone();
+    let (installed, after) = ns.run_in(move || -> anyhow::Result<(String, String)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let mut x = ipsec::Ipsec::new()?;
+            for p in &to_install {
+                x.install(p).await?;
+            }
+            let installed = ip_xfrm_policy()?;
+            x.remove_all().await?;
+            Ok((installed, ip_xfrm_policy()?))
+        })
+    })??;
+    assert!(after.is_empty(), "left behind: {after}");
+    let blocks = policy_blocks(&installed);
+    assert_eq!(blocks.len(), want.len(), "{blocks:#?}");
+    for p in &want {
+        let dir = if p.dir == 0 { "in" } else { "out" };
+        let sel = format!("src {}/{} dst {}/{}", p.src, p.src_len, p.dst, p.dst_len);
+        let proto = match p.proto {
+            135 => "proto mobility-header",
+            58 => "proto ipv6-icmp",
+            _ => "",
+        };
+        let found = blocks.iter().any(|b| {
+            b.starts_with(&sel)
+                && b.contains(&format!("dir {dir} "))
+                && b.contains(proto)
+                && (p.proto != 0
+                    || !b.contains("proto mobility-header") && !b.contains("proto ipv6-icmp"))
+                && if p.block {
+                    b.contains("action block") && !b.contains("tmpl")
+                } else {
+                    !b.contains("action block") && b.contains("proto esp reqid 12")
+                }
+        });
+        assert!(found, "policy {p:?} not found in:\n{blocks:#?}");
+    }
+    Ok(())
+}

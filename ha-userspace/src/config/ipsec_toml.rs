@@ -66,6 +66,10 @@ pub struct PolicyToml {
     pub reqid_to_ha: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reqid_to_mn: Option<u32>,
+    /// mip6d.conf's trailing `allow`/`deny`/`block`: "allow" (the default) or "block" ("deny"
+    /// is accepted for it, as UMIP installs both as a block policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 impl PolicySetToml {
@@ -122,6 +126,13 @@ impl PolicySetToml {
                 }
                 _ => bail!("{at}: give either reqid or reqid_to_ha/reqid_to_mn, not both"),
             };
+            let allow = match p.action.as_deref() {
+                None | Some("allow") => true,
+                Some("block" | "deny") => false,
+                Some(other) => bail!(
+                    "{at}.action: {other:?} is not \"allow\" or \"block\" (\"deny\" means block)"
+                ),
+            };
             for (field, r) in [("reqid_to_ha", to_ha), ("reqid_to_mn", to_mn)] {
                 setkey::check_optional_reqid(r).map_err(|e| anyhow!("{at}.{field}: {e}"))?;
             }
@@ -130,7 +141,7 @@ impl PolicySetToml {
                 protocols: vec![IpsecProto::Esp],
                 reqid_to_ha: to_ha,
                 reqid_to_mn: to_mn,
-                allow: true,
+                allow,
                 loc: loc.clone(),
             });
         }
@@ -161,6 +172,7 @@ impl PolicySetToml {
                         reqid: one.then_some(p.reqid_to_ha),
                         reqid_to_ha: (!one).then_some(p.reqid_to_ha),
                         reqid_to_mn: (!one).then_some(p.reqid_to_mn),
+                        action: (!p.allow).then(|| "block".to_string()),
                     }
                 })
                 .collect(),
@@ -274,8 +286,12 @@ fn key(at: &str, what: &str, inline: Option<&str>, file: Option<&Path>) -> anyho
         (Some(k), None) => Key::from_hex(k.trim()).map_err(|e| anyhow!("{at}.{what}_key: {e}")),
         (None, Some(path)) => {
             check_root_only(path).map_err(|e| anyhow!("{at}.{what}_key_file: {e}"))?;
-            let mut text = std::fs::read_to_string(path)
+            let bytes = super::read_bounded(path)
                 .with_context(|| format!("{at}.{what}_key_file: cannot read {}", path.display()))?;
+            let mut text = String::from_utf8(bytes).map_err(|e| {
+                setkey::wipe_vec(&mut e.into_bytes());
+                anyhow!("{at}.{what}_key_file {}: not valid UTF-8", path.display())
+            })?;
             let k = Key::from_hex(text.trim())
                 .map_err(|e| anyhow!("{at}.{what}_key_file {}: {e}", path.display()));
             setkey::wipe_string(&mut text);
@@ -316,6 +332,46 @@ mod tests {
     fn set(toml_text: &str) -> anyhow::Result<IpsecPolicySet> {
         let s: PolicySetToml = toml::from_str(toml_text)?;
         s.to_umip(0, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn a_policy_action_is_allow_block_or_deny_and_printed_back() {
+        let s = set(r#"
+home_agent = "2001:db8:bee5::c001:babe"
+home_addresses = ["2001:db8:bee5::dead:face/64"]
+policies = [ { type = "Mh", reqid = 10, action = "block" }, { type = "ICMP", reqid = 11, action = "deny" }, { type = "any", reqid = 12, action = "allow" }, { type = "TunnelPayload", reqid = 13 } ]
+"#)
+        .unwrap();
+        let allow: Vec<bool> = s.policies.iter().map(|p| p.allow).collect();
+        assert_eq!(allow, [false, false, true, true]);
+        let back = PolicySetToml::from_umip(&s);
+        let actions: Vec<Option<&str>> =
+            back.policies.iter().map(|p| p.action.as_deref()).collect();
+        assert_eq!(actions, [Some("block"), Some("block"), None, None]);
+        let printed = toml::to_string(&back).unwrap();
+        assert!(printed.contains(r#"action = "block""#), "{printed}");
+        assert_eq!(
+            back.to_umip(0, Path::new("t.toml")).unwrap().policies,
+            s.policies
+        );
+        // From mip6d.conf too: deny and block both print as block.
+        let conf = "NodeConfig HA;\nInterface \"eth0\";\nUseMnHaIPsec enabled;\nIPsecPolicySet {\n  HomeAgentAddress 2001:db8:bee5::c001:babe;\n  HomeAddress 2001:db8:bee5::dead:face/64;\n  IPsecPolicy Mh UseESP 10 deny;\n  IPsecPolicy ICMP UseESP 11 block;\n  IPsecPolicy any UseESP 12 allow;\n}\n";
+        let u = umip::parse_str(conf, Path::new("t.conf")).unwrap();
+        let back = PolicySetToml::from_umip(&u.ipsec_policy_sets[0]);
+        let actions: Vec<Option<&str>> =
+            back.policies.iter().map(|p| p.action.as_deref()).collect();
+        assert_eq!(actions, [Some("block"), Some("block"), None]);
+        let e = set(r#"
+home_agent = "2001:db8:bee5::c001:babe"
+home_addresses = ["2001:db8:bee5::dead:face/64"]
+policies = [ { type = "Mh", reqid = 10, action = "drop" } ]
+"#)
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ipsec.policy_set[0].policies[0].action") && e.contains("\"drop\""),
+            "{e}"
+        );
     }
 
     #[test]

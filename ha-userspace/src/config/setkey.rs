@@ -134,7 +134,7 @@ impl Drop for Key {
 }
 
 /// Zeroes the whole allocation of `v` (its spare capacity too), then empties it.
-fn wipe_vec(v: &mut Vec<u8>) {
+pub(crate) fn wipe_vec(v: &mut Vec<u8>) {
     let cap = v.capacity();
     let p = v.as_mut_ptr();
     for i in 0..cap {
@@ -1114,7 +1114,8 @@ pub fn parse_file(path: &Path) -> Result<SetkeyFile, ConfigError> {
         }],
         warnings: Vec::new(),
     };
-    let bytes = fs::read(path).map_err(|e| whole(format!("cannot read the file: {e}"), None))?;
+    let bytes =
+        super::read_bounded(path).map_err(|e| whole(format!("cannot read the file: {e}"), None))?;
     let mut text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {

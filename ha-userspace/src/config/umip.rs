@@ -568,7 +568,7 @@ impl ReadError {
 }
 
 fn read_config(path: &Path) -> Result<String, ReadError> {
-    let bytes = fs::read(path).map_err(ReadError::Io)?;
+    let bytes = super::read_bounded(path).map_err(ReadError::Io)?;
     match String::from_utf8(bytes) {
         Ok(s) => Ok(s),
         Err(e) => {
@@ -4129,6 +4129,84 @@ UseMnHaIPsec disabled;
         // parse_str resolves relative to the origin's directory too (the origin need not exist).
         let cfg = parse_str("include \"conf.d/1?-a.conf\";", &t.0.join("virtual.conf")).unwrap();
         assert_eq!(cfg.interfaces.len(), 1);
+    }
+
+    /// `parse_file(main)` in a thread, so a read that blocks fails the test instead of hanging it.
+    fn parse_within_5s(main: &Path) -> ConfigError {
+        let main = main.to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(parse_file(&main).map(|_| ()));
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(r) => r.expect_err("the include must be refused"),
+            Err(_) => panic!("parsing did not finish within 5 s (a blocking read)"),
+        }
+    }
+
+    #[test]
+    fn includes_of_anything_but_a_bounded_regular_file_are_refused() {
+        use std::io::Write as _;
+        let t = TempDir::new("bounded");
+        let fifo = t.0.join("fifo.conf");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        fs::create_dir_all(t.0.join("dir.conf")).unwrap();
+        let big = t.write("big.conf", &"#".repeat(1 << 20));
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&big)
+            .unwrap()
+            .write_all(b"\n")
+            .unwrap();
+        for (target, why) in [
+            (
+                "/dev/zero".to_string(),
+                "it is a character device, not a regular file",
+            ),
+            (
+                fifo.display().to_string(),
+                "it is a FIFO, not a regular file",
+            ),
+            (
+                "dir.conf".to_string(),
+                "it is a directory, not a regular file",
+            ),
+            (
+                "big.conf".to_string(),
+                "it is larger than 1048576 bytes (1 MiB)",
+            ),
+        ] {
+            let main = t.write(
+                "main.conf",
+                &format!("NodeConfig HA;\n  include \"{target}\";\n"),
+            );
+            let e = parse_within_5s(&main).to_string();
+            let shown = if target.starts_with('/') {
+                target.clone()
+            } else {
+                t.0.join(&target).display().to_string()
+            };
+            let want = format!(
+                "{}:2:11: include {target:?}: cannot read {shown}: {why}",
+                main.display()
+            );
+            assert!(e.starts_with(&want), "{e}\nwanted: {want}");
+        }
+        // Exactly 1 MiB is still read.
+        let ok = t.write("ok.conf", &"#".repeat(1 << 20));
+        let main = t.write("main.conf", "NodeConfig HA;\ninclude \"ok.conf\";\n");
+        assert_eq!(read_config(&ok).map(|s| s.len()).ok(), Some(1 << 20));
+        parse_file(&main).unwrap_or_else(|e| panic!("{e}"));
+        // The top file too.
+        let e = parse_within_5s(Path::new("/dev/zero")).to_string();
+        assert!(
+            e.starts_with("/dev/zero: cannot read configuration file: it is a character device"),
+            "{e}"
+        );
+        let e = parse_within_5s(&fifo).to_string();
+        assert!(e.contains("it is a FIFO, not a regular file"), "{e}");
     }
 
     #[test]
