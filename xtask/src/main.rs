@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: everything a developer or CI runs, so the README needs two commands.
 
+mod dist;
 mod fuzz;
 mod setup;
 mod vmtest;
@@ -46,6 +47,14 @@ enum Cmd {
     },
     /// The VM tier: Debian's kernel (ESP, 6.1) under qemu with hagent inside.
     Vmtest,
+    /// Build the Debian package a router installs: target/dist/hagent_<version>_<arch>.deb
+    /// (/usr/sbin/hagent with the eBPF object embedded, example configs, systemd units,
+    /// sysctl.d, rt_protos.d, man pages, completions).
+    Dist {
+        /// Also install it here with dpkg, check it (version, examples, units) and purge it.
+        #[arg(long)]
+        check: bool,
+    },
     /// The cargo-fuzz targets (libFuzzer): codecs, configuration parsers, the registration
     /// state machine. Long runs: `cargo xtask fuzz --seconds 3600 registration`.
     Fuzz {
@@ -110,6 +119,14 @@ fn real_main() -> anyhow::Result<()> {
             vm_suite(true)
         }
         Cmd::VmSmoke => vmtest::smoke(),
+        Cmd::Dist { check } => {
+            setup::ensure()?;
+            if check {
+                dist::check(root)
+            } else {
+                dist::dist(root).map(|_| ())
+            }
+        }
         Cmd::Fuzz { seconds, targets } => {
             setup::ensure()?;
             fuzz::fuzz(root, &targets, seconds)
@@ -178,6 +195,13 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             eprintln!("\x1b[1;33m!!! HAGENT_FUZZ_SECONDS=0: fuzzing SKIPPED\x1b[0m");
         }
     }
+    if args.is_empty() {
+        if is_root() {
+            dist::check(&std::env::current_dir()?)?;
+        } else {
+            eprintln!("\x1b[1;33m!!! not running as root: the package check is SKIPPED\x1b[0m");
+        }
+    }
     if is_root() && args.is_empty() {
         // The benchmarks must keep working; their speed is not asserted here.
         step("cargo xtask bench --quick all (proves the benchmarks run; no speed asserted)");
@@ -190,7 +214,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// `target/release/hagent`, which the benchmarks and the VM tier run.
-fn build_release_hagent() -> anyhow::Result<()> {
+pub fn build_release_hagent() -> anyhow::Result<()> {
     cargo(&[
         "build",
         "--release",
