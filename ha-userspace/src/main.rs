@@ -95,15 +95,8 @@ enum Command {
     },
     /// Show the binding cache (the same as `binding list`).
     Bindings {
-        /// Print JSON (an array) instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Show at most this many bindings.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// Print only the number of bindings.
-        #[arg(long, conflicts_with_all = ["json", "limit"])]
-        count: bool,
+        #[command(flatten)]
+        list: ListArgs,
     },
     /// Check a configuration file (TOML, or UMIP's mip6d.conf) and print the effective
     /// configuration as TOML.
@@ -136,20 +129,27 @@ enum ConfigAction {
     Reload,
 }
 
+/// How `binding list` (and `bindings`) prints the cache.
+#[derive(clap::Args)]
+struct ListArgs {
+    /// Print JSON (an array) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Show at most this many bindings.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Print only the number of bindings.
+    #[arg(long, conflicts_with_all = ["json", "limit"])]
+    count: bool,
+}
+
 #[derive(Subcommand)]
 enum BindingAction {
     /// Show the binding cache with per-binding counters, in home address order (fetched a
     /// page at a time, so a large cache never holds up the daemon).
     List {
-        /// Print JSON (an array) instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Show at most this many bindings.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// Print only the number of bindings.
-        #[arg(long, conflicts_with_all = ["json", "limit"])]
-        count: bool,
+        #[command(flatten)]
+        list: ListArgs,
     },
     /// Show the binding of HOA.
     Show {
@@ -310,13 +310,7 @@ fn real_main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bindings { json, limit, count }
-        | Command::Binding {
-            action: BindingAction::List { json, limit, count },
-        } => list_bindings(&socket, json, limit, count),
-        Command::Binding {
-            action: BindingAction::Show { hoa, json },
-        } => show_binding(&socket, &hoa, json),
+        Command::Bindings { list } => list_bindings(&socket, &list),
         Command::Config {
             action: ConfigAction::Check { file },
         } => {
@@ -367,9 +361,8 @@ fn real_main() -> anyhow::Result<()> {
                 Ok(())
             }
             BindingAction::Load { file } => load_bindings(&file, &socket),
-            BindingAction::List { .. } | BindingAction::Show { .. } => {
-                unreachable!("handled above")
-            }
+            BindingAction::List { list } => list_bindings(&socket, &list),
+            BindingAction::Show { hoa, json } => show_binding(&socket, &hoa, json),
             BindingAction::Del { hoa } => {
                 control::call(&socket, &Request::BindingDel { hoa: hoa.clone() })?;
                 println!("binding for {hoa} removed");
@@ -465,13 +458,9 @@ fn load_bindings(file: &std::path::Path, socket: &std::path::Path) -> anyhow::Re
 }
 
 /// `hagent bindings`: pages through the cache, printing as each page arrives.
-fn list_bindings(
-    socket: &std::path::Path,
-    json: bool,
-    limit: Option<u64>,
-    count: bool,
-) -> anyhow::Result<()> {
+fn list_bindings(socket: &std::path::Path, list: &ListArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
+    let &ListArgs { json, limit, count } = list;
     let mut after: Option<String> = None;
     let mut shown = 0u64;
     let mut out = std::io::stdout().lock();

@@ -52,6 +52,28 @@ fn policy_blocks(text: &str) -> Vec<String> {
     blocks
 }
 
+/// In `ns`: installs `policies` over netlink, reads them back with `ip xfrm policy`, removes
+/// them all and reads again — (what was installed, what was left).
+fn install_and_remove(
+    ns: &Netns,
+    policies: Vec<ipsec::Policy>,
+) -> anyhow::Result<(String, String)> {
+    ns.run_in(move || -> anyhow::Result<(String, String)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let mut x = ipsec::Ipsec::new()?;
+            for p in &policies {
+                x.install(p).await?;
+            }
+            let installed = ip_xfrm_policy()?;
+            x.remove_all().await?;
+            Ok((installed, ip_xfrm_policy()?))
+        })
+    })?
+}
+
 fn ip_xfrm_policy() -> anyhow::Result<String> {
     let out = std::process::Command::new("ip")
         .args(["xfrm", "policy"])
@@ -72,20 +94,7 @@ fn policies_are_installed_over_netlink_and_match_ip_xfrm() -> anyhow::Result<()>
     want.extend(ipsec::home_agent_policies(&u.ipsec_policy_sets[0])?);
     let to_install = want.clone();
     // In the namespace: install over netlink, read back with ip, remove, read again.
-    let (installed, after) = ns.run_in(move || -> anyhow::Result<(String, String)> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
-            let mut x = ipsec::Ipsec::new()?;
-            for p in &to_install {
-                x.install(p).await?;
-            }
-            let installed = ip_xfrm_policy()?;
-            x.remove_all().await?;
-            Ok((installed, ip_xfrm_policy()?))
-        })
-    })??;
+    let (installed, after) = install_and_remove(&ns, to_install)?;
     assert!(
         after.is_empty(),
         "hagent removed exactly what it installed: {after}"
@@ -269,20 +278,7 @@ fn deny_and_block_policies_are_installed_as_block() -> anyhow::Result<()> {
     let want = ipsec::home_agent_policies(&u.ipsec_policy_sets[0])?;
     assert_eq!(want.iter().filter(|p| p.block).count(), 4, "{want:#?}");
     let to_install = want.clone();
-    let (installed, after) = ns.run_in(move || -> anyhow::Result<(String, String)> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
-            let mut x = ipsec::Ipsec::new()?;
-            for p in &to_install {
-                x.install(p).await?;
-            }
-            let installed = ip_xfrm_policy()?;
-            x.remove_all().await?;
-            Ok((installed, ip_xfrm_policy()?))
-        })
-    })??;
+    let (installed, after) = install_and_remove(&ns, to_install)?;
     assert!(after.is_empty(), "left behind: {after}");
     let blocks = policy_blocks(&installed);
     assert_eq!(blocks.len(), want.len(), "{blocks:#?}");

@@ -3029,6 +3029,15 @@ IPsecPolicySet {
         s.parse().unwrap()
     }
 
+    /// The first word (the directive) of every warning that contains `needle`.
+    fn named<'a>(warnings: &'a [Diagnostic], needle: &str) -> Vec<&'a str> {
+        warnings
+            .iter()
+            .filter(|w| w.message.contains(needle))
+            .map(|w| w.message.split(' ').next().unwrap_or(""))
+            .collect()
+    }
+
     fn warned(warnings: &[Diagnostic], line: u32, col: u32, needle: &str) -> bool {
         warnings
             .iter()
@@ -3350,12 +3359,7 @@ CnBindingPolicySet {
             "{:#?}",
             cfg.warnings
         );
-        let ignored: Vec<&str> = cfg
-            .warnings
-            .iter()
-            .filter(|w| w.message.contains("is not acted on by hagent"))
-            .map(|w| w.message.split(' ').next().unwrap_or(""))
-            .collect();
+        let ignored = named(&cfg.warnings, "is not acted on by hagent");
         for name in [
             "IfType",
             "KeyMngMobCapability",
@@ -3487,12 +3491,7 @@ UseMnHaIPsec disabled;
         assert!(!cfg.use_mn_ha_ipsec);
         // UseMovementModule, the second home link, the MNP list, and each directive hagent
         // does not act on, by name; none for the ones it does act on.
-        let ignored: Vec<&str> = cfg
-            .warnings
-            .iter()
-            .filter(|w| w.message.contains("not acted on by hagent"))
-            .map(|w| w.message.split(' ').next().unwrap_or(""))
-            .collect();
+        let ignored = named(&cfg.warnings, "not acted on by hagent");
         for name in [
             "MnIfPreference",
             "MnRouterProbes",
