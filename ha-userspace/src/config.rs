@@ -412,6 +412,47 @@ fn default_rereg_ms() -> u32 {
 /// RFC 6275 §13: MAX_BINDACK_TIMEOUT, 32 s — no first wait may exceed it.
 const MAX_BINDACK_TIMEOUT_MS: u32 = 32_000;
 
+/// Most per-binding series one scrape carries unless `metrics.max_binding_series` says
+/// otherwise: the first bindings in home address order; the rest are counted in
+/// `hagent_binding_series_omitted`.
+pub const DEFAULT_MAX_BINDING_SERIES: u32 = 1000;
+
+/// Upper bound of `metrics.max_binding_series`: each binding is four series of about 100
+/// bytes, read from the kernel on the event loop, so 100 000 is a 40 MB scrape.
+pub const MAX_BINDING_SERIES: u32 = 100_000;
+
+/// `[metrics]`: where the Prometheus/OpenMetrics endpoint listens and how many per-binding
+/// series it carries.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `[addr]:port` to serve `/metrics` on; absent: no endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Per-binding packet and byte series (hoa label) in one scrape; 0 turns them off.
+    #[serde(default = "default_max_binding_series")]
+    pub max_binding_series: u32,
+}
+
+fn default_max_binding_series() -> u32 {
+    DEFAULT_MAX_BINDING_SERIES
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_binding_series: DEFAULT_MAX_BINDING_SERIES,
+        }
+    }
+}
+
+impl MetricsConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -431,6 +472,9 @@ pub struct Config {
     /// Log verbosity (UMIP's DebugLevel 0..=10); `RUST_LOG` overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debug_level: Option<u8>,
+    /// The Prometheus/OpenMetrics endpoint (off unless `listen` is set).
+    #[serde(default, skip_serializing_if = "MetricsConfig::is_default")]
+    pub metrics: MetricsConfig,
     /// Warnings found while reading (deprecated spellings, ignored directives).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -645,6 +689,7 @@ impl Config {
             },
             log_file: u.debug_log_file.clone(),
             debug_level: Some(u.debug_level),
+            metrics: MetricsConfig::default(),
             warnings: u.warnings.iter().map(|w| w.to_string()).collect(),
         };
         config.warn_unprotected_signalling();
@@ -653,6 +698,12 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if self.metrics.max_binding_series > MAX_BINDING_SERIES {
+            bail!(
+                "metrics.max_binding_series: {} is more than {MAX_BINDING_SERIES}",
+                self.metrics.max_binding_series
+            );
+        }
         if let Some(f) = &self.log_file
             && !f.is_absolute()
         {
@@ -928,6 +979,38 @@ mod tests {
         assert_eq!(c.dataplane.max_bindings, 1 << 20);
         assert_eq!(c.dataplane.interfaces, ["eth0"]);
         assert_eq!(c.dataplane.xdp_mode, XdpMode::Auto);
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_bounded() {
+        let base =
+            "[home_agent]\naddresses = [\"2001:db8::1\"]\n[dataplane]\ninterfaces = [\"eth0\"]\n";
+        let c = Config::from_toml(base, "t").unwrap();
+        assert_eq!(c.metrics.listen, None);
+        assert_eq!(c.metrics.max_binding_series, DEFAULT_MAX_BINDING_SERIES);
+        assert!(!c.effective_toml().unwrap().contains("[metrics]"));
+        let on = format!("{base}[metrics]\nlisten = \"[::1]:9725\"\nmax_binding_series = 0\n");
+        let c = Config::from_toml(&on, "t").unwrap();
+        assert_eq!(c.metrics.listen, Some("[::1]:9725".parse().unwrap()));
+        assert_eq!(c.metrics.max_binding_series, 0);
+        let printed = c.effective_toml().unwrap();
+        assert_eq!(
+            Config::from_toml(&printed, "printed").unwrap().metrics,
+            c.metrics
+        );
+        for (bad, says) in [
+            ("listen = \"localhost:9725\"", "listen"),
+            ("listen = \"[::1]\"", "listen"),
+            (
+                "max_binding_series = 100001",
+                "metrics.max_binding_series: 100001 is more than 100000",
+            ),
+            ("port = 9725", "port"),
+        ] {
+            let e = Config::from_toml(&format!("{base}[metrics]\n{bad}\n"), "m.toml").unwrap_err();
+            let e = format!("{e:#}");
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

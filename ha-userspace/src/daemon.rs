@@ -25,6 +25,7 @@ use crate::{
     home_agent::HomeAgent,
     instance::{self, Instance, Owned},
     interfaces::{self, Served},
+    metrics,
     mobile_node::MobileNodeRole,
     mobility::{self, MhSocket, Priority},
     punt::{self, PuntStats, TunnelSender},
@@ -58,6 +59,8 @@ pub struct RunOptions {
     pub fresh: bool,
     /// Overrides `dataplane.xdp_mode` (for mip6d.conf, which has no such directive).
     pub xdp_mode: Option<XdpMode>,
+    /// Overrides `metrics.listen` (for mip6d.conf, which has no such directive).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl RunOptions {
@@ -72,6 +75,7 @@ impl RunOptions {
             bpffs: instance::DEFAULT_BPFFS.into(),
             fresh: false,
             xdp_mode: None,
+            metrics_listen: None,
         }
     }
 }
@@ -89,6 +93,9 @@ pub fn read_config(o: &RunOptions) -> anyhow::Result<Config> {
     }
     if let Some(m) = o.xdp_mode {
         config.dataplane.xdp_mode = m;
+    }
+    if let Some(a) = o.metrics_listen {
+        config.metrics.listen = Some(a);
     }
     Ok(config)
 }
@@ -415,6 +422,18 @@ async fn serve(
     );
 
     let started = (Instant::now(), std::time::SystemTime::now());
+    // Metrics: bound before READY (a taken port fails the start); a scrape asks the loop for a
+    // snapshot. Without an endpoint the sender stays here and the loop's branch never fires.
+    let (metrics_tx, mut metrics_rx) = mpsc::channel::<metrics::Query>(metrics::QUEUE);
+    let metrics_task = match config.metrics.listen {
+        Some(addr) => {
+            let server = metrics::Server::bind(addr).await?;
+            tracing::info!(listen = %server.local_addr()?, "serving metrics on /metrics");
+            let tx = metrics_tx.clone();
+            Some(tokio::spawn(server.serve(tx)))
+        }
+        None => None,
+    };
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -487,6 +506,9 @@ async fn serve(
                     other => handle(other, cmd.reply, &mut role, bindings, now).await,
                 }
             }
+            Some(query) = metrics_rx.recv() => {
+                let _ = query.send(snapshot(&config, bindings, &role, &punt_stats, &inbox, started.1));
+            }
             Some(rx) = inbox.priority.recv() => {
                 on_mh(&mut role, rx, bindings).await;
                 // A batch per wake-up (the select costs more than a refresh).
@@ -529,6 +551,10 @@ async fn serve(
     };
     control_task.abort();
     let _ = control_task.await;
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    drop(metrics_tx);
     punt_task.abort();
     watch_task.abort();
     mh_task.abort();
@@ -590,6 +616,9 @@ async fn reload(
     if new.home_agent.addresses != config.home_agent.addresses {
         restart.push("home_agent.addresses");
     }
+    if new.metrics.listen != config.metrics.listen {
+        restart.push("metrics.listen");
+    }
     for w in &new.warnings {
         tracing::warn!("{w}");
     }
@@ -631,6 +660,10 @@ async fn reload(
     next.mobile_node = config.mobile_node.clone();
     next.home_agent.home_prefixes = config.home_agent.home_prefixes.clone();
     next.home_agent.addresses = config.home_agent.addresses.clone();
+    next.metrics.listen = config.metrics.listen;
+    if next.metrics.max_binding_series != config.metrics.max_binding_series {
+        applied.push("metrics.max_binding_series");
+    }
     if next.home_agent != config.home_agent
         && let RoleState::HomeAgent(ha) = role
     {
@@ -732,7 +765,81 @@ fn status(
         "interfaces": bindings.dataplane().attachments(),
         "bindings": bindings.len(),
         "max_bindings": config.dataplane.max_bindings,
+        "metrics": config.metrics.listen.map(|a| format!("http://{a}/metrics")),
     })
+}
+
+/// What a metrics scrape reports, read in one turn of the loop. Per-binding counters are read
+/// for the first `metrics.max_binding_series` bindings only (one map lookup each).
+fn snapshot(
+    config: &Config,
+    bindings: &Bindings,
+    role: &RoleState,
+    punt: &Arc<Mutex<PuntStats>>,
+    inbox: &mobility::Inbox,
+    started: std::time::SystemTime,
+) -> metrics::Snapshot {
+    let dataplane = match bindings.dataplane().counters() {
+        Ok(c) => ha_common::stats::Counter::ALL
+            .iter()
+            .zip(c)
+            .map(|(&k, r)| (k, r.packets, r.bytes))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "reading the data-plane counters for metrics");
+            Vec::new()
+        }
+    };
+    let cap = config.metrics.max_binding_series as usize;
+    let series: Vec<metrics::BindingSeries> = bindings
+        .page(None, cap, Instant::now())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| metrics::BindingSeries {
+            hoa: v.hoa,
+            to_mn_packets: v.packets_tunnelled,
+            to_mn_bytes: v.bytes_tunnelled,
+            from_mn_packets: v.packets_reverse,
+            from_mn_bytes: v.bytes_reverse,
+        })
+        .collect();
+    let total = bindings.len() as u64;
+    let mut s = metrics::Snapshot {
+        role: match config.role {
+            Role::HomeAgent => "home_agent",
+            Role::MobileNode => "mobile_node",
+        },
+        started: Some(started),
+        dataplane,
+        bindings: total,
+        binding_capacity: config.dataplane.max_bindings.into(),
+        binding_series_omitted: total.saturating_sub(series.len() as u64),
+        binding_series: series,
+        ipsec: bindings
+            .ipsec_stats()
+            .map(|(x, p, sa)| (x, p as u64, sa as u64)),
+        queues: vec![
+            (
+                "mh_priority",
+                inbox.priority.len() as u64,
+                inbox.priority.max_capacity() as u64,
+            ),
+            (
+                "mh_others",
+                inbox.others.len() as u64,
+                inbox.others.max_capacity() as u64,
+            ),
+        ],
+        mh_queue_full: inbox.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        slow_path: punt.lock().map(|p| *p).unwrap_or_default(),
+        rtnetlink_requests: crate::homelink::REQUESTS.load(std::sync::atomic::Ordering::Relaxed),
+        ..Default::default()
+    };
+    match role {
+        RoleState::HomeAgent(ha) => ha.fill_metrics(&mut s),
+        RoleState::MobileNode(mn) => s.signalling = mn.stats(),
+    }
+    s
 }
 
 fn stats(
@@ -757,6 +864,9 @@ fn stats(
         "attachments": bindings.dataplane().attachments(),
         "bindings": bindings.len(),
         "slow_path": *punt.lock().map_err(|_| anyhow!("stats lock poisoned"))?,
+        "ipsec": bindings.ipsec_stats().map(|(x, policies, sas)| json!({
+            "requests": x, "policies": policies, "sas": sas,
+        })),
         "rtnetlink_requests": crate::homelink::REQUESTS.load(std::sync::atomic::Ordering::Relaxed),
         "signalling": signalling,
     });

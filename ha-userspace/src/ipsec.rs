@@ -309,9 +309,51 @@ pub fn nd_bypass_policies() -> Vec<Policy> {
     v
 }
 
+/// xfrm requests made, by operation and outcome (metrics and `hagent stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IpsecStats {
+    pub policy_add_ok: u64,
+    pub policy_add_failed: u64,
+    pub policy_delete_ok: u64,
+    pub policy_delete_failed: u64,
+    pub sa_add_ok: u64,
+    pub sa_add_failed: u64,
+    pub sa_delete_ok: u64,
+    pub sa_delete_failed: u64,
+    pub migrate_ok: u64,
+    pub migrate_failed: u64,
+}
+
+impl IpsecStats {
+    /// (operation, result, count) for every counter, the metric's label values.
+    pub fn labelled(&self) -> [(&'static str, &'static str, u64); 10] {
+        [
+            ("policy_add", "ok", self.policy_add_ok),
+            ("policy_add", "failed", self.policy_add_failed),
+            ("policy_delete", "ok", self.policy_delete_ok),
+            ("policy_delete", "failed", self.policy_delete_failed),
+            ("sa_add", "ok", self.sa_add_ok),
+            ("sa_add", "failed", self.sa_add_failed),
+            ("sa_delete", "ok", self.sa_delete_ok),
+            ("sa_delete", "failed", self.sa_delete_failed),
+            ("migrate", "ok", self.migrate_ok),
+            ("migrate", "failed", self.migrate_failed),
+        ]
+    }
+}
+
+/// Counts one outcome into the ok or the failed counter.
+fn note<T, E>(r: &Result<T, E>, ok: &mut u64, failed: &mut u64) {
+    match r {
+        Ok(_) => *ok += 1,
+        Err(_) => *failed += 1,
+    }
+}
+
 /// An xfrm netlink connection and what we installed through it.
 pub struct Ipsec {
     handle: xfrmnetlink::Handle,
+    stats: IpsecStats,
     installed: Vec<Policy>,
     /// SAs installed, with their current endpoints (a migration moves them).
     sas: Vec<SaRecord>,
@@ -340,7 +382,18 @@ impl Ipsec {
             installed: Vec::new(),
             sas: Vec::new(),
             replace: false,
+            stats: IpsecStats::default(),
         })
+    }
+
+    /// Requests made so far, by operation and outcome.
+    pub fn stats(&self) -> IpsecStats {
+        self.stats
+    }
+
+    /// SAs installed and not removed.
+    pub fn sa_count(&self) -> usize {
+        self.sas.len()
     }
 
     /// Replace what an earlier daemon of this instance left instead of refusing it.
@@ -356,9 +409,16 @@ impl Ipsec {
     /// Installs a policy and remembers it.
     pub async fn install(&mut self, p: &Policy) -> anyhow::Result<()> {
         let req = policy_request(&self.handle, p, self.replace);
-        req.execute()
+        let r = req
+            .execute()
             .await
-            .with_context(|| format!("installing the xfrm policy {p:?}"))?;
+            .with_context(|| format!("installing the xfrm policy {p:?}"));
+        note(
+            &r,
+            &mut self.stats.policy_add_ok,
+            &mut self.stats.policy_add_failed,
+        );
+        r?;
         // A replaced policy is remembered once.
         self.installed.retain(|q| !same_selector(q, p));
         self.installed.push(p.clone());
@@ -429,6 +489,11 @@ impl Ipsec {
         {
             result = request(false)?.execute().await;
         }
+        note(
+            &result,
+            &mut self.stats.sa_add_ok,
+            &mut self.stats.sa_add_failed,
+        );
         result.map_err(|x| anyhow::anyhow!("installing the {what}: {x}"))?;
         self.sas.push(SaRecord {
             src,
@@ -455,6 +520,21 @@ impl Ipsec {
         if from == to {
             return Ok(());
         }
+        let r = self.migrate_all(policies, from, to).await;
+        note(
+            &r,
+            &mut self.stats.migrate_ok,
+            &mut self.stats.migrate_failed,
+        );
+        r
+    }
+
+    async fn migrate_all(
+        &mut self,
+        policies: &mut [Policy],
+        from: Ipv6Addr,
+        to: Ipv6Addr,
+    ) -> anyhow::Result<()> {
         for p in policies.iter_mut() {
             let (Some((ts, td)), Some(reqid)) = (p.tunnel, p.esp_reqid) else {
                 continue;
@@ -532,7 +612,13 @@ impl Ipsec {
     pub async fn remove(&mut self, policies: &[Policy]) -> anyhow::Result<()> {
         let mut first_error = None;
         for p in policies {
-            match self.delete_policy(p).await {
+            let r = self.delete_policy(p).await;
+            note(
+                &r,
+                &mut self.stats.policy_delete_ok,
+                &mut self.stats.policy_delete_failed,
+            );
+            match r {
                 Ok(()) => {}
                 // Already gone: nothing left to remember.
                 Err(e) if is_enoent(&e) => {}
@@ -567,15 +653,20 @@ impl Ipsec {
     pub async fn remove_all(&mut self) -> anyhow::Result<()> {
         let mut first_error = None;
         while let Some(sa) = self.sas.pop() {
-            if let Err(e) = self
+            let r = self
                 .handle
                 .state()
                 .delete(IpAddr::V6(sa.src), IpAddr::V6(sa.dst))
                 .protocol(sa.proto)
                 .spi(sa.spi)
                 .execute()
-                .await
-            {
+                .await;
+            note(
+                &r,
+                &mut self.stats.sa_delete_ok,
+                &mut self.stats.sa_delete_failed,
+            );
+            if let Err(e) = r {
                 first_error.get_or_insert(anyhow::Error::from(e).context(format!(
                     "removing SA {} → {} SPI {:#x}",
                     sa.src, sa.dst, sa.spi
@@ -583,7 +674,13 @@ impl Ipsec {
             }
         }
         while let Some(p) = self.installed.pop() {
-            if let Err(e) = self.delete_policy(&p).await {
+            let r = self.delete_policy(&p).await;
+            note(
+                &r,
+                &mut self.stats.policy_delete_ok,
+                &mut self.stats.policy_delete_failed,
+            );
+            if let Err(e) = r {
                 first_error.get_or_insert(e);
             }
         }

@@ -22,6 +22,7 @@ pub mod instance;
 pub mod interfaces;
 pub mod ipsec;
 pub mod logging;
+pub mod metrics;
 pub mod mobile_node;
 pub mod mobility;
 pub mod ndisc;

@@ -51,6 +51,10 @@ enum Command {
         /// XDP mode for every interface (overrides dataplane.xdp_mode): auto, native, generic.
         #[arg(long, value_parser = parse_xdp_mode)]
         xdp_mode: Option<XdpMode>,
+        /// Serve Prometheus/OpenMetrics on http://ADDR/metrics (overrides metrics.listen),
+        /// e.g. `[::1]:9725`.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// Where bpffs is mounted (the pins go to <bpffs>/hagent/<instance>/).
         #[arg(long, default_value = hagent::instance::DEFAULT_BPFFS)]
         bpffs: PathBuf,
@@ -221,6 +225,7 @@ fn real_main() -> anyhow::Result<()> {
             instance,
             fresh,
             xdp_mode,
+            metrics_listen,
             bpffs,
             run_dir,
         } => {
@@ -233,6 +238,7 @@ fn real_main() -> anyhow::Result<()> {
                 bpffs,
                 fresh,
                 xdp_mode,
+                metrics_listen,
             };
             let config = hagent::daemon::read_config(&options)?;
             hagent::logging::init(config.debug_level, log_format, config.log_file.as_deref())?;
@@ -614,6 +620,10 @@ fn print_status(d: &serde_json::Value) {
         d["bindings"].as_u64().unwrap_or(0),
         d["max_bindings"].as_u64().unwrap_or(0)
     );
+    println!(
+        "metrics:    {}",
+        d["metrics"].as_str().unwrap_or("off (metrics.listen)")
+    );
 }
 
 /// Flattens nested objects of numbers into `prefix.key` rows.
@@ -664,6 +674,7 @@ fn print_stats(data: &serde_json::Value, all: bool) {
     for (section, title) in [
         ("signalling", "signalling"),
         ("slow_path", "slow path"),
+        ("ipsec", "ipsec"),
         ("rtnetlink_requests", "rtnetlink"),
     ] {
         let mut rows = Vec::new();

@@ -17,6 +17,9 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     "tshark",
     "python3-scapy",
+    // The metrics test: a real HTTP client and a real Prometheus text parser.
+    "curl",
+    "python3-prometheus-client",
     "bpftool",
     "iproute2",
     // The benchmarks: a CPU profile of the data plane, and the font of the plots.

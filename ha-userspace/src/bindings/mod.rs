@@ -656,6 +656,14 @@ impl Bindings {
         })
     }
 
+    /// The xfrm requests made (by operation and outcome), the policies and the SAs installed;
+    /// None without `UseMnHaIPsec`.
+    pub fn ipsec_stats(&self) -> Option<(ipsec::IpsecStats, usize, usize)> {
+        self.ipsec
+            .as_ref()
+            .map(|x| (x.stats(), x.installed().len(), x.sa_count()))
+    }
+
     /// Whether signalling for `hoa` must be ESP-protected (an `IPsecPolicySet` lists it).
     pub fn ipsec_signalling(&self, hoa: &Ipv6Addr) -> bool {
         self.ipsec.is_some()

@@ -394,6 +394,20 @@ impl HomeAgent {
     }
 
     /// What `hagent stats` shows of the home agent.
+    /// The home agent's part of a metrics scrape.
+    pub fn fill_metrics(&self, s: &mut crate::metrics::Snapshot) {
+        s.signalling = self.signalling.stats;
+        s.acks_by_status = self
+            .signalling
+            .acks_by_status
+            .iter()
+            .map(|(&k, &v)| (k, v))
+            .collect();
+        s.registrations = Some(self.registrations.stats().clone());
+        s.registrations_in_progress = self.registrations.in_progress() as u64;
+        s.dad_in_flight = self.dad.running() as u64;
+    }
+
     pub fn stats(&self, dropped_queue_full: u64) -> serde_json::Value {
         json!({
             "signalling": self.signalling.stats,

@@ -96,6 +96,10 @@ pub struct Stats {
     pub ignored: u64,
     /// New bindings refused because another node holds the address (134).
     pub dad_conflicts: u64,
+    /// Duplicate Address Detection probes that ended with nobody claiming the address.
+    pub dad_clear: u64,
+    /// Probes that could not run or whose result was lost (the BU got status 128).
+    pub dad_errors: u64,
 }
 
 impl Stats {
@@ -445,6 +449,7 @@ impl Registrations {
         self.dad_bounded -= usize::from(p.bounded);
         match result {
             Ok(false) => {
+                self.stats.dad_clear += 1;
                 let op = Op::Put(p.spec.clone());
                 self.phases.insert(hoa, Phase::Applying(p));
                 self.effects.push_back(Effect::Apply(op));
@@ -458,6 +463,7 @@ impl Registrations {
             }
             Err(e) => {
                 self.new_in_flight -= 1;
+                self.stats.dad_errors += 1;
                 tracing::warn!(%hoa, error = %e, "duplicate address detection could not run");
                 let seq = p.spec.sequence;
                 self.answer(p.waiter, ba(status::UNSPECIFIED, seq, 0, 0), None);

@@ -28,6 +28,8 @@ pub struct Signalling {
     /// Signalling that must pass xfrm (`UseMnHaIPsec`).
     mh_sender: MhSender,
     pub stats: SignallingStats,
+    /// BAs sent, by status (at most 256 keys).
+    pub acks_by_status: std::collections::BTreeMap<u8, u64>,
     /// Last Binding Error per destination (rate limit, RFC 6275 §9.3.3).
     last_be: HashMap<Ipv6Addr, Instant>,
     /// Refusal CoAs to forget from `HA_SIGNAL_COA`, by deadline.
@@ -40,6 +42,7 @@ impl Signalling {
             sender: PacketSender::new()?,
             mh_sender: MhSender::new()?,
             stats: SignallingStats::default(),
+            acks_by_status: std::collections::BTreeMap::new(),
             last_be: HashMap::new(),
             forget: VecDeque::new(),
         })
@@ -135,7 +138,10 @@ impl Signalling {
                 .and_then(|p| Ok(self.sender.send(&p, bu.coa, 0)?))
         };
         match result {
-            Ok(()) => self.stats.ba_sent += 1,
+            Ok(()) => {
+                self.stats.ba_sent += 1;
+                *self.acks_by_status.entry(fields.status).or_default() += 1;
+            }
             Err(_) => self.stats.send_errors += 1,
         }
         result
