@@ -319,6 +319,89 @@ fn scale(lab: &Lab, _p: &Params, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Scenario 8, metrics: the time and size of one scrape of `/metrics` with a cache of `n`
+/// static bindings, for per-binding series capped at 0, at the default 1,000 and at all of
+/// them (one daemon per cap, the median of 5 scrapes by curl, side by side in one run).
+fn metrics_scrape(lab: &Lab, _p: &Params, report: &mut Report) -> anyhow::Result<()> {
+    let n: u32 = if crate::quick() { 20_000 } else { 100_000 };
+    step(&format!(
+        "8. metrics: one scrape with {n} bindings, per-binding series capped"
+    ));
+    let coa = |i: u32| Ipv6Addr::from(u128::from(a("2001:db8:f00d::1:0")) + i as u128);
+    let dir = tests::TempDir::new("metrics")?;
+    let file = dir.join("bindings.txt");
+    let mut text = String::with_capacity(n as usize * 64);
+    for i in 0..n {
+        text.push_str(&format!("{} {}\n", hoa(i), coa(i)));
+    }
+    std::fs::write(&file, text)?;
+    let mut rows = Vec::new();
+    for cap in [0, 1000, n] {
+        let conf = format!(
+            "{}\n[metrics]\nlisten = \"[::1]:9725\"\nmax_binding_series = {cap}\n",
+            config("allow", false, 262_144, true)
+        );
+        let d = Hagent::start(&lab.ha, &conf)?;
+        d.cli(&["binding", "load", file.to_str().context("path")?])?;
+        let mut times = Vec::new();
+        let mut size = 0.0;
+        for _ in 0..5 {
+            let out = lab
+                .ha
+                .command("curl")
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "60",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{time_total} %{size_download}",
+                ])
+                .args([
+                    "-H",
+                    "Accept: application/openmetrics-text",
+                    "http://[::1]:9725/metrics",
+                ])
+                .output()?;
+            anyhow::ensure!(out.status.success(), "curl: {out:?}");
+            let said = String::from_utf8_lossy(&out.stdout).to_string();
+            let mut w = said
+                .split_whitespace()
+                .map(|x| x.parse::<f64>().unwrap_or(0.0));
+            times.push(w.next().unwrap_or(0.0));
+            size = w.next().unwrap_or(0.0);
+        }
+        times.sort_by(f64::total_cmp);
+        rows.push((cap, crate::throughput::median(&times), size));
+    }
+    let base = rows[0].1;
+    let text: Vec<String> = rows
+        .iter()
+        .map(|(cap, t, size)| {
+            format!(
+                "cap {cap}: {:.1} ms, {:.0} KiB (×{:.1})",
+                t * 1e3,
+                size / 1024.0,
+                t / base
+            )
+        })
+        .collect();
+    report.push(format!(
+        "8. metrics, {n} bindings, one scrape: {}",
+        text.join("; ")
+    ));
+    report.set(
+        "metrics",
+        serde_json::json!(
+            rows.iter()
+                .map(|(cap, t, size)| serde_json::json!({"cap": cap, "scrape_s": t, "bytes": size}))
+                .collect::<Vec<_>>()
+        ),
+    );
+    Ok(())
+}
+
 /// Starts `d` again (it was killed) and returns the time until it answers with `n` bindings.
 fn time_restart(d: &mut Hagent, n: u64) -> anyhow::Result<Duration> {
     let t = Instant::now();
@@ -685,7 +768,7 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
         .unwrap_or_default();
     let lab = lab()?;
     let mut report = Report::default();
-    let scenarios: [(&str, Scenario); 7] = [
+    let scenarios: [(&str, Scenario); 8] = [
         ("1", dad_off),
         ("2", dad_on),
         ("3", flood_deny),
@@ -693,6 +776,7 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
         ("5", restart),
         ("6", static_bulk),
         ("7", scale),
+        ("8", metrics_scrape),
     ];
     for (name, f) in scenarios {
         if only.is_empty() || only.iter().any(|o| o == name) {

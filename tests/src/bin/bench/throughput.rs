@@ -1023,7 +1023,7 @@ fn pin_process(pid: u32, cpu: usize) -> anyhow::Result<()> {
 }
 
 /// The median of sorted `v` (the mean of the middle two for an even count).
-fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     let n = v.len();
     if n % 2 == 1 {
         v[n / 2]
