@@ -41,8 +41,8 @@ counters! {
     PassVlan = 4 => "pass_vlan",
     /// No binding for the destination: ordinary traffic for the kernel.
     PassNoBinding = 5 => "pass_no_binding",
-    /// Bound destination, but never tunnelled: ND, link-local, multicast, Mobility Header,
-    /// hop-by-hop options.
+    /// Bound destination, but never tunnelled: ND, link-local, multicast, hop-by-hop
+    /// options.
     PassNotTunnelled = 6 => "pass_not_tunnelled",
     /// Hop limit ≤ 1: the kernel sends Time Exceeded.
     PassHopLimit = 7 => "pass_hop_limit",

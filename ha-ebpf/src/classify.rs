@@ -2,7 +2,7 @@
 
 use ha_common::nd::{ICMPV6_REDIRECT, ICMPV6_RS};
 
-use crate::parse::{IPPROTO_HOPOPTS, IPPROTO_ICMPV6, IPPROTO_MH};
+use crate::parse::{IPPROTO_HOPOPTS, IPPROTO_ICMPV6};
 
 /// ICMPv6 types of Neighbor Discovery (RS 133, RA 134, NS 135, NA 136, Redirect 137).
 #[inline(always)]
@@ -24,16 +24,22 @@ pub fn is_link_local(addr: &[u8; 16]) -> bool {
 
 /// Whether a packet must stay with the kernel even when its destination is bound:
 /// link-local or multicast destinations (the MN is not on this link), hop-by-hop options
-/// (the kernel must see them), Mobility Header (signalling is the daemon's), and Neighbor
-/// Discovery — also a unicast NS to a HoA, which the home agent answers on the home link
-/// (`kern::xdp::neighbour_discovery`), never through the tunnel.
+/// (the kernel must see them), and Neighbor Discovery — also a unicast NS to a HoA, which
+/// the home agent answers on the home link (`kern::xdp::neighbour_discovery`), never through
+/// the tunnel.
+///
+/// A Mobility Header to a bound HoA is tunnelled like anything else: a correspondent's Home
+/// Test, Binding Refresh Request or Binding Error reaches the mobile node only through its
+/// home agent (RFC 6275 §5.2.5, §10.4.1 "all packets addressed to the HoA"; return
+/// routability fails without it). Signalling for this node arrives addressed to one of its
+/// own addresses and never gets here; what the node itself sends a HoA is the TC program's
+/// decision (`kern::tc`).
 /// `icmp_type` is only looked at when `next_header` is ICMPv6.
 #[inline(always)]
 pub fn never_tunnel(dst: &[u8; 16], next_header: u8, icmp_type: u8) -> bool {
     is_multicast(dst)
         || is_link_local(dst)
         || next_header == IPPROTO_HOPOPTS
-        || next_header == IPPROTO_MH
         || (next_header == IPPROTO_ICMPV6 && is_ndisc(icmp_type))
 }
 
@@ -52,6 +58,13 @@ mod tests {
         assert!(!never_tunnel(&HOA, IPPROTO_UDP, 0));
         // Echo request (128) is ordinary traffic.
         assert!(!never_tunnel(&HOA, IPPROTO_ICMPV6, 128));
+    }
+
+    #[test]
+    fn mobility_headers_to_a_hoa_are_tunnelled_rfc6275_5_2_5() {
+        // Home Test, Binding Refresh Request, Binding Error from a correspondent: the MH type
+        // is not looked at.
+        assert!(!never_tunnel(&HOA, crate::parse::IPPROTO_MH, 0));
     }
 
     #[test]
@@ -74,6 +87,5 @@ mod tests {
         mc[1] = 0x02;
         assert!(never_tunnel(&mc, IPPROTO_UDP, 0));
         assert!(never_tunnel(&HOA, IPPROTO_HOPOPTS, 0));
-        assert!(never_tunnel(&HOA, IPPROTO_MH, 0));
     }
 }

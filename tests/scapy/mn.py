@@ -8,6 +8,10 @@ end-to-end tests to talk to hagent. Prints one JSON object per command on stdout
   ha        play a home agent: answer the first Binding Update with a BA (status 0, type 2
             routing header), print what the BU said
   ns        send a Neighbor Solicitation (or, from ::, a DAD probe), print the advertisement
+  mh        play a correspondent: send a Home Test, a Binding Refresh Request and a Binding
+            Error to --dst (the HoA), through the routing table
+  hoti      send a reverse-tunnelled Home Test Init (CoA -> HA, inside HoA -> CN)
+  sniff-mh  listen for Mobility Headers from --src, print their types
 """
 import argparse
 import json
@@ -18,6 +22,7 @@ import time
 
 from scapy.all import conf, AsyncSniffer, sendp, Ether, raw
 from scapy.layers.inet6 import (IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting, HAO, MIP6MH_BU, MIP6MH_BA, MIP6OptAltCoA,
+                                MIP6MH_HoTI, MIP6MH_HoT, MIP6MH_BRR, MIP6MH_BE,
                                 ICMPv6EchoRequest, ICMPv6EchoReply, getmacbyip6)
 
 conf.verb = 0
@@ -116,8 +121,13 @@ def cmd_tunnel(a):
     for p in pkts:
         outer = p[IPv6]
         inner = outer.payload
+        mh_type = None
+        if inner.nh == 135:
+            mh_type = raw(inner.payload)[2]
         out.append({"outer_src": outer.src, "outer_dst": outer.dst,
-                    "inner_src": inner.src, "inner_dst": inner.dst})
+                    "inner_src": inner.src, "inner_dst": inner.dst, "mh_type": mh_type,
+                    "mh_checksum_ok": mh_checksum_ok(inner.src, inner.dst, raw(inner.payload))
+                    if mh_type is not None else None})
     print(json.dumps({"count": len(out), "packets": out[:20]}))
 
 
@@ -190,18 +200,47 @@ def cmd_ns(a):
                       "R": na.R, "S": na.S, "O": na.O}))
 
 
+def cmd_mh(a):
+    from scapy.all import send
+    msgs = [MIP6MH_HoT(index=5, cookie=b"\x11" * 8, token=b"\x22" * 8),
+            MIP6MH_BRR(),
+            MIP6MH_BE(status=1, ha=a.dst)]
+    for m in msgs:
+        send(IPv6(dst=a.dst) / m)
+        time.sleep(0.1)
+    print(json.dumps({"sent": [raw(m)[2] for m in msgs]}))
+
+
+def cmd_hoti(a):
+    pkt = (Ether(dst=a.router_mac) / IPv6(src=a.coa, dst=a.ha, nh=41)
+           / IPv6(src=a.hoa, dst=a.cn) / MIP6MH_HoTI(cookie=b"\x33" * 8))
+    sendp(pkt, iface=a.iface)
+    print(json.dumps({"sent": 1}))
+
+
+def cmd_sniff_mh(a):
+    from scapy.all import sniff
+    def is_mh(p):
+        return IPv6 in p and p[IPv6].nh == 135 and p[IPv6].src == a.src
+    got = sniff(iface=a.iface, lfilter=is_mh, count=1, timeout=a.timeout)
+    out = [{"src": p[IPv6].src, "dst": p[IPv6].dst, "mh_type": raw(p[IPv6].payload)[2],
+            "checksum_ok": mh_checksum_ok(p[IPv6].src, p[IPv6].dst, raw(p[IPv6].payload))}
+           for p in got]
+    print(json.dumps({"count": len(out), "packets": out}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("bu", "tunnel", "reverse", "ha", "ns"):
+    for name in ("bu", "tunnel", "reverse", "ha", "ns", "mh", "hoti", "sniff-mh"):
         p = sub.add_parser(name)
         p.add_argument("--iface", default="eth0")
         p.add_argument("--router-mac", default=None)
-        p.add_argument("--coa", required=(name not in ("ha", "ns")))
+        p.add_argument("--coa", required=(name not in ("ha", "ns", "mh", "sniff-mh")))
         p.add_argument("--timeout", type=float, default=3.0)
         if name == "ha":
             p.add_argument("--ha", required=True)
-        if name in ("bu", "reverse"):
+        if name in ("bu", "reverse", "hoti"):
             p.add_argument("--ha", required=True)
             p.add_argument("--hoa", required=True)
         if name == "bu":
@@ -212,14 +251,20 @@ def main():
             p.add_argument("--bad-checksum", action="store_true")
         if name == "tunnel":
             p.add_argument("--duration", type=float, default=3.0)
-        if name == "reverse":
+        if name in ("reverse", "hoti"):
             p.add_argument("--cn", required=True)
+        if name == "reverse":
             p.add_argument("--count", type=int, default=3)
+        if name == "mh":
+            p.add_argument("--dst", required=True)
+        if name == "sniff-mh":
+            p.add_argument("--src", required=True)
         if name == "ns":
             p.add_argument("--src", required=True)
             p.add_argument("--target", required=True)
     a = ap.parse_args()
-    {"bu": cmd_bu, "tunnel": cmd_tunnel, "reverse": cmd_reverse, "ha": cmd_ha, "ns": cmd_ns}[a.cmd](a)
+    {"bu": cmd_bu, "tunnel": cmd_tunnel, "reverse": cmd_reverse, "ha": cmd_ha, "ns": cmd_ns,
+     "mh": cmd_mh, "hoti": cmd_hoti, "sniff-mh": cmd_sniff_mh}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1014,3 +1014,198 @@ fn a_small_packet_the_node_sends_needing_fragmentation_goes_to_the_daemon() -> a
         },
     )
 }
+
+/// A Mobility Header message of `mh_type` with `body` (checksum over the pseudo-header, RFC
+/// 6275 §6.1.1), padded as the length field requires.
+fn mobility_header(src: Ipv6Addr, dst: Ipv6Addr, mh_type: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![59, 0, mh_type, 0, 0, 0];
+    v.extend_from_slice(body);
+    assert_eq!(v.len() % 8, 0, "fixture MH must be a multiple of 8 bytes");
+    v[1] = (v.len() / 8 - 1) as u8;
+    let c = checksum(src, dst, 135, &v);
+    v[4..6].copy_from_slice(&c.to_be_bytes());
+    v
+}
+
+/// One row of a fixture table (as Katran's): description, input frame, expected output frame,
+/// XDP action, and the counter that must count it.
+struct Row {
+    what: &'static str,
+    input: Vec<u8>,
+    expected: Vec<u8>,
+    action: u32,
+    counter: &'static str,
+}
+
+/// Return routability through the home agent (RFC 6275 §5.2.5): every Mobility Header a
+/// correspondent sends a bound HoA — Home Test, Binding Refresh Request, Binding Error — is
+/// tunnelled to the CoA like any other packet, and the mobile node's reverse-tunnelled Home
+/// Test Init is decapsulated and forwarded (or tunnelled again, to a HoA bound here).
+/// Fixture table: description, input, expected output, action, counter.
+#[test]
+fn return_routability_signalling_is_relayed_through_the_tunnel_rfc6275_5_2_5() -> anyhow::Result<()>
+{
+    with_dataplane(
+        "return_routability_signalling_is_relayed_through_the_tunnel_rfc6275_5_2_5",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            // HoT: home nonce index, home init cookie, home keygen token (RFC 6275 §6.1.5).
+            let mut hot = vec![0x00, 0x05];
+            hot.extend_from_slice(&[0x11; 8]);
+            hot.extend_from_slice(&[0x22; 8]);
+            // BRR: reserved (2 bytes), as the 8-byte alignment needs.
+            let brr = vec![0, 0];
+            // BE, status 1 (unknown binding for a HAO), then the home address.
+            let mut be = vec![1, 0];
+            be.extend_from_slice(&hoa().octets());
+            let mut cases: Vec<Row> = Vec::new();
+            for (what, mh_type, body) in [
+                ("Home Test from a correspondent", 3u8, &hot),
+                ("Binding Refresh Request from a correspondent", 0, &brr),
+                ("Binding Error from a correspondent", 7, &be),
+            ] {
+                let packet = ipv6(
+                    0,
+                    0,
+                    135,
+                    64,
+                    cn(),
+                    hoa(),
+                    &mobility_header(cn(), hoa(), mh_type, body),
+                );
+                let mut input = eth(HA_MAC, PEER_MAC);
+                input.extend(&packet);
+                let mut inner = packet.clone();
+                inner[7] = 63;
+                let mut expected = eth(ROUTER_MAC, HA_MAC);
+                expected.extend(ipv6(0, 0, 41, 64, ha(), coa(), &inner));
+                cases.push(Row {
+                    what,
+                    input,
+                    expected,
+                    action: XDP_TX,
+                    counter: "encap_tx",
+                });
+            }
+            // HoTI (RFC 6275 §6.1.3): reserved, home init cookie; from the HoA to the CN, in
+            // the reverse tunnel.
+            let mut hoti_body = vec![0, 0];
+            hoti_body.extend_from_slice(&[0x33; 8]);
+            for (what, dst, expected_outer) in [
+                (
+                    "Home Test Init to a correspondent, reverse-tunnelled",
+                    cn(),
+                    None,
+                ),
+                (
+                    "Home Test Init to a node bound here, tunnelled again",
+                    addr("2001:db8:100::9"),
+                    Some(addr("2001:db8:f00f::1")),
+                ),
+            ] {
+                let inner = ipv6(
+                    0,
+                    0,
+                    135,
+                    64,
+                    hoa(),
+                    dst,
+                    &mobility_header(hoa(), dst, 1, &hoti_body),
+                );
+                let mut input = eth(HA_MAC, PEER_MAC);
+                input.extend(ipv6(0, 0, 41, 60, coa(), ha(), &inner));
+                let mut fwd = inner.clone();
+                fwd[7] = 63;
+                let mut expected = eth(ROUTER_MAC, HA_MAC);
+                let counter = match expected_outer {
+                    None => {
+                        expected.extend(fwd);
+                        "decap_forward"
+                    }
+                    Some(to) => {
+                        expected.extend(ipv6(0, 0, 41, 64, ha(), to, &fwd));
+                        "decap_reencap"
+                    }
+                };
+                cases.push(Row {
+                    what,
+                    input,
+                    expected,
+                    action: XDP_TX,
+                    counter,
+                });
+            }
+            for Row {
+                what,
+                input,
+                expected,
+                action,
+                counter: name,
+            } in cases
+            {
+                let before = counter(dp, name);
+                assert_eq!(
+                    run(dp, fx.ifindex, &input).unwrap(),
+                    (action, expected),
+                    "{what}"
+                );
+                assert_eq!(counter(dp, name), before + 1, "{what}: {name}");
+            }
+            assert_eq!(counter(dp, "pass_not_tunnelled"), 0);
+            assert_eq!(dp.binding_counters(7).unwrap().tunnelled_packets, 3);
+        },
+    )
+}
+
+/// TC egress: a Mobility Header the kernel forwards (or a local process sends) to a bound HoA
+/// is tunnelled; the home agent's own unmarked BA to a HoA — a mobile node at home — goes on
+/// the home link untouched.
+#[test]
+fn tc_tunnels_a_forwarded_mobility_header_but_not_the_home_agents_own() -> anyhow::Result<()> {
+    with_dataplane(
+        "tc_tunnels_a_forwarded_mobility_header_but_not_the_home_agents_own",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            dp.add_local_address(ha()).unwrap();
+            let brr = vec![0, 0];
+            let forwarded = ipv6(
+                0,
+                0,
+                135,
+                63,
+                cn(),
+                hoa(),
+                &mobility_header(cn(), hoa(), 0, &brr),
+            );
+            let mut input = eth(ROUTER_MAC, HA_MAC);
+            input.extend(&forwarded);
+            let before = counter(dp, "tc_encap") + counter(dp, "tc_encap_neigh");
+            let (_, out) = run_tc(dp, fx.ifindex, &input).unwrap();
+            assert_eq!(
+                counter(dp, "tc_encap") + counter(dp, "tc_encap_neigh"),
+                before + 1
+            );
+            // The outer header to the CoA, the packet unchanged inside.
+            let outer = ipv6(0, 0, 41, 64, ha(), coa(), &forwarded);
+            assert_eq!(&out[14..], &outer[..], "{out:02x?}");
+
+            // The HA's own BA (status 0) to the HoA, unmarked: the mobile node is at home.
+            let mut ba_body = vec![0, 0, 0, 9, 0, 0];
+            ba_body.extend_from_slice(&[1, 2, 0, 0]); // PadN: 8-byte alignment (§6.2.1)
+            let own = ipv6(
+                0,
+                0,
+                135,
+                64,
+                ha(),
+                hoa(),
+                &mobility_header(ha(), hoa(), 6, &ba_body),
+            );
+            let mut input = eth(ROUTER_MAC, HA_MAC);
+            input.extend(&own);
+            assert_eq!(run_tc(dp, fx.ifindex, &input).unwrap(), (0, input.clone()));
+        },
+    )
+}

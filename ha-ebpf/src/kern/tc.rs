@@ -32,14 +32,15 @@ use ha_ebpf::{
     classify::never_tunnel,
     headers::{PTB_QUOTE_LEN, eth_header, icmp_error_ipv6, outer_ipv6, ptb_header, tunnel_mtu},
     parse::{
-        ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPV6_HLEN, Ipv6,
+        ETH_HLEN, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_MH, IPPROTO_ROUTING,
+        IPV6_HLEN, Ipv6,
     },
 };
 
 use super::{
     icmp,
     maps::{
-        HA_ND_SEEN, HA_PUNT, HA_SIGNAL_COA, count, count_binding, icmp_error_allowed,
+        HA_ND_SEEN, HA_PUNT, HA_SIGNAL_COA, count, count_binding, icmp_error_allowed, is_local,
         lookup_binding, lookup_hoa, outer_hop_limit, role,
     },
     nexthop::{FIB_OUTPUT, Route, resolve},
@@ -78,6 +79,13 @@ pub fn egress(ctx: &TcContext) -> i32 {
         return reflect_solicitation(ctx, &ip, len);
     }
     if never_tunnel(&ip.dst, ip.next_header, icmp_type) {
+        return TC_OK;
+    }
+    // The home agent's own unmarked signalling to a HoA (a BA to a mobile node at home, which
+    // sent its BU from the home link) goes on the home link. Any other Mobility Header to a
+    // bound HoA — a correspondent's, forwarded by the kernel — is tunnelled; so is the mobile
+    // node's Home Test Init from its HoA (reverse tunnelling, RFC 6275 §5.2.5).
+    if ip.next_header == IPPROTO_MH && is_local(&ip.src) {
         return TC_OK;
     }
     // HA: packets to a bound HoA/MNP. MN: packets from its HoA.
