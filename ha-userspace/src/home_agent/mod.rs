@@ -4,6 +4,7 @@
 //! unsolicited NAs, control replies) and feeds the outcomes back.
 
 pub mod admission;
+pub mod advertise;
 pub mod dad;
 pub mod registrar;
 pub mod registration;
@@ -68,6 +69,8 @@ pub struct HomeAgent {
     summary: Summary,
     /// Why the next removal of this HoA happens, when not a deregistration (for its event).
     removal_cause: Option<(Ipv6Addr, crate::events::Kind)>,
+    /// Repeats of the unsolicited advertisements for new bindings.
+    advertisements: advertise::Advertisements,
 }
 
 impl HomeAgent {
@@ -93,6 +96,7 @@ impl HomeAgent {
             replies: HashMap::new(),
             next_id: 0,
             removal_cause: None,
+            advertisements: advertise::Advertisements::default(),
             summary: Summary {
                 next: now + SUMMARY_INTERVAL,
                 last: Stats::default(),
@@ -203,10 +207,14 @@ impl HomeAgent {
 
     /// When [`handle_timeout`](Self::handle_timeout) has something to do.
     pub fn poll_timeout(&self) -> Instant {
-        [self.dad.poll_timeout(), self.signalling.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .fold(self.summary.next, Instant::min)
+        [
+            self.dad.poll_timeout(),
+            self.signalling.poll_timeout(),
+            self.advertisements.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.summary.next, Instant::min)
     }
 
     pub async fn handle_timeout(&mut self, bindings: &mut Bindings, now: Instant) {
@@ -214,6 +222,14 @@ impl HomeAgent {
             self.registrations.handle_dad(hoa, result);
         }
         self.signalling.handle_timeout(bindings, now);
+        let due = self.advertisements.handle_timeout(now, |hoa, ifindex| {
+            bindings
+                .get(hoa)
+                .is_some_and(|b| b.spec.home_ifindex == ifindex)
+        });
+        for (ifindex, hoa) in due {
+            self.advertise(ifindex, hoa);
+        }
         if now >= self.summary.next {
             self.log_summary(now);
         }
@@ -250,7 +266,10 @@ impl HomeAgent {
                     self.log_change(hoa, &result, bindings);
                     self.registrations.handle_applied(hoa, &result);
                 }
-                Effect::Advertise { hoa, ifindex } => self.advertise(ifindex, hoa),
+                Effect::Advertise { hoa, ifindex } => {
+                    self.advertise(ifindex, hoa);
+                    self.advertisements.start(hoa, ifindex, now);
+                }
                 Effect::Reply { id, result } => self.reply(id, result, bindings, now),
             }
         }
@@ -393,7 +412,6 @@ impl HomeAgent {
         }
     }
 
-    /// What `hagent stats` shows of the home agent.
     /// The home agent's part of a metrics scrape.
     pub fn fill_metrics(&self, s: &mut crate::metrics::Snapshot) {
         s.signalling = self.signalling.stats;
@@ -408,6 +426,7 @@ impl HomeAgent {
         s.dad_in_flight = self.dad.running() as u64;
     }
 
+    /// What `hagent stats` shows of the home agent.
     pub fn stats(&self, dropped_queue_full: u64) -> serde_json::Value {
         json!({
             "signalling": self.signalling.stats,
