@@ -713,6 +713,19 @@ impl Config {
             );
         }
         if let Some(m) = &self.mobile_node {
+            if m.home_agent.is_unspecified() {
+                bail!(
+                    "mobile_node.home_agent (HomeAgentAddress in MnHomeLink): not set. UMIP would \
+                     look for one with Dynamic Home Agent Address Discovery (RFC 6275 §11.4.1), \
+                     which hagent does not do yet: name the home agent's address"
+                );
+            }
+            if !is_global_unicast(&m.home_agent) {
+                bail!(
+                    "mobile_node.home_agent (HomeAgentAddress): {} is not a global unicast address",
+                    m.home_agent
+                );
+            }
             for (name, v) in [
                 (
                     "bindack_timeout_first_reg_ms",
@@ -979,6 +992,25 @@ mod tests {
         assert_eq!(c.dataplane.max_bindings, 1 << 20);
         assert_eq!(c.dataplane.interfaces, ["eth0"]);
         assert_eq!(c.dataplane.xdp_mode, XdpMode::Auto);
+    }
+
+    #[test]
+    fn a_mobile_node_without_a_home_agent_address_is_refused() {
+        let dir = std::env::temp_dir().join(format!("hagent-noha-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("mn.conf");
+        std::fs::write(
+            &conf,
+            "NodeConfig MN;\nInterface \"eth0\";\nMnHomeLink \"eth0\" {\n  HomeAddress 2001:db8:bee5::dead:face/64;\n}\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Config::load(&conf).unwrap_err());
+        assert!(e.contains("HomeAgentAddress"), "{e}");
+        assert!(e.contains("not set"), "{e}");
+        let toml = "role = \"mobile_node\"\n[mobile_node]\nhome_address = \"2001:db8:bee5::dead:face\"\nhome_agent = \"fe80::1\"\n[dataplane]\ninterfaces = [\"eth0\"]\n";
+        let e = format!("{:#}", Config::from_toml(toml, "mn.toml").unwrap_err());
+        assert!(e.contains("fe80::1 is not a global unicast address"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
