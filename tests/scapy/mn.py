@@ -100,7 +100,7 @@ def cmd_bu(a):
         final = rh2_hoa or final
     mh_bytes = raw(ba)
     print(json.dumps({
-        "status": ba.status, "seq": ba.seq, "lifetime": ba.mhtime,
+        "status": ba.status, "seq": ba.seq, "lifetime": ba.mhtime, "flags": str(ba.flags),
         "src": p[IPv6].src, "dst": p[IPv6].dst,
         "rh2_type": rh.type if rh is not None else None,
         "rh2_segleft": rh.segleft if rh is not None else None,

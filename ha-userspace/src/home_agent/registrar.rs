@@ -24,6 +24,9 @@ pub mod status {
     pub const MR_NOT_PERMITTED: u8 = 140;
     pub const INVALID_PREFIX: u8 = 141;
     pub const NOT_AUTHORIZED_FOR_PREFIX: u8 = 142;
+    /// RFC 3963 §6.6: implicit mode (no Mobile Network Prefix option) and no prefixes
+    /// configured for the mobile router.
+    pub const FORWARDING_SETUP_FAILED: u8 = 143;
 }
 
 /// A received Binding Update, addresses resolved.
@@ -47,6 +50,8 @@ pub struct BindingUpdate {
 pub struct Existing {
     /// The last accepted sequence number.
     pub sequence: u16,
+    /// Registered with the R flag (a mobile router, RFC 3963).
+    pub mobile_router: bool,
 }
 
 /// What to do with a Binding Update.
@@ -125,6 +130,13 @@ pub fn decide(bu: &BindingUpdate, existing: Option<Existing>, policy: &Policy<'_
     if mobile_router && !policy.config.accept_mobile_routers {
         return reject(status::MR_NOT_PERMITTED);
     }
+    // RFC 3963 §6.2: a binding does not turn from a mobile node's into a mobile router's, or
+    // back, by a Binding Update (deregister first).
+    if let Some(e) = existing
+        && e.mobile_router != mobile_router
+    {
+        return reject(status::REG_TYPE_CHANGE_DISALLOWED);
+    }
     // Operator policy (UMIP's BindingAclPolicy): first rule naming the HoA, else the default.
     let rule = policy.config.acl.iter().find(|r| r.hoa == bu.hoa);
     let verdict = rule.map(|r| r.action).unwrap_or(policy.config.default_acl);
@@ -150,6 +162,15 @@ pub fn decide(bu: &BindingUpdate, existing: Option<Existing>, policy: &Policy<'_
                 return reject(status::NOT_AUTHORIZED_FOR_PREFIX);
             }
             prefixes.push((p, l));
+        }
+        // RFC 3963 §5.2, §6.1: implicit mode — no prefix option — registers the prefixes
+        // configured for this mobile router; with none configured there is nothing to
+        // forward (§6.6: 143).
+        if bu.prefixes.is_empty() {
+            if authorised.is_empty() {
+                return reject(status::FORWARDING_SETUP_FAILED);
+            }
+            prefixes = authorised;
         }
     }
     // §10.3.1: lifetime no longer than asked and than the configured maximum (4 s units).
@@ -268,7 +289,10 @@ mod tests {
     #[test]
     fn replayed_sequence_gets_135_with_the_last_accepted_rfc6275_9_5_1() {
         let c = cfg();
-        let e = Some(Existing { sequence: 10 });
+        let e = Some(Existing {
+            sequence: 10,
+            mobile_router: false,
+        });
         assert_eq!(
             decide(&bu(10, 10), e, &policy(&c)),
             Decision::Reject {
@@ -292,7 +316,10 @@ mod tests {
     #[test]
     fn deregistration_rfc6275_10_3_2() {
         let c = cfg();
-        let e = Some(Existing { sequence: 10 });
+        let e = Some(Existing {
+            sequence: 10,
+            mobile_router: false,
+        });
         assert_eq!(decide(&bu(11, 0), e, &policy(&c)), Decision::Deregister);
         let mut home = bu(12, 10);
         home.coa = home.hoa;
@@ -360,7 +387,14 @@ mod tests {
         let mut not_home = bu(11, 10);
         not_home.flags = BU_FLAG_A;
         assert_eq!(
-            decide(&not_home, Some(Existing { sequence: 10 }), &policy(&c)),
+            decide(
+                &not_home,
+                Some(Existing {
+                    sequence: 10,
+                    mobile_router: false
+                }),
+                &policy(&c)
+            ),
             Decision::Reject {
                 status: 139,
                 sequence: 11
@@ -402,6 +436,66 @@ mod tests {
                 sequence: 1
             }
         );
+    }
+
+    #[test]
+    fn implicit_mode_registers_the_configured_prefixes_rfc3963_6_1() {
+        let mut c = cfg();
+        c.accept_mobile_routers = true;
+        let mut mr = bu(1, 10);
+        mr.flags |= BU_FLAG_R;
+        // No Mobile Network Prefix option: the ACL's prefixes for this HoA.
+        assert!(
+            matches!(decide(&mr, None, &policy(&c)), Decision::Register { mobile_router: true, ref prefixes, .. } if *prefixes == vec![(a("2001:db8:100::"), 48)])
+        );
+        // None configured: nothing to forward, 143.
+        c.acl[0].prefixes.clear();
+        assert_eq!(
+            decide(&mr, None, &policy(&c)),
+            Decision::Reject {
+                status: 143,
+                sequence: 1
+            }
+        );
+    }
+
+    #[test]
+    fn the_r_flag_of_a_binding_does_not_change_rfc3963_6_2() {
+        let mut c = cfg();
+        c.accept_mobile_routers = true;
+        let host = Existing {
+            sequence: 1,
+            mobile_router: false,
+        };
+        let router = Existing {
+            sequence: 1,
+            mobile_router: true,
+        };
+        let mut mr = bu(2, 10);
+        mr.flags |= BU_FLAG_R;
+        assert_eq!(
+            decide(&mr, Some(host), &policy(&c)),
+            Decision::Reject {
+                status: 139,
+                sequence: 2
+            }
+        );
+        let plain = bu(2, 10);
+        assert_eq!(
+            decide(&plain, Some(router), &policy(&c)),
+            Decision::Reject {
+                status: 139,
+                sequence: 2
+            }
+        );
+        assert!(matches!(
+            decide(&mr, Some(router), &policy(&c)),
+            Decision::Register { new: false, .. }
+        ));
+        // A deregistration is accepted either way (§10.3.2).
+        let mut bye = bu(3, 0);
+        bye.flags |= BU_FLAG_R;
+        assert_eq!(decide(&bye, Some(host), &policy(&c)), Decision::Deregister);
     }
 
     #[test]

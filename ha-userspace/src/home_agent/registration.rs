@@ -355,6 +355,7 @@ impl Registrations {
             &bu,
             existing.map(|b| Existing {
                 sequence: b.spec.sequence,
+                mobile_router: b.spec.flags & ha_common::abi::BINDING_F_MOBILE_ROUTER != 0,
             }),
             &policy,
         );
