@@ -170,8 +170,19 @@ def cmd_ha(a):
           / IPv6ExtHdrRouting(type=2, segleft=1, addresses=[hao])
           / MIP6MH_BA(status=0, seq=bu.seq, mhtime=bu.mhtime))
     sendp(ba, iface=a.iface)
-    print(json.dumps({"coa": coa, "hoa": hao, "seq": bu.seq, "lifetime": bu.mhtime,
-                      "flags": str(bu.flags), "checksum_ok": mh_checksum_ok(hao or coa, a.ha, raw(bu))}))
+    out = {"coa": coa, "hoa": hao, "seq": bu.seq, "lifetime": bu.mhtime,
+           "flags": str(bu.flags), "checksum_ok": mh_checksum_ok(hao or coa, a.ha, raw(bu))}
+    if a.then_brr:
+        # A Binding Refresh Request to the registered node (RFC 6275 6.1.2, RH2 like the BA);
+        # the node should answer with a new BU (11.7.4).
+        time.sleep(1.0)
+        brr = (Ether(dst=p[Ether].src) / IPv6(src=a.ha, dst=coa)
+               / IPv6ExtHdrRouting(type=2, segleft=1, addresses=[hao]) / MIP6MH_BRR())
+        def is_next_bu(q):
+            return is_bu(q) and q[MIP6MH_BU].seq != bu.seq
+        again = send_and_await(a, brr, is_next_bu)
+        out["after_brr_seq"] = again[MIP6MH_BU].seq if again is not None else None
+    print(json.dumps(out))
 
 
 def cmd_ns(a):
@@ -240,6 +251,7 @@ def main():
         p.add_argument("--timeout", type=float, default=3.0)
         if name == "ha":
             p.add_argument("--ha", required=True)
+            p.add_argument("--then-brr", action="store_true")
         if name in ("bu", "reverse", "hoti"):
             p.add_argument("--ha", required=True)
             p.add_argument("--hoa", required=True)

@@ -1,7 +1,8 @@
 //! Our mobile node against a home agent nobody on this project wrote: scapy plays the HA on the
 //! MN's foreign link, decodes our BU (Home Address option, flags, sequence, checksum) and
 //! answers with its own BA carrying a type 2 routing header — which our MN must accept on a
-//! kernel without CONFIG_IPV6_MIP6.
+//! kernel without CONFIG_IPV6_MIP6 — then asks for a refresh with a Binding Refresh Request,
+//! which our MN answers with the next BU (RFC 6275 §11.7.4).
 
 use std::time::Duration;
 
@@ -52,6 +53,7 @@ fn our_mobile_node_registers_with_a_scapy_home_agent() -> anyhow::Result<()> {
             "eth0",
             "--timeout",
             "20",
+            "--then-brr",
         ],
         &dir.join("scapy.log"),
     )?;
@@ -77,16 +79,18 @@ fn our_mobile_node_registers_with_a_scapy_home_agent() -> anyhow::Result<()> {
         flags.contains('A') && flags.contains('H'),
         "A and H flags: {bu}"
     );
-    tests::roaming::wait_mn_state(&daemon, "registered", Duration::from_secs(10))
-        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", daemon.log()))?;
+    // The Binding Refresh Request scapy sent after its BA got a new BU at once (§11.7.4).
+    let next = bu["seq"].as_u64().unwrap_or(0) + 1;
+    assert_eq!(bu["after_brr_seq"], next, "{bu}\n{}", daemon.log());
     let s = daemon.stats()?;
-    assert_eq!(s["mobile_node"]["sequence"], bu["seq"], "{s}");
+    assert_eq!(s["mobile_node"]["sequence"], next, "{s}");
     assert!(
         s["counters"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| c["name"] == "mn_rh2_rewritten" && c["packets"] == 1),
+            // The BA and the BRR, each with a type 2 routing header.
+            .any(|c| c["name"] == "mn_rh2_rewritten" && c["packets"] == 2),
         "{s}"
     );
     Ok(())

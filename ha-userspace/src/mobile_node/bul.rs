@@ -295,6 +295,30 @@ impl MobileNode {
         }
     }
 
+    /// A Binding Refresh Request from the home agent (§11.7.4): refresh the registration now.
+    /// Only a registered node away from home answers, once per attempt — a flood of requests
+    /// (they are not authenticated without IPsec) costs one BU per BA.
+    pub fn on_brr(&mut self, now: Instant) -> Vec<Action> {
+        if self.state != State::Registered || !matches!(self.location, Location::Away(_)) {
+            return vec![];
+        }
+        self.refresh_at = None;
+        self.new_attempt();
+        self.timeout = self.settings.retry_timeout;
+        self.resend(now)
+    }
+
+    /// A Binding Error from the home agent (§11.3.6). Status 1 (no binding for the Home
+    /// Address option) means the home agent lost our binding: register again, once per
+    /// attempt. Status 2 (Mobility Header type not recognised) changes nothing: the BUs' own
+    /// back-off bounds them, and a forged error must not end the registration.
+    pub fn on_be(&mut self, status: u8, now: Instant) -> Vec<Action> {
+        if status != 1 {
+            return vec![];
+        }
+        self.on_brr(now)
+    }
+
     fn resend(&mut self, now: Instant) -> Vec<Action> {
         match (self.state, self.location) {
             (State::Registering | State::Registered, Location::Away(coa)) => {
@@ -532,5 +556,62 @@ mod tests {
         m.on_ba(0, 103, 0, None, t);
         assert_eq!(m.state, State::Home);
         assert_eq!(m.next_deadline(), None);
+    }
+
+    /// Registered away from home with CoA `coa`.
+    fn registered(coa: &str, now: Instant) -> MobileNode {
+        let mut m = mn();
+        let out = m.moved(Location::Away(a(coa)), now);
+        let Some(Action::SendBu { sequence, .. }) = out.last().cloned() else {
+            panic!("{out:?}");
+        };
+        assert!(m.on_ba(0, sequence, 150, None, now).is_empty());
+        assert_eq!(m.state, State::Registered);
+        m
+    }
+
+    #[test]
+    fn a_binding_refresh_request_refreshes_at_once_rfc6275_11_7_4() {
+        let t0 = Instant::now();
+        let mut m = registered("2001:db8:f00d::1", t0);
+        let seq = m.sequence;
+        let out = m.on_brr(t0 + Duration::from_secs(5));
+        assert_eq!(
+            out,
+            vec![Action::SendBu {
+                coa: a("2001:db8:f00d::1"),
+                sequence: seq.wrapping_add(1),
+                lifetime_units: 150
+            }]
+        );
+        assert_eq!(m.state, State::Registering);
+        // More requests before the BA: nothing more (one BU per attempt).
+        assert!(m.on_brr(t0 + Duration::from_secs(5)).is_empty());
+        // At home, or not registered: ignored.
+        let mut home = mn();
+        home.moved(Location::Home, t0);
+        assert!(home.on_brr(t0).is_empty());
+    }
+
+    #[test]
+    fn binding_errors_from_the_home_agent_rfc6275_11_3_6() {
+        let t0 = Instant::now();
+        let mut m = registered("2001:db8:f00d::1", t0);
+        // Status 2 (type not recognised): nothing changes.
+        assert!(m.on_be(2, t0).is_empty());
+        assert_eq!(m.state, State::Registered);
+        // Status 1 (the HA has no binding for our HoA): register again.
+        let out = m.on_be(1, t0);
+        assert!(
+            matches!(
+                out.as_slice(),
+                [Action::SendBu {
+                    lifetime_units: 150,
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        assert_eq!(m.state, State::Registering);
     }
 }

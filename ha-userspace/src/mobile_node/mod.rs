@@ -240,19 +240,39 @@ impl MobileNodeRole {
         Ok(())
     }
 
-    /// A Binding Acknowledgement (the data plane already undid its RH2).
+    /// A Binding Acknowledgement (the data plane already undid its RH2), a Binding Refresh
+    /// Request or a Binding Error from the home agent.
     pub async fn on_mh(&mut self, rx: Received, bindings: &mut Bindings, now: Instant) {
         let Ok(parsed) = mh::MobilityHeader::parse(&rx.data) else {
             self.stats.dropped_malformed += 1;
             return;
         };
-        let mh::Message::BindingAck(ba) = parsed.message else {
-            self.stats.dropped_not_bu += 1;
-            return;
-        };
         if rx.src != self.config.home_agent {
             return;
         }
+        let ba = match parsed.message {
+            mh::Message::BindingAck(ba) => ba,
+            mh::Message::BindingRefreshRequest(_) => {
+                tracing::info!("the home agent asks for a binding refresh");
+                let actions = self.bul.on_brr(now);
+                self.run(actions, bindings, now).await;
+                return;
+            }
+            mh::Message::BindingError(be) => {
+                tracing::warn!(
+                    status = be.status,
+                    home_address = %Ipv6Addr::from(be.home_address),
+                    "binding error from the home agent"
+                );
+                let actions = self.bul.on_be(be.status, now);
+                self.run(actions, bindings, now).await;
+                return;
+            }
+            _ => {
+                self.stats.dropped_not_bu += 1;
+                return;
+            }
+        };
         let refresh = ba.options.iter().find_map(|o| match o {
             Ok(mh::MobilityOption::BindingRefreshAdvice { interval_units }) => Some(interval_units),
             _ => None,
