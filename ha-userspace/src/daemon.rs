@@ -403,6 +403,20 @@ async fn serve(
         }
     };
 
+    // DHAAD (home agent): Router Advertisements and DHAAD Requests on a socket of their own.
+    // Without a responder the sender stays here, so the loop's branch never fires.
+    let (_no_dhaad, idle_rx) = mpsc::channel(1);
+    let (mut dhaad_rx, dhaad_task) = match &mut role {
+        RoleState::HomeAgent(ha) => {
+            let sock = Arc::new(crate::home_agent::dhaad::DhaadSocket::new()?);
+            let dropped: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+            ha.serve_dhaad(sock.clone(), dropped.clone());
+            let (rx, task) = crate::home_agent::dhaad::spawn_reader(sock, dropped);
+            (rx, Some(task))
+        }
+        RoleState::MobileNode(_) => (idle_rx, None),
+    };
+
     // Routing changes invalidate cached next hops (coalesced: one bump per wake-up).
     let routing_changed = Arc::new(Notify::new());
     let addresses_changed = Arc::new(Notify::new());
@@ -506,6 +520,11 @@ async fn serve(
                     other => handle(other, cmd.reply, &mut role, bindings, now).await,
                 }
             }
+            Some(rx) = dhaad_rx.recv() => {
+                if let RoleState::HomeAgent(ha) = &mut role {
+                    ha.on_icmp(rx, Instant::now());
+                }
+            }
             Some(query) = metrics_rx.recv() => {
                 let _ = query.send(snapshot(&config, bindings, &role, &punt_stats, &inbox, started.1));
             }
@@ -552,6 +571,9 @@ async fn serve(
     control_task.abort();
     let _ = control_task.await;
     if let Some(t) = metrics_task {
+        t.abort();
+    }
+    if let Some(t) = dhaad_task {
         t.abort();
     }
     drop(metrics_tx);

@@ -12,6 +12,9 @@ end-to-end tests to talk to hagent. Prints one JSON object per command on stdout
             Error to --dst (the HoA), through the routing table
   hoti      send a reverse-tunnelled Home Test Init (CoA -> HA, inside HoA -> CN)
   sniff-mh  listen for Mobility Headers from --src, print their types
+  dhaad     send a DHAAD Request from --src to --anycast, print the reply's addresses
+  ra-ha     send a Router Advertisement announcing this node as a home agent (H flag, an
+            R-flag prefix with --address, a Home Agent Information option)
 """
 import argparse
 import json
@@ -240,14 +243,49 @@ def cmd_sniff_mh(a):
     print(json.dumps({"count": len(out), "packets": out}))
 
 
+def cmd_dhaad(a):
+    from scapy.all import send
+    from scapy.layers.inet6 import ICMPv6HAADRequest, ICMPv6HAADReply
+    def is_reply(p):
+        return ICMPv6HAADReply in p and p[ICMPv6HAADReply].id == 0x4242
+    sniffer = AsyncSniffer(iface=a.iface, lfilter=is_reply, store=True, count=1)
+    sniffer.start()
+    time.sleep(0.3)
+    send(IPv6(src=a.src, dst=a.anycast) / ICMPv6HAADRequest(id=0x4242))
+    sniffer.join(timeout=a.timeout)
+    if sniffer.running:
+        sniffer.stop()
+    res = sniffer.results or []
+    if not res:
+        print(json.dumps({"timeout": True}))
+        return
+    p = res[0]
+    r = p[ICMPv6HAADReply]
+    print(json.dumps({"src": p[IPv6].src, "dst": p[IPv6].dst, "id": r.id,
+                      "addresses": list(r.addresses)}))
+
+
+def cmd_ra_ha(a):
+    from scapy.all import in6_getifaddr, get_if_hwaddr
+    from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptHAInfo
+    ll = [x[0] for x in in6_getifaddr() if x[2] == a.iface and x[0].startswith("fe80")][0]
+    ra = (Ether(src=get_if_hwaddr(a.iface), dst="33:33:00:00:00:01")
+          / IPv6(src=ll, dst="ff02::1", hlim=255)
+          / ICMPv6ND_RA(H=1, routerlifetime=1800)
+          / ICMPv6NDOptPrefixInfo(prefixlen=64, L=1, A=0, R=1, prefix=a.address)
+          / ICMPv6NDOptHAInfo(pref=a.pref, lifetime=a.lifetime))
+    sendp(ra, iface=a.iface)
+    print(json.dumps({"sent": 1, "src": ll}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("bu", "tunnel", "reverse", "ha", "ns", "mh", "hoti", "sniff-mh"):
+    for name in ("bu", "tunnel", "reverse", "ha", "ns", "mh", "hoti", "sniff-mh", "dhaad", "ra-ha"):
         p = sub.add_parser(name)
         p.add_argument("--iface", default="eth0")
         p.add_argument("--router-mac", default=None)
-        p.add_argument("--coa", required=(name not in ("ha", "ns", "mh", "sniff-mh")))
+        p.add_argument("--coa", required=(name not in ("ha", "ns", "mh", "sniff-mh", "dhaad", "ra-ha")))
         p.add_argument("--timeout", type=float, default=3.0)
         if name == "ha":
             p.add_argument("--ha", required=True)
@@ -271,12 +309,20 @@ def main():
             p.add_argument("--dst", required=True)
         if name == "sniff-mh":
             p.add_argument("--src", required=True)
+        if name == "dhaad":
+            p.add_argument("--src", required=True)
+            p.add_argument("--anycast", required=True)
+        if name == "ra-ha":
+            p.add_argument("--address", required=True)
+            p.add_argument("--pref", type=int, default=0)
+            p.add_argument("--lifetime", type=int, default=1800)
         if name == "ns":
             p.add_argument("--src", required=True)
             p.add_argument("--target", required=True)
     a = ap.parse_args()
     {"bu": cmd_bu, "tunnel": cmd_tunnel, "reverse": cmd_reverse, "ha": cmd_ha, "ns": cmd_ns,
-     "mh": cmd_mh, "hoti": cmd_hoti, "sniff-mh": cmd_sniff_mh}[a.cmd](a)
+     "mh": cmd_mh, "hoti": cmd_hoti, "sniff-mh": cmd_sniff_mh, "dhaad": cmd_dhaad,
+     "ra-ha": cmd_ra_ha}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod advertise;
 pub mod dad;
+pub mod dhaad;
 pub mod registrar;
 pub mod registration;
 pub mod signalling;
@@ -71,6 +72,14 @@ pub struct HomeAgent {
     removal_cause: Option<(Ipv6Addr, crate::events::Kind)>,
     /// Repeats of the unsolicited advertisements for new bindings.
     advertisements: advertise::Advertisements,
+    /// DHAAD: the home-agents lists, the socket, the reply budget.
+    home_agents: dhaad::HomeAgents,
+    dhaad: Option<std::sync::Arc<dhaad::DhaadSocket>>,
+    dhaad_stats: dhaad::DhaadStats,
+    /// ICMPv6 dropped because the reader's queue was full.
+    dhaad_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    dhaad_budget: (Instant, u32),
+    shuffler: dhaad::Shuffler,
 }
 
 impl HomeAgent {
@@ -97,6 +106,17 @@ impl HomeAgent {
             next_id: 0,
             removal_cause: None,
             advertisements: advertise::Advertisements::default(),
+            home_agents: dhaad::HomeAgents::default(),
+            dhaad: None,
+            dhaad_stats: dhaad::DhaadStats::default(),
+            dhaad_dropped: Default::default(),
+            dhaad_budget: (now, 0),
+            shuffler: dhaad::Shuffler::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+                    ^ u64::from(std::process::id()),
+            ),
             summary: Summary {
                 next: now + SUMMARY_INTERVAL,
                 last: Stats::default(),
@@ -116,6 +136,99 @@ impl HomeAgent {
     pub fn set_links(&mut self, links: Vec<Served>, scope: Scope) {
         self.links = links;
         self.registrations.set_scope(scope);
+        self.update_home_agents();
+    }
+
+    /// Answers DHAAD on `sock` from now on: joins each home link's home-agents anycast
+    /// address and lists this node's addresses there.
+    pub fn serve_dhaad(
+        &mut self,
+        sock: std::sync::Arc<dhaad::DhaadSocket>,
+        dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        self.dhaad = Some(sock);
+        self.dhaad_dropped = dropped;
+        self.update_home_agents();
+    }
+
+    fn update_home_agents(&mut self) {
+        let mut own: HashMap<u32, Vec<Ipv6Addr>> = HashMap::new();
+        for h in &self.registrations.scope().home_prefixes {
+            own.entry(h.ifindex).or_default().push(h.ha_address);
+            if let (Some(sock), Some(any)) = (&self.dhaad, dhaad::anycast_address(h.prefix, h.len))
+                && let Err(e) = sock.join(h.ifindex, any)
+            {
+                tracing::warn!(error = %format!("{e:#}"), "DHAAD will not be answered on this home link");
+            }
+        }
+        for (ifindex, mut addresses) in own {
+            addresses.sort();
+            addresses.dedup();
+            self.home_agents.set_own(ifindex, &addresses, 0);
+        }
+    }
+
+    /// ICMPv6 for DHAAD: a Router Advertisement (another home agent on a home link,
+    /// RFC 6275 §10.5.1) or a DHAAD Request to a home-agents anycast address (§10.5).
+    pub fn on_icmp(&mut self, rx: Received, now: Instant) {
+        match rx.data.first() {
+            Some(&dhaad::ROUTER_ADVERTISEMENT) => {
+                // RFC 4861 §6.1.2: from the link (hop limit 255), from a link-local address.
+                if rx.hop_limit != Some(255) || rx.src.segments()[0] & 0xffc0 != 0xfe80 {
+                    self.dhaad_stats.invalid += 1;
+                    return;
+                }
+                if let Some(ad) = dhaad::parse_ra(&rx.data) {
+                    self.dhaad_stats.advertisements_learned += 1;
+                    self.home_agents.learn(rx.ifindex, &ad, now);
+                }
+            }
+            Some(&dhaad::DHAAD_REQUEST) => {
+                let Some(id) = dhaad::parse_request(&rx.data) else {
+                    self.dhaad_stats.invalid += 1;
+                    return;
+                };
+                self.dhaad_stats.requests += 1;
+                // The request names the home link by the anycast address it was sent to.
+                let Some(home) = self
+                    .registrations
+                    .scope()
+                    .home_prefixes
+                    .iter()
+                    .find(|h| dhaad::anycast_address(h.prefix, h.len) == Some(rx.dst))
+                    .cloned()
+                else {
+                    self.dhaad_stats.not_for_a_home_link += 1;
+                    return;
+                };
+                if !crate::config::is_global_unicast(&rx.src) {
+                    self.dhaad_stats.invalid += 1;
+                    return;
+                }
+                if now.duration_since(self.dhaad_budget.0) >= Duration::from_secs(1) {
+                    self.dhaad_budget = (now, 0);
+                }
+                if self.dhaad_budget.1 >= dhaad::MAX_REPLIES_PER_SECOND {
+                    self.dhaad_stats.rate_limited += 1;
+                    return;
+                }
+                self.dhaad_budget.1 += 1;
+                let shuffler = &mut self.shuffler;
+                let list = self
+                    .home_agents
+                    .reply_addresses(home.ifindex, now, |g| shuffler.shuffle(g));
+                let reply = dhaad::reply(id, &list);
+                let Some(sock) = &self.dhaad else { return };
+                match sock.send(&reply, rx.src, home.ha_address) {
+                    Ok(_) => self.dhaad_stats.replies += 1,
+                    Err(e) => {
+                        self.signalling.stats.send_errors += 1;
+                        tracing::debug!(error = %e, to = %rx.src, "sending a DHAAD reply failed");
+                    }
+                }
+            }
+            _ => self.dhaad_stats.invalid += 1,
+        }
     }
 
     /// A Mobility Header arrived (RFC 6275 §9.2, §9.5.1, §10.3).
@@ -434,6 +547,8 @@ impl HomeAgent {
             "in_progress": self.registrations.in_progress(),
             "dad_probes": self.dad.running(),
             "dropped_queue_full": dropped_queue_full,
+            "dhaad": self.dhaad_stats,
+            "dhaad_queue_full": self.dhaad_dropped.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 }
