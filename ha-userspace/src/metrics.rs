@@ -65,6 +65,10 @@ pub struct Snapshot {
     pub registrations: Option<RegistrationStats>,
     pub registrations_in_progress: u64,
     pub dad_in_flight: u64,
+    /// Home agent: DHAAD requests, replies and advertisements learned.
+    pub dhaad: Option<crate::home_agent::dhaad::DhaadStats>,
+    /// Home agent: unsolicited NA repeats scheduled, and not scheduled (queue full).
+    pub na_repeats: (u64, u64),
     /// IPsec requests, policies and SAs installed (`UseMnHaIPsec` only).
     pub ipsec: Option<(IpsecStats, u64, u64)>,
     /// (queue, depth, capacity).
@@ -400,6 +404,35 @@ impl Collector for Families {
                 "hagent_dad_probes_in_flight",
                 "Duplicate Address Detection probes running.",
                 &gauge_one(s.dad_in_flight),
+            )?;
+            f.gauge(
+                "hagent_neighbor_advertisement_repeats_pending",
+                "Unsolicited Neighbor Advertisement repeats scheduled for new bindings.",
+                &gauge_one(s.na_repeats.0),
+            )?;
+            f.counter(
+                "hagent_neighbor_advertisement_repeats_dropped",
+                "Repeats not scheduled because their queue was full.",
+                &one(s.na_repeats.1),
+            )?;
+        }
+        if let Some(d) = &s.dhaad {
+            f.counter(
+                "hagent_dhaad_messages",
+                "Dynamic Home Agent Address Discovery: requests received, replies sent, \
+                 requests refused (rate limit, not for a home link, invalid) and home agent \
+                 advertisements learned.",
+                &[
+                    (l(&[("kind", "request")]), d.requests),
+                    (l(&[("kind", "reply")]), d.replies),
+                    (l(&[("kind", "rate_limited")]), d.rate_limited),
+                    (l(&[("kind", "not_for_a_home_link")]), d.not_for_a_home_link),
+                    (l(&[("kind", "invalid")]), d.invalid),
+                    (
+                        l(&[("kind", "advertisement_learned")]),
+                        d.advertisements_learned,
+                    ),
+                ],
             )?;
         }
         if let Some((x, policies, sas)) = &s.ipsec {

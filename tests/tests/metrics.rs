@@ -212,6 +212,8 @@ fn a_scrape_parses_with_prometheus_own_parsers_and_carries_the_daemons_numbers()
         "hagent_queue_capacity",
         "hagent_slow_path_packets",
         "hagent_rtnetlink_requests",
+        "hagent_dhaad_messages",
+        "hagent_neighbor_advertisement_repeats_pending",
     ] {
         assert!(f.contains_key(family), "{family} missing: {:?}", f.keys());
     }

@@ -537,6 +537,11 @@ impl HomeAgent {
         s.registrations = Some(self.registrations.stats().clone());
         s.registrations_in_progress = self.registrations.in_progress() as u64;
         s.dad_in_flight = self.dad.running() as u64;
+        s.dhaad = Some(self.dhaad_stats);
+        s.na_repeats = (
+            self.advertisements.pending() as u64,
+            self.advertisements.dropped,
+        );
     }
 
     /// What `hagent stats` shows of the home agent.
