@@ -125,6 +125,11 @@ pub const PUNT_MAX_PACKET: usize = 1280;
 
 /// Why a packet was handed to the daemon.
 pub const PUNT_REASON_FRAGMENT: u32 = 1;
+/// A Home Address option without a binding (RFC 6275 §9.3.1): `packet` holds the source at
+/// bytes 8..24 and the destination at 24..40 (as in an IPv6 header), the option's home address
+/// at 40..56; `len` is [`PUNT_HAO_LEN`]. The daemon answers with a Binding Error, status 1.
+pub const PUNT_REASON_HAO_NO_BINDING: u32 = 2;
+pub const PUNT_HAO_LEN: usize = 56;
 
 /// A packet handed from the data plane to the daemon through the punt ring buffer.
 #[repr(C)]

@@ -136,6 +136,12 @@ counters! {
     /// TC egress: a packet the node sent to a bound HoA does not fit the tunnel: an ICMPv6
     /// Packet Too Big went back to its sender (through this node's own input path).
     TcPtbSent = 42 => "tc_ptb_sent",
+    /// A packet other than signalling to this node with a Home Address option for which a
+    /// binding from its source exists: the addresses swapped, passed (RFC 6275 §9.3.1).
+    HaoAccepted = 43 => "hao_accepted",
+    /// A Home Address option without a binding from its source (RFC 6275 §9.3.1): dropped;
+    /// the daemon sends a Binding Error (status 1).
+    DropHaoNoBinding = 44 => "drop_hao_no_binding",
 }
 
 impl Counter {

@@ -366,7 +366,8 @@ async fn serve(
     let punt_stats: Arc<Mutex<PuntStats>> = Arc::default();
     let ring = bindings.take_punt_ring()?;
     let sender = TunnelSender::new(config.dataplane.outer_hop_limit)?;
-    let punt_task = tokio::spawn(punt::serve(ring, sender, punt_stats.clone()));
+    let (hao_tx, mut hao_rx) = mpsc::channel::<punt::HaoWithoutBinding>(punt::HAO_QUEUE);
+    let punt_task = tokio::spawn(punt::serve(ring, sender, punt_stats.clone(), hao_tx));
 
     // Mobility Headers, read on a task of their own into bounded queues.
     let allowed = Arc::new(std::sync::RwLock::new(
@@ -518,6 +519,11 @@ async fn serve(
                         let _ = cmd.reply.send(r);
                     }
                     other => handle(other, cmd.reply, &mut role, bindings, now).await,
+                }
+            }
+            Some(h) = hao_rx.recv() => {
+                if let RoleState::HomeAgent(ha) = &mut role {
+                    ha.on_hao_without_binding(h, Instant::now());
                 }
             }
             Some(rx) = dhaad_rx.recv() => {

@@ -124,13 +124,18 @@ fn action(c: Counter) -> &'static str {
         | C::DropForgedHaoMarker
         | C::DropHelperFailed
         | C::TcDrop
-        | C::DropDecapUnprotected => "drop",
+        | C::DropDecapUnprotected
+        | C::DropHaoNoBinding => "drop",
         C::PtbSent
         | C::TcPtbSent
         | C::NdProxyAnswered
         | C::NdProxyDadAnswered
         | C::TcNdReflected => "answer",
-        C::SignalHaoRewritten | C::MnRh2Rewritten | C::TcSignalHao | C::TcSignalRh2 => "rewrite",
+        C::SignalHaoRewritten
+        | C::MnRh2Rewritten
+        | C::TcSignalHao
+        | C::TcSignalRh2
+        | C::HaoAccepted => "rewrite",
         C::PuntFragment => "punt",
         C::DadConflictSeen => "observe",
     }

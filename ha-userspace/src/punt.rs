@@ -9,7 +9,7 @@ use std::{mem::size_of, net::Ipv6Addr};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
-use ha_common::abi::{PUNT_REASON_FRAGMENT, PuntRecord};
+use ha_common::abi::{PUNT_HAO_LEN, PUNT_REASON_FRAGMENT, PUNT_REASON_HAO_NO_BINDING, PuntRecord};
 use tokio::io::unix::AsyncFd;
 
 use crate::sock::RawSocket;
@@ -68,13 +68,32 @@ pub struct PuntStats {
     pub fragmented_sent: u64,
     pub send_errors: u64,
     pub malformed: u64,
+    /// Home Address options without a binding, handed on for a Binding Error.
+    pub hao_without_binding: u64,
+    /// Those the event loop's queue had no room for.
+    pub hao_queue_full: u64,
 }
+
+/// A packet with a Home Address option and no binding (RFC 6275 §9.3.1), for the home agent
+/// to answer with a Binding Error (status 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HaoWithoutBinding {
+    /// The packet's source: where the Binding Error goes.
+    pub src: Ipv6Addr,
+    /// Its destination: this node's address, the Binding Error's source.
+    pub dst: Ipv6Addr,
+    pub hoa: Ipv6Addr,
+}
+
+/// Reports waiting for the event loop, at most.
+pub const HAO_QUEUE: usize = 1024;
 
 /// Reads the punt ring buffer until the task is dropped, sending each packet.
 pub async fn serve(
     ring: RingBuf<MapData>,
     sender: TunnelSender,
     stats: std::sync::Arc<std::sync::Mutex<PuntStats>>,
+    hao: tokio::sync::mpsc::Sender<HaoWithoutBinding>,
 ) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long as
     // the AsyncFd (which owns the ring buffer) lives.
@@ -87,7 +106,13 @@ pub async fn serve(
             let outcome = handle(&item, &sender);
             let mut s = stats.lock().expect("punt stats lock");
             match outcome {
-                Ok(()) => s.fragmented_sent += 1,
+                Ok(None) => s.fragmented_sent += 1,
+                Ok(Some(h)) => {
+                    s.hao_without_binding += 1;
+                    if hao.try_send(h).is_err() {
+                        s.hao_queue_full += 1;
+                    }
+                }
                 Err(Handled::Malformed) => s.malformed += 1,
                 Err(Handled::Send(e)) => {
                     s.send_errors += 1;
@@ -104,13 +129,25 @@ enum Handled {
     Send(std::io::Error),
 }
 
-fn handle(item: &[u8], sender: &TunnelSender) -> Result<(), Handled> {
+fn handle(item: &[u8], sender: &TunnelSender) -> Result<Option<HaoWithoutBinding>, Handled> {
     if item.len() < size_of::<PuntRecord>() {
         return Err(Handled::Malformed);
     }
     // SAFETY: the program writes whole PuntRecords; the length was checked.
     let rec: PuntRecord = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const PuntRecord) };
     let len = rec.len as usize;
+    if rec.reason == PUNT_REASON_HAO_NO_BINDING && len == PUNT_HAO_LEN {
+        let at = |i: usize| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&rec.packet[i..i + 16]);
+            Ipv6Addr::from(a)
+        };
+        return Ok(Some(HaoWithoutBinding {
+            src: at(8),
+            dst: at(24),
+            hoa: at(40),
+        }));
+    }
     if rec.reason != PUNT_REASON_FRAGMENT || len < 40 || len > rec.packet.len() {
         return Err(Handled::Malformed);
     }
@@ -120,5 +157,6 @@ fn handle(item: &[u8], sender: &TunnelSender) -> Result<(), Handled> {
             Ipv6Addr::from(rec.binding.remote),
             &rec.packet[..len],
         )
+        .map(|()| None)
         .map_err(Handled::Send)
 }

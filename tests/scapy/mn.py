@@ -12,6 +12,8 @@ end-to-end tests to talk to hagent. Prints one JSON object per command on stdout
             Error to --dst (the HoA), through the routing table
   hoti      send a reverse-tunnelled Home Test Init (CoA -> HA, inside HoA -> CN)
   sniff-mh  listen for Mobility Headers from --src, print their types
+  hao-echo  send an echo request with a Home Address option for --hoa, print the Binding
+            Error that answers it
   dhaad     send a DHAAD Request from --src to --anycast, print the reply's addresses
   ra-ha     send a Router Advertisement announcing this node as a home agent (H flag, an
             R-flag prefix with --address, a Home Agent Information option)
@@ -243,6 +245,28 @@ def cmd_sniff_mh(a):
     print(json.dumps({"count": len(out), "packets": out}))
 
 
+def cmd_hao_echo(a):
+    from scapy.all import send
+    def is_be(p):
+        return IPv6 in p and MIP6MH_BE in p and p[IPv6].dst == a.src
+    sniffer = AsyncSniffer(iface=a.iface, lfilter=is_be, store=True, count=1)
+    sniffer.start()
+    time.sleep(0.3)
+    send(IPv6(src=a.src, dst=a.dst) / IPv6ExtHdrDestOpt(options=[HAO(hoa=a.hoa)])
+         / ICMPv6EchoRequest(id=0x4845, seq=1))
+    sniffer.join(timeout=a.timeout)
+    if sniffer.running:
+        sniffer.stop()
+    res = sniffer.results or []
+    if not res:
+        print(json.dumps({"timeout": True}))
+        return
+    p = res[0]
+    be = p[MIP6MH_BE]
+    print(json.dumps({"src": p[IPv6].src, "dst": p[IPv6].dst, "status": be.status, "hoa": be.ha,
+                      "checksum_ok": mh_checksum_ok(p[IPv6].src, p[IPv6].dst, raw(be))}))
+
+
 def cmd_dhaad(a):
     from scapy.all import send
     from scapy.layers.inet6 import ICMPv6HAADRequest, ICMPv6HAADReply
@@ -281,11 +305,13 @@ def cmd_ra_ha(a):
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("bu", "tunnel", "reverse", "ha", "ns", "mh", "hoti", "sniff-mh", "dhaad", "ra-ha"):
+    for name in ("bu", "tunnel", "reverse", "ha", "ns", "mh", "hoti", "sniff-mh", "dhaad", "ra-ha",
+                 "hao-echo"):
         p = sub.add_parser(name)
         p.add_argument("--iface", default="eth0")
         p.add_argument("--router-mac", default=None)
-        p.add_argument("--coa", required=(name not in ("ha", "ns", "mh", "sniff-mh", "dhaad", "ra-ha")))
+        p.add_argument("--coa", required=(name not in ("ha", "ns", "mh", "sniff-mh", "dhaad", "ra-ha",
+                                                       "hao-echo")))
         p.add_argument("--timeout", type=float, default=3.0)
         if name == "ha":
             p.add_argument("--ha", required=True)
@@ -312,6 +338,10 @@ def main():
         if name == "dhaad":
             p.add_argument("--src", required=True)
             p.add_argument("--anycast", required=True)
+        if name == "hao-echo":
+            p.add_argument("--src", required=True)
+            p.add_argument("--dst", required=True)
+            p.add_argument("--hoa", required=True)
         if name == "ra-ha":
             p.add_argument("--address", required=True)
             p.add_argument("--pref", type=int, default=0)
@@ -322,7 +352,7 @@ def main():
     a = ap.parse_args()
     {"bu": cmd_bu, "tunnel": cmd_tunnel, "reverse": cmd_reverse, "ha": cmd_ha, "ns": cmd_ns,
      "mh": cmd_mh, "hoti": cmd_hoti, "sniff-mh": cmd_sniff_mh, "dhaad": cmd_dhaad,
-     "ra-ha": cmd_ra_ha}[a.cmd](a)
+     "ra-ha": cmd_ra_ha, "hao-echo": cmd_hao_echo}[a.cmd](a)
 
 
 if __name__ == "__main__":

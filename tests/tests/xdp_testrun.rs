@@ -481,6 +481,71 @@ fn home_address_option_is_swapped_for_the_kernel() -> anyhow::Result<()> {
     )
 }
 
+/// RFC 6275 §9.3.1: a Home Address option in anything but signalling is accepted only when a
+/// binding for that home address exists from that source (addresses swapped as the kernel's
+/// mip6 code would); otherwise the packet is dropped and the daemon told, for a Binding Error
+/// with status 1. Fixture table: description, source, home address, action, counter.
+#[test]
+fn home_address_option_without_a_binding_is_refused_rfc6275_9_3_1() -> anyhow::Result<()> {
+    with_dataplane(
+        "home_address_option_without_a_binding_is_refused_rfc6275_9_3_1",
+        Role::HomeAgent,
+        true,
+        |dp, fx| {
+            let echo = |src: Ipv6Addr, hoa: Ipv6Addr| {
+                // DestOpt(PadN 4, HAO) + ICMPv6 echo request (checksum over the HoA, §6.3).
+                let mut d = vec![58u8, 2, 1, 2, 0, 0, 0xc9, 16];
+                d.extend_from_slice(&hoa.octets());
+                d.extend(icmpv6(hoa, ha(), 128, 0, &[0, 1, 0, 1, 0xaa, 0xbb]));
+                let mut f = eth(HA_MAC, PEER_MAC);
+                f.extend(ipv6(0, 0, 60, 64, src, ha(), &d));
+                (f, d)
+            };
+            // Bound from its CoA: swapped and passed.
+            let (input, d) = echo(coa(), hoa());
+            let (action, out) = run(dp, fx.ifindex, &input).unwrap();
+            let mut swapped = d.clone();
+            swapped[6] = 0x1e;
+            swapped[8..24].copy_from_slice(&coa().octets());
+            let mut expected = eth(HA_MAC, PEER_MAC);
+            expected.extend(ipv6(0, 0, 60, 64, hoa(), ha(), &swapped));
+            assert_eq!((action, out), (XDP_PASS, expected));
+            assert_eq!(counter(dp, "hao_accepted"), 1);
+
+            let mut ring = dp.take_punt_ring().unwrap();
+            let unbound = addr("2001:db8:bee5::99");
+            let elsewhere = addr("2001:db8:f00d::77");
+            for (what, src, hoa, n) in [
+                ("no binding for the home address", coa(), unbound, 1),
+                (
+                    "bound, but not from this care-of address",
+                    elsewhere,
+                    hoa(),
+                    2,
+                ),
+            ] {
+                let (input, _) = echo(src, hoa);
+                assert_eq!(run(dp, fx.ifindex, &input).unwrap().0, XDP_DROP, "{what}");
+                assert_eq!(counter(dp, "drop_hao_no_binding"), n, "{what}");
+                let item = ring.next().expect("a punted record");
+                // SAFETY: the program wrote the record as a PuntRecord.
+                let rec: PuntRecord =
+                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const PuntRecord) };
+                assert_eq!(
+                    rec.reason,
+                    ha_common::abi::PUNT_REASON_HAO_NO_BINDING,
+                    "{what}"
+                );
+                assert_eq!(rec.len as usize, ha_common::abi::PUNT_HAO_LEN);
+                assert_eq!(&rec.packet[8..24], &src.octets(), "{what}");
+                assert_eq!(&rec.packet[24..40], &ha().octets(), "{what}");
+                assert_eq!(&rec.packet[40..56], &hoa.octets(), "{what}");
+            }
+            assert_eq!(counter(dp, "hao_accepted"), 1);
+        },
+    )
+}
+
 #[test]
 fn cached_next_hop_follows_a_route_change() -> anyhow::Result<()> {
     with_dataplane(

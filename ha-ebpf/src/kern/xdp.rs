@@ -13,8 +13,9 @@ use aya_ebpf::{
 };
 use ha_common::{
     abi::{
-        BINDING_F_IPSEC_PAYLOAD, BindingEntry, DAD_CONFLICT, NextHop, PUNT_MAX_PACKET,
-        PUNT_REASON_FRAGMENT, PuntRecord, ROLE_MOBILE_NODE,
+        BINDING_F_IPSEC_PAYLOAD, BindingEntry, DAD_CONFLICT, NextHop, PUNT_HAO_LEN,
+        PUNT_MAX_PACKET, PUNT_REASON_FRAGMENT, PUNT_REASON_HAO_NO_BINDING, PuntRecord,
+        ROLE_MOBILE_NODE,
     },
     nd::{
         ICMPV6_NA, ICMPV6_NS, NA_CHECKSUM, NA_FRAME_LEN, NA_LEN, ND_HOP_LIMIT, ND_MIN_LEN,
@@ -554,10 +555,14 @@ fn signalling(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
     let Ok([next, ext_len]) = load::<2>(ctx, INNER) else {
         return pass(Counter::PassMalformed, len);
     };
-    if next != IPPROTO_MH && next != IPPROTO_ESP {
-        return pass(Counter::PassLocal, len);
-    }
-    let hlen = header_len(ext_len);
+    // MH or ESP (signalling, perhaps protected): the Home Address option is swapped whether a
+    // binding exists or not (a first BU has none). Anything else with one is accepted only
+    // with a binding from that CoA (RFC 6275 §9.3.1).
+    let signalling = next == IPPROTO_MH || next == IPPROTO_ESP;
+    // Opaque to LLVM, so the bound below is checked on this very value: otherwise LLVM tests
+    // the loaded bytes as one u16 and derives the length from a copy the verifier never sees
+    // bounded (the helper's size then looks like 2048).
+    let hlen = core::hint::black_box(header_len(ext_len));
     if hlen > MAX_DSTOPTS_LEN || INNER + hlen > Pkt(ctx).len() {
         return pass(Counter::PassMalformed, len);
     }
@@ -591,6 +596,12 @@ fn signalling(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
             {
                 return pass(Counter::PassMalformed, len);
             }
+            if !signalling {
+                match lookup_binding(&hoa) {
+                    Some(b) if b.remote == ip.src => {}
+                    _ => return hao_without_binding(ip, &hoa, len),
+                }
+            }
             // Option: type := HAO_SWAPPED, data := the CoA; IPv6 source := the HoA.
             let mut swapped = [0u8; 18];
             swapped[0] = HAO_SWAPPED;
@@ -606,14 +617,39 @@ fn signalling(ctx: &XdpContext, ip: &Ipv6, len: usize) -> u32 {
                     swapped.len() as u32,
                 ) == 0
             } && store(ctx, L3 + 8, &hoa).is_ok();
-            if ok {
+            if !ok {
+                drop(Counter::DropHelperFailed, len)
+            } else if signalling {
                 pass(Counter::SignalHaoRewritten, len)
             } else {
-                drop(Counter::DropHelperFailed, len)
+                pass(Counter::HaoAccepted, len)
             }
         }
         _ => pass(Counter::PassLocal, len),
     }
+}
+
+/// A packet with a Home Address option and no binding from its source for that home address
+/// (RFC 6275 §9.3.1): dropped, and the daemon told through the punt ring so it can send a
+/// Binding Error with status 1 (rate-limited there, §9.3.3). The record carries the IPv6
+/// header and the option's address.
+#[inline(always)]
+fn hao_without_binding(ip: &Ipv6, hoa: &[u8; 16], len: usize) -> u32 {
+    if let Some(mut entry) = HA_PUNT.reserve::<PuntRecord>(0) {
+        let rec = entry.as_mut_ptr();
+        // SAFETY: `rec` points to a reserved record of the right size; the writes stay inside
+        // its `packet` (56 of PUNT_MAX_PACKET bytes).
+        unsafe {
+            (*rec).reason = PUNT_REASON_HAO_NO_BINDING;
+            (*rec).len = PUNT_HAO_LEN as u32;
+            let p = (&raw mut (*rec).packet).cast::<u8>();
+            core::ptr::write_unaligned(p.add(8).cast::<[u8; 16]>(), ip.src);
+            core::ptr::write_unaligned(p.add(24).cast::<[u8; 16]>(), ip.dst);
+            core::ptr::write_unaligned(p.add(40).cast::<[u8; 16]>(), *hoa);
+        }
+        entry.submit(0);
+    }
+    drop(Counter::DropHaoNoBinding, len)
 }
 
 /// Mobile node: a packet to our CoA with a type 2 routing header carrying our HoA (the HA's

@@ -168,6 +168,22 @@ impl HomeAgent {
         }
     }
 
+    /// The data plane dropped a packet with a Home Address option and no binding from its
+    /// source (RFC 6275 §9.3.1): a Binding Error with status 1, rate-limited per destination
+    /// (§9.3.3), from the address the packet was sent to.
+    pub fn on_hao_without_binding(&mut self, h: crate::punt::HaoWithoutBinding, now: Instant) {
+        if !crate::config::is_global_unicast(&h.src) {
+            return;
+        }
+        self.signalling.send_be(
+            h.dst,
+            h.src,
+            mh::BE_STATUS_UNKNOWN_BINDING_FOR_HAO,
+            h.hoa,
+            now,
+        );
+    }
+
     /// ICMPv6 for DHAAD: a Router Advertisement (another home agent on a home link,
     /// RFC 6275 §10.5.1) or a DHAAD Request to a home-agents anycast address (§10.5).
     pub fn on_icmp(&mut self, rx: Received, now: Instant) {
