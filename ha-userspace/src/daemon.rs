@@ -528,7 +528,7 @@ async fn serve(
             }
             Some(rx) = dhaad_rx.recv() => {
                 if let RoleState::HomeAgent(ha) = &mut role {
-                    ha.on_icmp(rx, Instant::now());
+                    ha.on_icmp(rx, bindings, Instant::now());
                 }
             }
             Some(query) = metrics_rx.recv() => {

@@ -405,9 +405,9 @@ mod tests {
     }
 }
 
-/// The ICMPv6 socket of DHAAD: Router Advertisements and DHAAD Requests in (the kernel's
-/// ICMP6_FILTER passes no other type), replies out; member of each home link's home-agents
-/// anycast address.
+/// The home agent's ICMPv6 socket: Router Advertisements, DHAAD Requests and the errors about
+/// tunnel packets in (the kernel's ICMP6_FILTER passes no other type), DHAAD Replies and the
+/// relayed errors out; member of each home link's home-agents anycast address.
 pub struct DhaadSocket {
     sock: crate::sock::RawSocket,
     joined: std::sync::Mutex<std::collections::HashSet<(u32, Ipv6Addr)>>,
@@ -420,7 +420,15 @@ impl DhaadSocket {
             .context("opening the ICMPv6 socket for DHAAD")?;
         // struct icmp6_filter: a set bit blocks that type.
         let mut filter = [u32::MAX; 8];
-        for t in [ROUTER_ADVERTISEMENT, DHAAD_REQUEST] {
+        // And the errors about tunnel packets (`home_agent::tunnel_icmp`).
+        for t in [
+            ROUTER_ADVERTISEMENT,
+            DHAAD_REQUEST,
+            super::tunnel_icmp::DEST_UNREACHABLE,
+            super::tunnel_icmp::PACKET_TOO_BIG,
+            super::tunnel_icmp::TIME_EXCEEDED,
+            super::tunnel_icmp::PARAMETER_PROBLEM,
+        ] {
             filter[usize::from(t >> 5)] &= !(1u32 << (t & 31));
         }
         let bytes: Vec<u8> = filter.iter().flat_map(|w| w.to_ne_bytes()).collect();
@@ -517,6 +525,10 @@ pub struct DhaadStats {
     pub not_for_a_home_link: u64,
     pub advertisements_learned: u64,
     pub invalid: u64,
+    /// ICMPv6 errors about our tunnel packets relayed to the inner source (RFC 2473 §8).
+    pub tunnel_errors_relayed: u64,
+    /// Errors not about a tunnel of ours to a bound care-of address, or over the budget.
+    pub tunnel_errors_ignored: u64,
 }
 
 /// Replies sent per second at most (a reply is bigger than the request: an amplifier must

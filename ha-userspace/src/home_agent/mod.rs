@@ -10,6 +10,7 @@ pub mod dhaad;
 pub mod registrar;
 pub mod registration;
 pub mod signalling;
+pub mod tunnel_icmp;
 
 use std::{
     collections::HashMap,
@@ -184,10 +185,60 @@ impl HomeAgent {
         );
     }
 
+    /// An ICMPv6 error about a packet this node tunnelled to a bound care-of address: the
+    /// error RFC 2473 §8.1 says goes to the inner packet's source, from the tunnel's entry
+    /// address, within the same budget as DHAAD replies.
+    fn relay_tunnel_error(&mut self, rx: &Received, bindings: &Bindings, now: Instant) {
+        let Some(e) = tunnel_icmp::relay(&rx.data) else {
+            self.dhaad_stats.tunnel_errors_ignored += 1;
+            return;
+        };
+        let ours = self.registrations.scope().is_local(&e.entry)
+            || self
+                .registrations
+                .scope()
+                .home_prefixes
+                .iter()
+                .any(|h| h.ha_address == e.entry);
+        let bound = bindings
+            .get(&e.inner_dst)
+            .is_some_and(|b| b.spec.coa == e.exit && b.spec.ha_address == e.entry);
+        if !ours || !bound || !self.spend_icmp_budget(now) {
+            self.dhaad_stats.tunnel_errors_ignored += 1;
+            return;
+        }
+        let Some(sock) = &self.dhaad else { return };
+        match sock.send(&e.message, e.inner_src, e.entry) {
+            Ok(_) => self.dhaad_stats.tunnel_errors_relayed += 1,
+            Err(err) => {
+                self.signalling.stats.send_errors += 1;
+                tracing::debug!(error = %err, to = %e.inner_src, "relaying a tunnel error failed");
+            }
+        }
+    }
+
+    /// One ICMPv6 message of this second's budget ([`dhaad::MAX_REPLIES_PER_SECOND`]).
+    fn spend_icmp_budget(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.dhaad_budget.0) >= Duration::from_secs(1) {
+            self.dhaad_budget = (now, 0);
+        }
+        if self.dhaad_budget.1 >= dhaad::MAX_REPLIES_PER_SECOND {
+            return false;
+        }
+        self.dhaad_budget.1 += 1;
+        true
+    }
+
     /// ICMPv6 for DHAAD: a Router Advertisement (another home agent on a home link,
     /// RFC 6275 §10.5.1) or a DHAAD Request to a home-agents anycast address (§10.5).
-    pub fn on_icmp(&mut self, rx: Received, now: Instant) {
+    pub fn on_icmp(&mut self, rx: Received, bindings: &Bindings, now: Instant) {
         match rx.data.first() {
+            Some(
+                &(tunnel_icmp::DEST_UNREACHABLE
+                | tunnel_icmp::PACKET_TOO_BIG
+                | tunnel_icmp::TIME_EXCEEDED
+                | tunnel_icmp::PARAMETER_PROBLEM),
+            ) => self.relay_tunnel_error(&rx, bindings, now),
             Some(&dhaad::ROUTER_ADVERTISEMENT) => {
                 // RFC 4861 §6.1.2: from the link (hop limit 255), from a link-local address.
                 if rx.hop_limit != Some(255) || rx.src.segments()[0] & 0xffc0 != 0xfe80 {
@@ -221,14 +272,10 @@ impl HomeAgent {
                     self.dhaad_stats.invalid += 1;
                     return;
                 }
-                if now.duration_since(self.dhaad_budget.0) >= Duration::from_secs(1) {
-                    self.dhaad_budget = (now, 0);
-                }
-                if self.dhaad_budget.1 >= dhaad::MAX_REPLIES_PER_SECOND {
+                if !self.spend_icmp_budget(now) {
                     self.dhaad_stats.rate_limited += 1;
                     return;
                 }
-                self.dhaad_budget.1 += 1;
                 let shuffler = &mut self.shuffler;
                 let list = self
                     .home_agents
