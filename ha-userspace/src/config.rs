@@ -271,6 +271,10 @@ pub struct HomeAgentConfig {
     /// §10.3.1). Turning it off is only for lab load tests.
     #[serde(default = "default_true")]
     pub dad: bool,
+    /// Answer Mobile Prefix Solicitations from bound home addresses (RFC 6275 §10.6; UMIP's
+    /// SendMobPfxAdvs). Unsolicited advertisements are not sent.
+    #[serde(default = "default_true")]
+    pub mobile_prefix_advertisements: bool,
     /// Bounds on the work new registrations may cause (`[home_agent.limits]`).
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -317,6 +321,7 @@ impl Default for HomeAgentConfig {
             home_prefixes: vec![],
             binding_refresh_advice: false,
             dad: true,
+            mobile_prefix_advertisements: true,
             limits: LimitsConfig::default(),
         }
     }
@@ -648,6 +653,7 @@ impl Config {
                 home_prefixes: u.ha_served_prefixes.iter().map(pfx).collect(),
                 binding_refresh_advice: false,
                 dad: true,
+                mobile_prefix_advertisements: u.send_mob_pfx_advs,
                 limits: LimitsConfig::default(),
             },
             mobile_node,

@@ -14,6 +14,8 @@ end-to-end tests to talk to hagent. Prints one JSON object per command on stdout
   sniff-mh  listen for Mobility Headers from --src, print their types
   hao-echo  send an echo request with a Home Address option for --hoa, print the Binding
             Error that answers it
+  mps       send a reverse-tunnelled Mobile Prefix Solicitation, print the tunnelled
+            advertisement's prefixes
   dhaad     send a DHAAD Request from --src to --anycast, print the reply's addresses
   ra-ha     send a Router Advertisement announcing this node as a home agent (H flag, an
             R-flag prefix with --address, a Home Agent Information option)
@@ -267,6 +269,31 @@ def cmd_hao_echo(a):
                       "checksum_ok": mh_checksum_ok(p[IPv6].src, p[IPv6].dst, raw(be))}))
 
 
+def cmd_mps(a):
+    from scapy.layers.inet6 import ICMPv6MPSol, ICMPv6MPAdv, ICMPv6NDOptPrefixInfo
+    def is_mpa(p):
+        if IPv6 not in p or p[IPv6].nh != 41 or p[IPv6].dst != a.coa:
+            return False
+        return ICMPv6MPAdv in p[IPv6].payload
+    pkt = (Ether(dst=a.router_mac) / IPv6(src=a.coa, dst=a.ha, nh=41)
+           / IPv6(src=a.hoa, dst=a.ha) / ICMPv6MPSol(id=0x4d50))
+    p = send_and_await(a, pkt, is_mpa)
+    if p is None:
+        print(json.dumps({"timeout": True}))
+        return
+    inner = p[IPv6].payload
+    adv = inner[ICMPv6MPAdv]
+    prefixes = []
+    o = adv.payload
+    while o is not None and not isinstance(o, type(None)) and len(o) > 0:
+        if isinstance(o, ICMPv6NDOptPrefixInfo):
+            prefixes.append({"prefix": o.prefix, "len": o.prefixlen, "L": o.L, "A": o.A,
+                             "R": o.R, "valid": o.validlifetime})
+        o = o.payload if hasattr(o, "payload") else None
+    print(json.dumps({"outer_src": p[IPv6].src, "inner_src": inner.src, "inner_dst": inner.dst,
+                      "id": adv.id, "prefixes": prefixes}))
+
+
 def cmd_dhaad(a):
     from scapy.all import send
     from scapy.layers.inet6 import ICMPv6HAADRequest, ICMPv6HAADReply
@@ -306,7 +333,7 @@ def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("bu", "tunnel", "reverse", "ha", "ns", "mh", "hoti", "sniff-mh", "dhaad", "ra-ha",
-                 "hao-echo"):
+                 "hao-echo", "mps"):
         p = sub.add_parser(name)
         p.add_argument("--iface", default="eth0")
         p.add_argument("--router-mac", default=None)
@@ -316,7 +343,7 @@ def main():
         if name == "ha":
             p.add_argument("--ha", required=True)
             p.add_argument("--then-brr", action="store_true")
-        if name in ("bu", "reverse", "hoti"):
+        if name in ("bu", "reverse", "hoti", "mps"):
             p.add_argument("--ha", required=True)
             p.add_argument("--hoa", required=True)
         if name == "bu":
@@ -352,7 +379,7 @@ def main():
     a = ap.parse_args()
     {"bu": cmd_bu, "tunnel": cmd_tunnel, "reverse": cmd_reverse, "ha": cmd_ha, "ns": cmd_ns,
      "mh": cmd_mh, "hoti": cmd_hoti, "sniff-mh": cmd_sniff_mh, "dhaad": cmd_dhaad,
-     "ra-ha": cmd_ra_ha, "hao-echo": cmd_hao_echo}[a.cmd](a)
+     "ra-ha": cmd_ra_ha, "hao-echo": cmd_hao_echo, "mps": cmd_mps}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -952,24 +952,20 @@ const NOT_ACTED_ON: &[(&str, &str)] = &[
         "route optimisation (the correspondent node role) is not implemented",
     ),
     (
-        "SendMobPfxAdvs",
-        "Mobile Prefix Discovery is not implemented",
-    ),
-    (
         "SendUnsolMobPfxAdvs",
-        "Mobile Prefix Discovery is not implemented",
+        "unsolicited Mobile Prefix Advertisements are not sent (solicitations are answered)",
     ),
     (
         "MinMobPfxAdvInterval",
-        "Mobile Prefix Discovery is not implemented",
+        "unsolicited Mobile Prefix Advertisements are not sent (solicitations are answered)",
     ),
     (
         "MaxMobPfxAdvInterval",
-        "Mobile Prefix Discovery is not implemented",
+        "unsolicited Mobile Prefix Advertisements are not sent (solicitations are answered)",
     ),
     (
         "SendMobPfxSols",
-        "Mobile Prefix Discovery is not implemented",
+        "hagent's mobile node sends no Mobile Prefix Solicitations",
     ),
     (
         "MnMaxCnBindingLife",

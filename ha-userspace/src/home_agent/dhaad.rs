@@ -424,6 +424,7 @@ impl DhaadSocket {
         for t in [
             ROUTER_ADVERTISEMENT,
             DHAAD_REQUEST,
+            super::mpd::MOBILE_PREFIX_SOLICITATION,
             super::tunnel_icmp::DEST_UNREACHABLE,
             super::tunnel_icmp::PACKET_TOO_BIG,
             super::tunnel_icmp::TIME_EXCEEDED,
@@ -529,6 +530,10 @@ pub struct DhaadStats {
     pub tunnel_errors_relayed: u64,
     /// Errors not about a tunnel of ours to a bound care-of address, or over the budget.
     pub tunnel_errors_ignored: u64,
+    /// Mobile Prefix Solicitations answered with an advertisement (RFC 6275 §10.6).
+    pub prefix_advertisements: u64,
+    /// Solicitations from no bound home address, to no address of ours, or over the budget.
+    pub prefix_solicitations_ignored: u64,
 }
 
 /// Replies sent per second at most (a reply is bigger than the request: an amplifier must

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod advertise;
 pub mod dad;
 pub mod dhaad;
+pub mod mpd;
 pub mod registrar;
 pub mod registration;
 pub mod signalling;
@@ -73,6 +74,8 @@ pub struct HomeAgent {
     removal_cause: Option<(Ipv6Addr, crate::events::Kind)>,
     /// Repeats of the unsolicited advertisements for new bindings.
     advertisements: advertise::Advertisements,
+    /// `home_agent.mobile_prefix_advertisements` (SendMobPfxAdvs).
+    mobile_prefix_advertisements: bool,
     /// DHAAD: the home-agents lists, the socket, the reply budget.
     home_agents: dhaad::HomeAgents,
     dhaad: Option<std::sync::Arc<dhaad::DhaadSocket>>,
@@ -107,6 +110,7 @@ impl HomeAgent {
             next_id: 0,
             removal_cause: None,
             advertisements: advertise::Advertisements::default(),
+            mobile_prefix_advertisements: config.home_agent.mobile_prefix_advertisements,
             home_agents: dhaad::HomeAgents::default(),
             dhaad: None,
             dhaad_stats: dhaad::DhaadStats::default(),
@@ -129,6 +133,7 @@ impl HomeAgent {
 
     /// A reloaded configuration (see [`Registrations::set_config`]).
     pub fn set_config(&mut self, config: &Config, bindings: &Bindings) {
+        self.mobile_prefix_advertisements = config.home_agent.mobile_prefix_advertisements;
         self.registrations
             .set_config(&config.home_agent, |h| bindings.get(h).is_some());
     }
@@ -217,6 +222,47 @@ impl HomeAgent {
         }
     }
 
+    /// A Mobile Prefix Solicitation (RFC 6275 §10.6.2): answered only for a bound home
+    /// address and sent to one of our home agent addresses, with the prefixes of its home
+    /// link, from the address it was sent to.
+    fn advertise_prefixes(&mut self, rx: &Received, bindings: &Bindings, now: Instant) {
+        let Some(id) = mpd::parse_solicitation(&rx.data) else {
+            self.dhaad_stats.invalid += 1;
+            return;
+        };
+        if !self.mobile_prefix_advertisements {
+            self.dhaad_stats.prefix_solicitations_ignored += 1;
+            return;
+        }
+        let scope = self.registrations.scope();
+        let bound = bindings.get(&rx.src).is_some();
+        let home = scope.home_prefix_of(&rx.src).copied();
+        let to_us = scope.home_prefixes.iter().any(|h| h.ha_address == rx.dst);
+        let Some(home) = home.filter(|_| bound && to_us) else {
+            self.dhaad_stats.prefix_solicitations_ignored += 1;
+            return;
+        };
+        let prefixes: Vec<(Ipv6Addr, u8)> = scope
+            .home_prefixes
+            .iter()
+            .filter(|h| h.ifindex == home.ifindex)
+            .map(|h| (h.prefix, h.len))
+            .collect();
+        if !self.spend_icmp_budget(now) {
+            self.dhaad_stats.prefix_solicitations_ignored += 1;
+            return;
+        }
+        let m = mpd::advertisement(id, &prefixes, rx.dst);
+        let Some(sock) = &self.dhaad else { return };
+        match sock.send(&m, rx.src, rx.dst) {
+            Ok(_) => self.dhaad_stats.prefix_advertisements += 1,
+            Err(e) => {
+                self.signalling.stats.send_errors += 1;
+                tracing::debug!(error = %e, to = %rx.src, "sending a mobile prefix advertisement failed");
+            }
+        }
+    }
+
     /// One ICMPv6 message of this second's budget ([`dhaad::MAX_REPLIES_PER_SECOND`]).
     fn spend_icmp_budget(&mut self, now: Instant) -> bool {
         if now.duration_since(self.dhaad_budget.0) >= Duration::from_secs(1) {
@@ -239,6 +285,7 @@ impl HomeAgent {
                 | tunnel_icmp::TIME_EXCEEDED
                 | tunnel_icmp::PARAMETER_PROBLEM),
             ) => self.relay_tunnel_error(&rx, bindings, now),
+            Some(&mpd::MOBILE_PREFIX_SOLICITATION) => self.advertise_prefixes(&rx, bindings, now),
             Some(&dhaad::ROUTER_ADVERTISEMENT) => {
                 // RFC 4861 §6.1.2: from the link (hop limit 255), from a link-local address.
                 if rx.hop_limit != Some(255) || rx.src.segments()[0] & 0xffc0 != 0xfe80 {
