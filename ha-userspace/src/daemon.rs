@@ -404,15 +404,16 @@ async fn serve(
         }
     };
 
-    // DHAAD (home agent): Router Advertisements and DHAAD Requests on a socket of their own.
+    // The home agent's ICMPv6 (DHAAD, Mobile Prefix Discovery, tunnel errors) on a socket of
+    // its own.
     // Without a responder the sender stays here, so the loop's branch never fires.
-    let (_no_dhaad, idle_rx) = mpsc::channel(1);
-    let (mut dhaad_rx, dhaad_task) = match &mut role {
+    let (_no_icmp, idle_rx) = mpsc::channel(1);
+    let (mut icmp_rx, icmp_task) = match &mut role {
         RoleState::HomeAgent(ha) => {
-            let sock = Arc::new(crate::home_agent::dhaad::DhaadSocket::new()?);
+            let sock = Arc::new(crate::home_agent::icmp::Icmpv6Socket::new()?);
             let dropped: Arc<std::sync::atomic::AtomicU64> = Arc::default();
-            ha.serve_dhaad(sock.clone(), dropped.clone());
-            let (rx, task) = crate::home_agent::dhaad::spawn_reader(sock, dropped);
+            ha.serve_icmp(sock.clone(), dropped.clone());
+            let (rx, task) = crate::home_agent::icmp::spawn_reader(sock, dropped);
             (rx, Some(task))
         }
         RoleState::MobileNode(_) => (idle_rx, None),
@@ -526,7 +527,7 @@ async fn serve(
                     ha.on_hao_without_binding(h, Instant::now());
                 }
             }
-            Some(rx) = dhaad_rx.recv() => {
+            Some(rx) = icmp_rx.recv() => {
                 if let RoleState::HomeAgent(ha) = &mut role {
                     ha.on_icmp(rx, bindings, Instant::now());
                 }
@@ -579,7 +580,7 @@ async fn serve(
     if let Some(t) = metrics_task {
         t.abort();
     }
-    if let Some(t) = dhaad_task {
+    if let Some(t) = icmp_task {
         t.abort();
     }
     drop(metrics_tx);

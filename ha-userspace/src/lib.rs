@@ -28,6 +28,7 @@ pub mod mobility;
 pub mod ndisc;
 pub mod notify;
 pub mod punt;
+pub mod rng;
 pub mod sock;
 pub mod system;
 pub mod validate;

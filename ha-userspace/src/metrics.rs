@@ -66,7 +66,7 @@ pub struct Snapshot {
     pub registrations_in_progress: u64,
     pub dad_in_flight: u64,
     /// Home agent: DHAAD requests, replies and advertisements learned.
-    pub dhaad: Option<crate::home_agent::dhaad::DhaadStats>,
+    pub dhaad: Option<crate::home_agent::icmp::IcmpStats>,
     /// Home agent: unsolicited NA repeats scheduled, and not scheduled (queue full).
     pub na_repeats: (u64, u64),
     /// IPsec requests, policies and SAs installed (`UseMnHaIPsec` only).
@@ -791,21 +791,21 @@ impl Server {
     }
 }
 
-/// The family names a scrape of `snapshot` carries (as in `# TYPE` lines).
-pub fn family_names(snapshot: &Snapshot) -> anyhow::Result<Vec<String>> {
-    let text = encode(snapshot.clone(), Format::OpenMetrics)?;
-    let mut names = Vec::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            names.push(rest.split(' ').next().unwrap_or("").to_string());
-        }
-    }
-    Ok(names)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The family names a scrape of `snapshot` carries (as in `# TYPE` lines).
+    fn family_names(snapshot: &Snapshot) -> anyhow::Result<Vec<String>> {
+        let text = encode(snapshot.clone(), Format::OpenMetrics)?;
+        let mut names = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                names.push(rest.split(' ').next().unwrap_or("").to_string());
+            }
+        }
+        Ok(names)
+    }
 
     fn home_agent_snapshot() -> Snapshot {
         Snapshot {

@@ -7,7 +7,7 @@ use std::{
     os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use tokio::io::unix::AsyncFd;
 
 /// A raw IPv6 socket registered with tokio.
@@ -231,9 +231,31 @@ pub fn multicast_membership(
     ifindex: u32,
     join: bool,
 ) -> anyhow::Result<()> {
+    let option = if join {
+        libc::IPV6_ADD_MEMBERSHIP
+    } else {
+        libc::IPV6_DROP_MEMBERSHIP
+    };
+    set_mreq(fd, option, group, ifindex).map_err(|e| {
+        anyhow::anyhow!(
+            "{} multicast group {group}: {e}",
+            if join { "joining" } else { "leaving" }
+        )
+    })
+}
+
+/// Joins an anycast address on an interface (the membership ends with the socket): the
+/// kernel then answers Neighbor Solicitations for it and delivers packets sent to it.
+pub fn join_anycast(fd: RawFd, anycast: Ipv6Addr, ifindex: u32) -> anyhow::Result<()> {
+    set_mreq(fd, libc::IPV6_JOIN_ANYCAST, anycast, ifindex)
+        .map_err(|e| anyhow::anyhow!("joining the anycast address {anycast}: {e}"))
+}
+
+/// An `IPPROTO_IPV6` option whose value is a `struct ipv6_mreq`.
+fn set_mreq(fd: RawFd, option: i32, addr: Ipv6Addr, ifindex: u32) -> std::io::Result<()> {
     let mreq = libc::ipv6_mreq {
         ipv6mr_multiaddr: libc::in6_addr {
-            s6_addr: group.octets(),
+            s6_addr: addr.octets(),
         },
         ipv6mr_interface: ifindex,
     };
@@ -242,21 +264,13 @@ pub fn multicast_membership(
         libc::setsockopt(
             fd,
             libc::IPPROTO_IPV6,
-            if join {
-                libc::IPV6_ADD_MEMBERSHIP
-            } else {
-                libc::IPV6_DROP_MEMBERSHIP
-            },
+            option,
             &mreq as *const _ as *const libc::c_void,
             size_of::<libc::ipv6_mreq>() as u32,
         )
     };
     if r < 0 {
-        bail!(
-            "{} multicast group {group}: {}",
-            if join { "joining" } else { "leaving" },
-            std::io::Error::last_os_error()
-        );
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

@@ -57,13 +57,18 @@ def l2(iface, dst_ip):
     return Ether()
 
 
-def send_and_await(a, frame, match):
-    """Sends `frame` on a.iface and returns the first received frame `match` accepts, or None
-    after a.timeout seconds. The sniffer starts first so a fast answer is not missed."""
+def send_and_await(a, frame, match, routed=False):
+    """Sends `frame` on a.iface (an IPv6 packet through the routing table when `routed`) and
+    returns the first received frame `match` accepts, or None after a.timeout seconds. The
+    sniffer starts first so a fast answer is not missed."""
+    from scapy.all import send
     sniffer = AsyncSniffer(iface=a.iface, lfilter=match, store=True, count=1)
     sniffer.start()
     time.sleep(0.3)
-    sendp(frame, iface=a.iface)
+    if routed:
+        send(frame)
+    else:
+        sendp(frame, iface=a.iface)
     sniffer.join(timeout=a.timeout)
     if sniffer.running:
         sniffer.stop()
@@ -248,22 +253,14 @@ def cmd_sniff_mh(a):
 
 
 def cmd_hao_echo(a):
-    from scapy.all import send
     def is_be(p):
         return IPv6 in p and MIP6MH_BE in p and p[IPv6].dst == a.src
-    sniffer = AsyncSniffer(iface=a.iface, lfilter=is_be, store=True, count=1)
-    sniffer.start()
-    time.sleep(0.3)
-    send(IPv6(src=a.src, dst=a.dst) / IPv6ExtHdrDestOpt(options=[HAO(hoa=a.hoa)])
-         / ICMPv6EchoRequest(id=0x4845, seq=1))
-    sniffer.join(timeout=a.timeout)
-    if sniffer.running:
-        sniffer.stop()
-    res = sniffer.results or []
-    if not res:
+    echo = (IPv6(src=a.src, dst=a.dst) / IPv6ExtHdrDestOpt(options=[HAO(hoa=a.hoa)])
+            / ICMPv6EchoRequest(id=0x4845, seq=1))
+    p = send_and_await(a, echo, is_be, routed=True)
+    if p is None:
         print(json.dumps({"timeout": True}))
         return
-    p = res[0]
     be = p[MIP6MH_BE]
     print(json.dumps({"src": p[IPv6].src, "dst": p[IPv6].dst, "status": be.status, "hoa": be.ha,
                       "checksum_ok": mh_checksum_ok(p[IPv6].src, p[IPv6].dst, raw(be))}))
@@ -283,34 +280,22 @@ def cmd_mps(a):
         return
     inner = p[IPv6].payload
     adv = inner[ICMPv6MPAdv]
-    prefixes = []
-    o = adv.payload
-    while o is not None and not isinstance(o, type(None)) and len(o) > 0:
-        if isinstance(o, ICMPv6NDOptPrefixInfo):
-            prefixes.append({"prefix": o.prefix, "len": o.prefixlen, "L": o.L, "A": o.A,
-                             "R": o.R, "valid": o.validlifetime})
-        o = o.payload if hasattr(o, "payload") else None
+    prefixes = [{"prefix": o.prefix, "len": o.prefixlen, "L": o.L, "A": o.A, "R": o.R,
+                 "valid": o.validlifetime}
+                for o in adv.iterpayloads() if isinstance(o, ICMPv6NDOptPrefixInfo)]
     print(json.dumps({"outer_src": p[IPv6].src, "inner_src": inner.src, "inner_dst": inner.dst,
                       "id": adv.id, "prefixes": prefixes}))
 
 
 def cmd_dhaad(a):
-    from scapy.all import send
     from scapy.layers.inet6 import ICMPv6HAADRequest, ICMPv6HAADReply
     def is_reply(p):
         return ICMPv6HAADReply in p and p[ICMPv6HAADReply].id == 0x4242
-    sniffer = AsyncSniffer(iface=a.iface, lfilter=is_reply, store=True, count=1)
-    sniffer.start()
-    time.sleep(0.3)
-    send(IPv6(src=a.src, dst=a.anycast) / ICMPv6HAADRequest(id=0x4242))
-    sniffer.join(timeout=a.timeout)
-    if sniffer.running:
-        sniffer.stop()
-    res = sniffer.results or []
-    if not res:
+    request = IPv6(src=a.src, dst=a.anycast) / ICMPv6HAADRequest(id=0x4242)
+    p = send_and_await(a, request, is_reply, routed=True)
+    if p is None:
         print(json.dumps({"timeout": True}))
         return
-    p = res[0]
     r = p[ICMPv6HAADReply]
     print(json.dumps({"src": p[IPv6].src, "dst": p[IPv6].dst, "id": r.id,
                       "addresses": list(r.addresses)}))

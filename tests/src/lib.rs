@@ -161,6 +161,46 @@ impl Netns {
             log: log.to_path_buf(),
         })
     }
+
+    /// Captures what `filter` matches on `iface` into `pcap` (tcpdump, unbuffered), and waits
+    /// until it listens, so no packet sent after this returns is missed.
+    pub fn tcpdump(&self, iface: &str, filter: &str, pcap: &Path) -> anyhow::Result<Background> {
+        let log = pcap.with_extension("log");
+        let pcap = pcap.to_str().context("pcap path")?;
+        let mut t = self.spawn(
+            "tcpdump",
+            &["-i", iface, "-n", "-U", "-B", "65536", "-w", pcap, filter],
+            &log,
+        )?;
+        wait_for("tcpdump to listen", Duration::from_secs(10), || {
+            t.check_running()?;
+            Ok(t.log().contains("listening on").then_some(()))
+        })?;
+        Ok(t)
+    }
+}
+
+/// The fields tshark decodes from each packet of `pcap` (that `display_filter` keeps), one
+/// row per packet, the first occurrence of each field.
+pub fn tshark_fields(
+    pcap: &Path,
+    display_filter: Option<&str>,
+    fields: &[&str],
+) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap);
+    if let Some(f) = display_filter {
+        cmd.args(["-Y", f]);
+    }
+    cmd.args(["-T", "fields", "-E", "separator=;", "-E", "occurrence=f"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = run(&mut cmd)?;
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| l.split(';').map(str::to_string).collect())
+        .collect())
 }
 
 impl Drop for Netns {

@@ -24,3 +24,31 @@ pub fn mac(ns: &Netns, iface: &str) -> anyhow::Result<String> {
         .trim()
         .to_string())
 }
+
+/// Starts `mn.py args` in `ns` in the background (a listener: `tunnel`, `sniff-mh`, `ha`),
+/// its output in `log`.
+pub fn spawn(
+    ns: &Netns,
+    args: &[&str],
+    log: &std::path::Path,
+) -> anyhow::Result<crate::Background> {
+    let mut all = vec![MN];
+    all.extend_from_slice(args);
+    ns.spawn(crate::roaming::PYTHON, &all, log)
+}
+
+/// The JSON line a background `mn.py` prints, once it has (within `timeout`).
+pub fn first_json(
+    listener: &mut crate::Background,
+    what: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Value> {
+    crate::wait_for(what, timeout, || {
+        let _ = listener.check_running();
+        Ok(listener
+            .log()
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok()))
+    })
+}

@@ -6,7 +6,7 @@ use std::{net::Ipv6Addr, process::Command};
 
 use ha_common::mh::{self, BaFields, BuFields, Message, MobilityHeader, MobilityOption};
 use hagent::mobility::{ba_packet, ipv6_header};
-use tests::{TempDir, run};
+use tests::TempDir;
 
 fn a(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
@@ -28,27 +28,6 @@ fn pcap(packets: &[Vec<u8>]) -> Vec<u8> {
         f.extend_from_slice(p);
     }
     f
-}
-
-fn tshark_fields(file: &std::path::Path, fields: &[&str]) -> anyhow::Result<Vec<Vec<String>>> {
-    let mut args = vec![
-        "-r",
-        file.to_str().unwrap(),
-        "-T",
-        "fields",
-        "-E",
-        "separator=;",
-        "-E",
-        "occurrence=f",
-    ];
-    for f in fields {
-        args.extend_from_slice(&["-e", f]);
-    }
-    let out = run(Command::new("tshark").args(&args))?;
-    Ok(String::from_utf8(out.stdout)?
-        .lines()
-        .map(|l| l.split(';').map(str::to_string).collect())
-        .collect())
 }
 
 #[test]
@@ -115,8 +94,9 @@ fn tshark_decodes_what_hagent_builds() -> anyhow::Result<()> {
     let dir = TempDir::new("tshark")?;
     let file = dir.join("mh.pcap");
     std::fs::write(&file, pcap(&[bu, ba, ok, bu_alt]))?;
-    let rows = tshark_fields(
+    let rows = tests::tshark_fields(
         &file,
+        None,
         &[
             "mip6.mhtype",
             "mip6.bu.seqnr",

@@ -15,7 +15,6 @@ use tests::{
     wait_for,
 };
 
-use tests::scapy::MN as SCAPY_MN;
 const NEW_COA: &str = "2001:db8:f00d::beef";
 
 struct Mn<'a> {
@@ -71,9 +70,9 @@ fn proxied(lab: &SeedLab, hoa: &str) -> anyhow::Result<bool> {
 /// listens on the MN for tunnel packets to `coa`; returns what it saw.
 fn tunnelled_to(lab: &SeedLab, mn: &Mn<'_>, coa: &str) -> anyhow::Result<Value> {
     let dir = tests::TempDir::new("tunnel")?;
-    let mut listener = lab.mn.spawn(
-        "/usr/bin/python3",
-        &[SCAPY_MN, "tunnel", "--coa", coa, "--duration", "3"],
+    let mut listener = tests::scapy::spawn(
+        &lab.mn,
+        &["tunnel", "--coa", coa, "--duration", "3"],
         &dir.join("tunnel.log"),
     )?;
     std::thread::sleep(Duration::from_millis(800));
@@ -82,13 +81,12 @@ fn tunnelled_to(lab: &SeedLab, mn: &Mn<'_>, coa: &str) -> anyhow::Result<Value> 
         .command("ping")
         .args(["-6", "-c", "3", "-i", "0.3", "-W", "1", seed::HOA])
         .output()?;
-    let v = wait_for("scapy's tunnel listener", Duration::from_secs(10), || {
-        listener.check_running().ok();
-        let log = listener.log();
-        Ok(log.lines().find(|l| l.starts_with('{')).map(str::to_string))
-    })?;
     let _ = &mn.router_mac;
-    Ok(serde_json::from_str(&v)?)
+    tests::scapy::first_json(
+        &mut listener,
+        "scapy's tunnel listener",
+        Duration::from_secs(10),
+    )
 }
 
 #[test]

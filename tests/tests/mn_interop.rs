@@ -9,10 +9,8 @@ use std::time::Duration;
 use tests::{
     Netns, TempDir, require_root,
     topology::{Hagent, addr, veth},
-    wait_for,
 };
 
-const SCAPY_MN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scapy/mn.py");
 const HA: &str = "2001:db8:bee5::c001:babe";
 const HOA: &str = "2001:db8:bee5::dead:face";
 const COA: &str = "2001:db8:f00d::dead:face";
@@ -42,10 +40,9 @@ fn our_mobile_node_registers_with_a_scapy_home_agent() -> anyhow::Result<()> {
         "1460",
     ])?;
     let dir = TempDir::new("scapy-ha")?;
-    let mut scapy = ha.spawn(
-        "/usr/bin/python3",
+    let mut scapy = tests::scapy::spawn(
+        &ha,
         &[
-            SCAPY_MN,
             "ha",
             "--ha",
             HA,
@@ -62,15 +59,7 @@ fn our_mobile_node_registers_with_a_scapy_home_agent() -> anyhow::Result<()> {
         "role = \"mobile_node\"\n[mobile_node]\nhome_address = \"{HOA}\"\nhome_agent = \"{HA}\"\nhome_interface = \"home0\"\n[dataplane]\ninterfaces = [\"fa0\"]\nmax_bindings = 16\nmax_prefixes = 16\n"
     );
     let daemon = Hagent::start(&mn, &config)?;
-    let bu = wait_for("scapy to see the BU", Duration::from_secs(20), || {
-        let _ = scapy.check_running();
-        Ok(scapy
-            .log()
-            .lines()
-            .find(|l| l.starts_with('{'))
-            .map(str::to_string))
-    })?;
-    let bu: serde_json::Value = serde_json::from_str(&bu)?;
+    let bu = tests::scapy::first_json(&mut scapy, "scapy to see the BU", Duration::from_secs(20))?;
     assert_eq!(bu["coa"], COA, "{bu}");
     assert_eq!(bu["hoa"], HOA, "Home Address option: {bu}");
     assert_eq!(bu["checksum_ok"], true, "MH checksum over the HoA: {bu}");

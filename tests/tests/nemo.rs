@@ -8,9 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::{
     require_root,
-    scapy::MN as SCAPY_MN,
     topology::{Hagent, SeedLab, seed},
-    wait_for,
 };
 
 const MNP: &str = "2001:db8:100::/48";
@@ -73,9 +71,9 @@ fn implicit_mode_registers_the_configured_prefixes_and_r_flag_changes_are_refuse
 
     // A host behind the router is reached through the tunnel.
     let dir = tests::TempDir::new("nemo")?;
-    let mut listener = lab.mn.spawn(
-        "/usr/bin/python3",
-        &[SCAPY_MN, "tunnel", "--coa", seed::COA, "--duration", "3"],
+    let mut listener = tests::scapy::spawn(
+        &lab.mn,
+        &["tunnel", "--coa", seed::COA, "--duration", "3"],
         &dir.join("tunnel.log"),
     )?;
     std::thread::sleep(Duration::from_millis(800));
@@ -84,14 +82,11 @@ fn implicit_mode_registers_the_configured_prefixes_and_r_flag_changes_are_refuse
         .command("ping")
         .args(["-6", "-c", "3", "-i", "0.3", "-W", "1", BEHIND])
         .output()?;
-    let got: Value = wait_for("scapy's tunnel listener", Duration::from_secs(10), || {
-        listener.check_running().ok();
-        Ok(listener
-            .log()
-            .lines()
-            .find(|l| l.starts_with('{'))
-            .and_then(|l| serde_json::from_str(l).ok()))
-    })?;
+    let got = tests::scapy::first_json(
+        &mut listener,
+        "scapy's tunnel listener",
+        Duration::from_secs(10),
+    )?;
     let to_behind = got["packets"]
         .as_array()
         .into_iter()

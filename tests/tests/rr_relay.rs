@@ -7,17 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::{
-    require_root,
-    scapy::MN as SCAPY_MN,
+    require_root, scapy,
     topology::{Hagent, SeedLab, ha_config, seed},
-    wait_for,
 };
-
-fn json_line(log: &str) -> Option<Value> {
-    log.lines()
-        .find(|l| l.starts_with('{'))
-        .and_then(|l| serde_json::from_str(l).ok())
-}
 
 #[test]
 fn correspondent_signalling_reaches_the_mobile_node_through_the_tunnel() -> anyhow::Result<()> {
@@ -31,18 +23,19 @@ fn correspondent_signalling_reaches_the_mobile_node_through_the_tunnel() -> anyh
 
     // CN → HoA: HoT, BRR, BE. At the CoA (scapy listening on the MN's link): IPv6-in-IPv6
     // from the HA with each MH inside.
-    let mut listener = lab.mn.spawn(
-        "/usr/bin/python3",
-        &[SCAPY_MN, "tunnel", "--coa", seed::COA, "--duration", "4"],
+    let mut listener = scapy::spawn(
+        &lab.mn,
+        &["tunnel", "--coa", seed::COA, "--duration", "4"],
         &dir.join("tunnel.log"),
     )?;
     std::thread::sleep(Duration::from_millis(800));
-    let sent = tests::scapy::run(&lab.cn, &["mh", "--dst", seed::HOA])?;
+    let sent = scapy::run(&lab.cn, &["mh", "--dst", seed::HOA])?;
     assert_eq!(sent["sent"], serde_json::json!([3, 0, 7]), "{sent}");
-    let got = wait_for("scapy's tunnel listener", Duration::from_secs(15), || {
-        listener.check_running().ok();
-        Ok(json_line(&listener.log()))
-    })?;
+    let got = scapy::first_json(
+        &mut listener,
+        "scapy's tunnel listener",
+        Duration::from_secs(15),
+    )?;
     let packets = got["packets"].as_array().cloned().unwrap_or_default();
     let mh: Vec<&Value> = packets.iter().filter(|p| !p["mh_type"].is_null()).collect();
     let types: Vec<u64> = mh.iter().filter_map(|p| p["mh_type"].as_u64()).collect();
@@ -55,14 +48,14 @@ fn correspondent_signalling_reaches_the_mobile_node_through_the_tunnel() -> anyh
     }
 
     // MN → CN: a Home Test Init in the reverse tunnel; the CN sees it from the HoA.
-    let mut sniffer = lab.cn.spawn(
-        "/usr/bin/python3",
-        &[SCAPY_MN, "sniff-mh", "--src", seed::HOA, "--timeout", "6"],
+    let mut sniffer = scapy::spawn(
+        &lab.cn,
+        &["sniff-mh", "--src", seed::HOA, "--timeout", "6"],
         &dir.join("sniff.log"),
     )?;
     std::thread::sleep(Duration::from_millis(800));
-    let router_mac = tests::scapy::mac(&lab.router, "foreign0")?;
-    tests::scapy::run(
+    let router_mac = scapy::mac(&lab.router, "foreign0")?;
+    scapy::run(
         &lab.mn,
         &[
             "hoti",
@@ -78,13 +71,10 @@ fn correspondent_signalling_reaches_the_mobile_node_through_the_tunnel() -> anyh
             &router_mac,
         ],
     )?;
-    let got = wait_for(
+    let got = scapy::first_json(
+        &mut sniffer,
         "scapy's MH sniffer at the CN",
         Duration::from_secs(15),
-        || {
-            sniffer.check_running().ok();
-            Ok(json_line(&sniffer.log()))
-        },
     )?;
     assert_eq!(got["count"], 1, "{got}\n{}", ha.cli(&["stats"])?);
     let p = &got["packets"][0];

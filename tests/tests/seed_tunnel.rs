@@ -68,25 +68,9 @@ fn tunnel(mode: &str) -> anyhow::Result<()> {
     // IPv6-in-IPv6 from the HA to the CoA.
     let dir = TempDir::new("seed")?;
     let pcap = dir.join("foreign.pcap");
-    let mut tcpdump = lab.router.spawn(
-        "tcpdump",
-        &[
-            "-i",
-            "foreign0",
-            "-n",
-            "-U",
-            "-B",
-            "65536",
-            "-w",
-            pcap.to_str().unwrap(),
-            "ip6 and ip6[6] == 41",
-        ],
-        &dir.join("tcpdump.log"),
-    )?;
-    wait_for("tcpdump to listen", Duration::from_secs(10), || {
-        tcpdump.check_running()?;
-        Ok(tcpdump.log().contains("listening on").then_some(()))
-    })?;
+    let mut tcpdump = lab
+        .router
+        .tcpdump("foreign0", "ip6 and ip6[6] == 41", &pcap)?;
 
     if let Some(secs) = std::env::var("HAGENT_TEST_PAUSE")
         .ok()

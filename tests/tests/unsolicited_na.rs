@@ -6,41 +6,25 @@
 use std::{process::Command, time::Duration};
 
 use tests::{
-    require_root, run,
+    require_root,
     topology::{Hagent, SeedLab, ha_config, seed},
     wait_for,
 };
 
 /// (target, R, S, O, IPv6 destination, target link-layer address) of each NA in `pcap`.
 fn advertisements(pcap: &std::path::Path) -> anyhow::Result<Vec<Vec<String>>> {
-    let out = run(Command::new("tshark").args([
-        "-r",
-        pcap.to_str().unwrap(),
-        "-Y",
-        "icmpv6.type == 136",
-        "-T",
-        "fields",
-        "-E",
-        "separator=;",
-        "-E",
-        "occurrence=f",
-        "-e",
-        "icmpv6.nd.na.target_address",
-        "-e",
-        "icmpv6.nd.na.flag.r",
-        "-e",
-        "icmpv6.nd.na.flag.s",
-        "-e",
-        "icmpv6.nd.na.flag.o",
-        "-e",
-        "ipv6.dst",
-        "-e",
-        "icmpv6.opt.linkaddr",
-    ]))?;
-    Ok(String::from_utf8(out.stdout)?
-        .lines()
-        .map(|l| l.split(';').map(str::to_string).collect())
-        .collect())
+    tests::tshark_fields(
+        pcap,
+        Some("icmpv6.type == 136"),
+        &[
+            "icmpv6.nd.na.target_address",
+            "icmpv6.nd.na.flag.r",
+            "icmpv6.nd.na.flag.s",
+            "icmpv6.nd.na.flag.o",
+            "ipv6.dst",
+            "icmpv6.opt.linkaddr",
+        ],
+    )
 }
 
 #[test]
@@ -56,23 +40,9 @@ fn a_new_binding_is_advertised_three_times_and_the_repeats_stop_with_it() -> any
     let ha_mac = tests::scapy::mac(&lab.ha, "eth0")?;
     let dir = tests::TempDir::new("una")?;
     let pcap = dir.join("home.pcap");
-    let mut tcpdump = lab.router.spawn(
-        "tcpdump",
-        &[
-            "-i",
-            "home0",
-            "-n",
-            "-U",
-            "-w",
-            pcap.to_str().unwrap(),
-            "icmp6 and ip6[40] == 136",
-        ],
-        &dir.join("tcpdump.log"),
-    )?;
-    wait_for("tcpdump to listen", Duration::from_secs(10), || {
-        tcpdump.check_running()?;
-        Ok(tcpdump.log().contains("listening on").then_some(()))
-    })?;
+    let mut tcpdump = lab
+        .router
+        .tcpdump("home0", "icmp6 and ip6[40] == 136", &pcap)?;
 
     ha.cli(&["binding", "add", seed::HOA, seed::COA, "--lifetime", "600"])?;
     // A second binding removed at once: its first advertisement goes, its repeats do not.

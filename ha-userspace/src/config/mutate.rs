@@ -3,23 +3,7 @@
 //! hand-written and often half-edited; whatever they contain, parsing must end in a
 //! value or a located error, never a panic.
 
-/// xorshift64: deterministic, so a failing input can be reproduced from the seed.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+pub use crate::rng::XorShift;
 
 /// Applies one to six random edits to `seed`: deletions, insertions from `alphabet`
 /// (the characters the grammar cares about), truncation, swaps, duplicated and removed
@@ -51,7 +35,7 @@ pub fn mutate(seed: &str, alphabet: &[char], rng: &mut XorShift) -> String {
                 chars.drain(start..start + n);
             }
             _ => {
-                let c = char::from_u32((rng.next() % 0x11_0000) as u32).unwrap_or('\u{fffd}');
+                let c = char::from_u32((rng.next_u64() % 0x11_0000) as u32).unwrap_or('\u{fffd}');
                 chars.insert(rng.below(len + 1), c);
             }
         }

@@ -32,9 +32,6 @@ impl Advertisements {
     /// A binding for `hoa` on `ifindex` was created at `now`: the first advertisement goes now
     /// (the caller sends it), the repeats are scheduled.
     pub fn start(&mut self, hoa: Ipv6Addr, ifindex: u32, now: Instant) {
-        if MAX_NEIGHBOR_ADVERTISEMENT <= 1 {
-            return;
-        }
         if self.queue.len() >= MAX_PENDING {
             self.dropped += 1;
             return;

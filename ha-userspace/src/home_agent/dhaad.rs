@@ -220,22 +220,18 @@ impl HomeAgents {
     }
 }
 
-/// A Fisher–Yates shuffle from a small xorshift generator (not for secrets: it only spreads
-/// mobile nodes over equal home agents).
-pub struct Shuffler(u64);
+/// A Fisher–Yates shuffle (not for secrets: it only spreads mobile nodes over equal home
+/// agents).
+pub struct Shuffler(crate::rng::XorShift);
 
 impl Shuffler {
     pub fn new(seed: u64) -> Self {
-        Self(seed | 1)
+        Self(crate::rng::XorShift(seed | 1))
     }
 
     pub fn shuffle(&mut self, v: &mut [Ipv6Addr]) {
         for i in (1..v.len()).rev() {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            let j = (self.0 % (i as u64 + 1)) as usize;
-            v.swap(i, j);
+            v.swap(i, self.0.below(i + 1));
         }
     }
 }
@@ -404,138 +400,3 @@ mod tests {
         assert_eq!(l.reply_addresses(2, t0, keep), vec![me]);
     }
 }
-
-/// The home agent's ICMPv6 socket: Router Advertisements, DHAAD Requests and the errors about
-/// tunnel packets in (the kernel's ICMP6_FILTER passes no other type), DHAAD Replies and the
-/// relayed errors out; member of each home link's home-agents anycast address.
-pub struct DhaadSocket {
-    sock: crate::sock::RawSocket,
-    joined: std::sync::Mutex<std::collections::HashSet<(u32, Ipv6Addr)>>,
-}
-
-impl DhaadSocket {
-    pub fn new() -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let sock = crate::sock::RawSocket::new(libc::IPPROTO_ICMPV6)
-            .context("opening the ICMPv6 socket for DHAAD")?;
-        // struct icmp6_filter: a set bit blocks that type.
-        let mut filter = [u32::MAX; 8];
-        // And the errors about tunnel packets (`home_agent::tunnel_icmp`).
-        for t in [
-            ROUTER_ADVERTISEMENT,
-            DHAAD_REQUEST,
-            super::mpd::MOBILE_PREFIX_SOLICITATION,
-            super::tunnel_icmp::DEST_UNREACHABLE,
-            super::tunnel_icmp::PACKET_TOO_BIG,
-            super::tunnel_icmp::TIME_EXCEEDED,
-            super::tunnel_icmp::PARAMETER_PROBLEM,
-        ] {
-            filter[usize::from(t >> 5)] &= !(1u32 << (t & 31));
-        }
-        let bytes: Vec<u8> = filter.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        // ICMP6_FILTER (netinet/icmp6.h) is option 1 of IPPROTO_ICMPV6.
-        crate::sock::setsockopt_bytes(sock.raw_fd(), libc::IPPROTO_ICMPV6, 1, &bytes)?;
-        sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
-        sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
-        Ok(Self {
-            sock,
-            joined: Default::default(),
-        })
-    }
-
-    /// Joins `anycast` on `ifindex` (once; the membership ends with the socket).
-    pub fn join(&self, ifindex: u32, anycast: Ipv6Addr) -> anyhow::Result<()> {
-        let mut joined = self
-            .joined
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-        if joined.contains(&(ifindex, anycast)) {
-            return Ok(());
-        }
-        let mreq = libc::ipv6_mreq {
-            ipv6mr_multiaddr: libc::in6_addr {
-                s6_addr: anycast.octets(),
-            },
-            ipv6mr_interface: ifindex,
-        };
-        // SAFETY: `mreq` is a plain C struct; the slice covers exactly it.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&mreq as *const libc::ipv6_mreq).cast::<u8>(),
-                size_of::<libc::ipv6_mreq>(),
-            )
-        };
-        crate::sock::setsockopt_bytes(
-            self.sock.raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_JOIN_ANYCAST,
-            bytes,
-        )
-        .map_err(|e| anyhow::anyhow!("joining the home-agents anycast address {anycast}: {e:#}"))?;
-        joined.insert((ifindex, anycast));
-        Ok(())
-    }
-
-    pub async fn recv(&self) -> anyhow::Result<crate::sock::Received> {
-        self.sock.recv().await
-    }
-
-    pub fn send(&self, data: &[u8], dst: Ipv6Addr, src: Ipv6Addr) -> std::io::Result<usize> {
-        self.sock.send_to(data, dst, Some(src), 0)
-    }
-}
-
-/// Received ICMPv6 waiting for the event loop, at most.
-pub const QUEUE: usize = 1024;
-
-/// Reads the DHAAD socket into a bounded queue (what does not fit is dropped and counted).
-pub fn spawn_reader(
-    sock: std::sync::Arc<DhaadSocket>,
-    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) -> (
-    tokio::sync::mpsc::Receiver<crate::sock::Received>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
-    let task = tokio::spawn(async move {
-        loop {
-            match sock.recv().await {
-                Ok(r) => match tx.try_send(r) {
-                    Ok(()) => {}
-                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                        dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => break,
-                },
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "receiving ICMPv6 for DHAAD failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
-    (rx, task)
-}
-
-/// DHAAD counters (`hagent stats`: `home_agent.dhaad`).
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct DhaadStats {
-    pub requests: u64,
-    pub replies: u64,
-    pub rate_limited: u64,
-    pub not_for_a_home_link: u64,
-    pub advertisements_learned: u64,
-    pub invalid: u64,
-    /// ICMPv6 errors about our tunnel packets relayed to the inner source (RFC 2473 §8).
-    pub tunnel_errors_relayed: u64,
-    /// Errors not about a tunnel of ours to a bound care-of address, or over the budget.
-    pub tunnel_errors_ignored: u64,
-    /// Mobile Prefix Solicitations answered with an advertisement (RFC 6275 §10.6).
-    pub prefix_advertisements: u64,
-    /// Solicitations from no bound home address, to no address of ours, or over the budget.
-    pub prefix_solicitations_ignored: u64,
-}
-
-/// Replies sent per second at most (a reply is bigger than the request: an amplifier must
-/// stay small).
-pub const MAX_REPLIES_PER_SECOND: u32 = 100;

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod advertise;
 pub mod dad;
 pub mod dhaad;
+pub mod icmp;
 pub mod mpd;
 pub mod registrar;
 pub mod registration;
@@ -76,14 +77,15 @@ pub struct HomeAgent {
     advertisements: advertise::Advertisements,
     /// `home_agent.mobile_prefix_advertisements` (SendMobPfxAdvs).
     mobile_prefix_advertisements: bool,
-    /// DHAAD: the home-agents lists, the socket, the reply budget.
+    /// DHAAD: the home-agents list of each home link, and the shuffle of equal preferences.
     home_agents: dhaad::HomeAgents,
-    dhaad: Option<std::sync::Arc<dhaad::DhaadSocket>>,
-    dhaad_stats: dhaad::DhaadStats,
-    /// ICMPv6 dropped because the reader's queue was full.
-    dhaad_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    dhaad_budget: (Instant, u32),
     shuffler: dhaad::Shuffler,
+    /// The ICMPv6 socket of DHAAD, Mobile Prefix Discovery and the tunnel errors; their
+    /// counters; what the reader's full queue dropped; this second's budget.
+    icmp: Option<std::sync::Arc<icmp::Icmpv6Socket>>,
+    icmp_stats: icmp::IcmpStats,
+    icmp_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    icmp_budget: (Instant, u32),
 }
 
 impl HomeAgent {
@@ -112,10 +114,10 @@ impl HomeAgent {
             advertisements: advertise::Advertisements::default(),
             mobile_prefix_advertisements: config.home_agent.mobile_prefix_advertisements,
             home_agents: dhaad::HomeAgents::default(),
-            dhaad: None,
-            dhaad_stats: dhaad::DhaadStats::default(),
-            dhaad_dropped: Default::default(),
-            dhaad_budget: (now, 0),
+            icmp: None,
+            icmp_stats: icmp::IcmpStats::default(),
+            icmp_dropped: Default::default(),
+            icmp_budget: (now, 0),
             shuffler: dhaad::Shuffler::new(
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -145,15 +147,16 @@ impl HomeAgent {
         self.update_home_agents();
     }
 
-    /// Answers DHAAD on `sock` from now on: joins each home link's home-agents anycast
-    /// address and lists this node's addresses there.
-    pub fn serve_dhaad(
+    /// Serves the home agent's ICMPv6 on `sock` from now on: joins each home link's
+    /// home-agents anycast address and lists this node's addresses there (DHAAD), and sends
+    /// prefix advertisements and relayed tunnel errors through it.
+    pub fn serve_icmp(
         &mut self,
-        sock: std::sync::Arc<dhaad::DhaadSocket>,
+        sock: std::sync::Arc<icmp::Icmpv6Socket>,
         dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     ) {
-        self.dhaad = Some(sock);
-        self.dhaad_dropped = dropped;
+        self.icmp = Some(sock);
+        self.icmp_dropped = dropped;
         self.update_home_agents();
     }
 
@@ -161,7 +164,7 @@ impl HomeAgent {
         let mut own: HashMap<u32, Vec<Ipv6Addr>> = HashMap::new();
         for h in &self.registrations.scope().home_prefixes {
             own.entry(h.ifindex).or_default().push(h.ha_address);
-            if let (Some(sock), Some(any)) = (&self.dhaad, dhaad::anycast_address(h.prefix, h.len))
+            if let (Some(sock), Some(any)) = (&self.icmp, dhaad::anycast_address(h.prefix, h.len))
                 && let Err(e) = sock.join(h.ifindex, any)
             {
                 tracing::warn!(error = %format!("{e:#}"), "DHAAD will not be answered on this home link");
@@ -195,7 +198,7 @@ impl HomeAgent {
     /// address, within the same budget as DHAAD replies.
     fn relay_tunnel_error(&mut self, rx: &Received, bindings: &Bindings, now: Instant) {
         let Some(e) = tunnel_icmp::relay(&rx.data) else {
-            self.dhaad_stats.tunnel_errors_ignored += 1;
+            self.icmp_stats.tunnel_errors_ignored += 1;
             return;
         };
         let ours = self.registrations.scope().is_local(&e.entry)
@@ -209,12 +212,12 @@ impl HomeAgent {
             .get(&e.inner_dst)
             .is_some_and(|b| b.spec.coa == e.exit && b.spec.ha_address == e.entry);
         if !ours || !bound || !self.spend_icmp_budget(now) {
-            self.dhaad_stats.tunnel_errors_ignored += 1;
+            self.icmp_stats.tunnel_errors_ignored += 1;
             return;
         }
-        let Some(sock) = &self.dhaad else { return };
+        let Some(sock) = &self.icmp else { return };
         match sock.send(&e.message, e.inner_src, e.entry) {
-            Ok(_) => self.dhaad_stats.tunnel_errors_relayed += 1,
+            Ok(_) => self.icmp_stats.tunnel_errors_relayed += 1,
             Err(err) => {
                 self.signalling.stats.send_errors += 1;
                 tracing::debug!(error = %err, to = %e.inner_src, "relaying a tunnel error failed");
@@ -227,11 +230,11 @@ impl HomeAgent {
     /// link, from the address it was sent to.
     fn advertise_prefixes(&mut self, rx: &Received, bindings: &Bindings, now: Instant) {
         let Some(id) = mpd::parse_solicitation(&rx.data) else {
-            self.dhaad_stats.invalid += 1;
+            self.icmp_stats.invalid += 1;
             return;
         };
         if !self.mobile_prefix_advertisements {
-            self.dhaad_stats.prefix_solicitations_ignored += 1;
+            self.icmp_stats.prefix_solicitations_ignored += 1;
             return;
         }
         let scope = self.registrations.scope();
@@ -239,7 +242,7 @@ impl HomeAgent {
         let home = scope.home_prefix_of(&rx.src).copied();
         let to_us = scope.home_prefixes.iter().any(|h| h.ha_address == rx.dst);
         let Some(home) = home.filter(|_| bound && to_us) else {
-            self.dhaad_stats.prefix_solicitations_ignored += 1;
+            self.icmp_stats.prefix_solicitations_ignored += 1;
             return;
         };
         let prefixes: Vec<(Ipv6Addr, u8)> = scope
@@ -249,13 +252,13 @@ impl HomeAgent {
             .map(|h| (h.prefix, h.len))
             .collect();
         if !self.spend_icmp_budget(now) {
-            self.dhaad_stats.prefix_solicitations_ignored += 1;
+            self.icmp_stats.prefix_solicitations_ignored += 1;
             return;
         }
         let m = mpd::advertisement(id, &prefixes, rx.dst);
-        let Some(sock) = &self.dhaad else { return };
+        let Some(sock) = &self.icmp else { return };
         match sock.send(&m, rx.src, rx.dst) {
-            Ok(_) => self.dhaad_stats.prefix_advertisements += 1,
+            Ok(_) => self.icmp_stats.prefix_advertisements += 1,
             Err(e) => {
                 self.signalling.stats.send_errors += 1;
                 tracing::debug!(error = %e, to = %rx.src, "sending a mobile prefix advertisement failed");
@@ -263,15 +266,15 @@ impl HomeAgent {
         }
     }
 
-    /// One ICMPv6 message of this second's budget ([`dhaad::MAX_REPLIES_PER_SECOND`]).
+    /// One ICMPv6 message of this second's budget ([`icmp::MAX_REPLIES_PER_SECOND`]).
     fn spend_icmp_budget(&mut self, now: Instant) -> bool {
-        if now.duration_since(self.dhaad_budget.0) >= Duration::from_secs(1) {
-            self.dhaad_budget = (now, 0);
+        if now.duration_since(self.icmp_budget.0) >= Duration::from_secs(1) {
+            self.icmp_budget = (now, 0);
         }
-        if self.dhaad_budget.1 >= dhaad::MAX_REPLIES_PER_SECOND {
+        if self.icmp_budget.1 >= icmp::MAX_REPLIES_PER_SECOND {
             return false;
         }
-        self.dhaad_budget.1 += 1;
+        self.icmp_budget.1 += 1;
         true
     }
 
@@ -289,20 +292,20 @@ impl HomeAgent {
             Some(&dhaad::ROUTER_ADVERTISEMENT) => {
                 // RFC 4861 §6.1.2: from the link (hop limit 255), from a link-local address.
                 if rx.hop_limit != Some(255) || rx.src.segments()[0] & 0xffc0 != 0xfe80 {
-                    self.dhaad_stats.invalid += 1;
+                    self.icmp_stats.invalid += 1;
                     return;
                 }
                 if let Some(ad) = dhaad::parse_ra(&rx.data) {
-                    self.dhaad_stats.advertisements_learned += 1;
+                    self.icmp_stats.advertisements_learned += 1;
                     self.home_agents.learn(rx.ifindex, &ad, now);
                 }
             }
             Some(&dhaad::DHAAD_REQUEST) => {
                 let Some(id) = dhaad::parse_request(&rx.data) else {
-                    self.dhaad_stats.invalid += 1;
+                    self.icmp_stats.invalid += 1;
                     return;
                 };
-                self.dhaad_stats.requests += 1;
+                self.icmp_stats.requests += 1;
                 // The request names the home link by the anycast address it was sent to.
                 let Some(home) = self
                     .registrations
@@ -312,15 +315,15 @@ impl HomeAgent {
                     .find(|h| dhaad::anycast_address(h.prefix, h.len) == Some(rx.dst))
                     .cloned()
                 else {
-                    self.dhaad_stats.not_for_a_home_link += 1;
+                    self.icmp_stats.not_for_a_home_link += 1;
                     return;
                 };
                 if !crate::config::is_global_unicast(&rx.src) {
-                    self.dhaad_stats.invalid += 1;
+                    self.icmp_stats.invalid += 1;
                     return;
                 }
                 if !self.spend_icmp_budget(now) {
-                    self.dhaad_stats.rate_limited += 1;
+                    self.icmp_stats.rate_limited += 1;
                     return;
                 }
                 let shuffler = &mut self.shuffler;
@@ -328,16 +331,16 @@ impl HomeAgent {
                     .home_agents
                     .reply_addresses(home.ifindex, now, |g| shuffler.shuffle(g));
                 let reply = dhaad::reply(id, &list);
-                let Some(sock) = &self.dhaad else { return };
+                let Some(sock) = &self.icmp else { return };
                 match sock.send(&reply, rx.src, home.ha_address) {
-                    Ok(_) => self.dhaad_stats.replies += 1,
+                    Ok(_) => self.icmp_stats.replies += 1,
                     Err(e) => {
                         self.signalling.stats.send_errors += 1;
                         tracing::debug!(error = %e, to = %rx.src, "sending a DHAAD reply failed");
                     }
                 }
             }
-            _ => self.dhaad_stats.invalid += 1,
+            _ => self.icmp_stats.invalid += 1,
         }
     }
 
@@ -647,7 +650,7 @@ impl HomeAgent {
         s.registrations = Some(self.registrations.stats().clone());
         s.registrations_in_progress = self.registrations.in_progress() as u64;
         s.dad_in_flight = self.dad.running() as u64;
-        s.dhaad = Some(self.dhaad_stats);
+        s.dhaad = Some(self.icmp_stats);
         s.na_repeats = (
             self.advertisements.pending() as u64,
             self.advertisements.dropped,
@@ -662,8 +665,8 @@ impl HomeAgent {
             "in_progress": self.registrations.in_progress(),
             "dad_probes": self.dad.running(),
             "dropped_queue_full": dropped_queue_full,
-            "dhaad": self.dhaad_stats,
-            "dhaad_queue_full": self.dhaad_dropped.load(std::sync::atomic::Ordering::Relaxed),
+            "dhaad": self.icmp_stats,
+            "dhaad_queue_full": self.icmp_dropped.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 }

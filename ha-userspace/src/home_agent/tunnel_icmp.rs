@@ -42,7 +42,7 @@ pub struct TunnelError {
 /// builds the error for the inner packet's source. None when it is not an error, not about
 /// an IPv6-in-IPv6 packet, or the inner source is no unicast address to report to.
 pub fn relay(icmp: &[u8]) -> Option<TunnelError> {
-    let (t, code) = (*icmp.first()?, *icmp.get(1)?);
+    let t = *icmp.first()?;
     if !matches!(
         t,
         DEST_UNREACHABLE | PACKET_TOO_BIG | TIME_EXCEEDED | PARAMETER_PROBLEM
@@ -74,7 +74,6 @@ pub fn relay(icmp: &[u8]) -> Option<TunnelError> {
         message.extend_from_slice(&[PACKET_TOO_BIG, 0, 0, 0]);
         message.extend_from_slice(&inner_mtu.to_be_bytes());
     } else {
-        let _ = code;
         message.extend_from_slice(&[DEST_UNREACHABLE, ADDRESS_UNREACHABLE, 0, 0, 0, 0, 0, 0]);
     }
     message.extend_from_slice(quote);
